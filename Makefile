@@ -1,0 +1,40 @@
+# The two commands of the README: `make demo` (set up + main job) and `make test` (set up + tests).
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+DATA_DIR ?= data/tfds
+# Offline machines: point at a wga.hu mirror (data_txt.zip + art/). ../shared/wga-sample is used when present.
+WGA_MANUAL_DIR ?= $(firstword $(wildcard ../shared/wga-sample))
+MANUAL_FLAG := $(if $(WGA_MANUAL_DIR),--manual_dir $(WGA_MANUAL_DIR),)
+
+.PHONY: install demo data stats test test-all lint clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[cpu,test]"
+	touch $@
+
+# Main job: build the `sample` config of the wga dataset (download, or the manual mirror) and print its statistics.
+demo: data stats
+
+data: install
+	$(BIN)/tfds build datasets/wga --config sample --data_dir $(DATA_DIR) $(MANUAL_FLAG)
+
+stats: install
+	$(BIN)/artnet data-stats --config sample --data-dir $(DATA_DIR)
+
+test: install
+	$(BIN)/python -m pytest
+
+test-all: install
+	$(BIN)/python -m pytest -m ""
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

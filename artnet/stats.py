@@ -1,0 +1,91 @@
+"""Counts of a built `wga` config: split x head x class, unknowns included, and authors per split.
+
+These are the 2020 report's tables 1 and 2, made from the dataset actually built rather than from
+folders counted by hand.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+from artnet import labels
+
+UNKNOWN_NAME = "(unknown)"
+
+
+def count_examples(examples, splits: list[str]) -> dict:
+    """`examples[split]` yields dicts with the three label indices and `author`."""
+    counts = {head: {split: Counter() for split in splits} for head in labels.HEADS}
+    authors: dict[str, set] = {split: set() for split in splits}
+    sizes: dict[str, int] = {}
+    for split in splits:
+        n = 0
+        for example in examples[split]:
+            n += 1
+            authors[split].add(example["author"])
+            for head in labels.HEADS:
+                name = labels.label_name(head, int(example[head])) or UNKNOWN_NAME
+                counts[head][split][name] += 1
+        sizes[split] = n
+    return {
+        "splits": sizes,
+        "authors": {split: len(names) for split, names in authors.items()},
+        "authors_shared_between_splits": len(
+            set.union(*[authors[a] & authors[b] for a in splits for b in splits if a < b] or [set()])
+        ),
+        "heads": {
+            head: {
+                name: {split: counts[head][split][name] for split in splits}
+                for name in (*labels.VOCABULARIES[head], UNKNOWN_NAME)
+            }
+            for head in labels.HEADS
+        },
+    }
+
+
+def to_markdown(stats: dict, title: str) -> str:
+    splits = list(stats["splits"])
+    lines = [f"# {title}", "", "| split | examples | authors |", "| --- | ---: | ---: |"]
+    lines += [f"| {s} | {stats['splits'][s]} | {stats['authors'][s]} |" for s in splits]
+    lines += ["", f"Authors in more than one split: {stats['authors_shared_between_splits']}"]
+    for head, table in stats["heads"].items():
+        lines += ["", f"## {head}", "", "| class | " + " | ".join(splits) + " | total |"]
+        lines.append("| --- |" + " ---: |" * (len(splits) + 1))
+        for name, row in table.items():
+            values = [row[s] for s in splits]
+            lines.append(f"| {name} | " + " | ".join(map(str, values)) + f" | {sum(values)} |")
+    return "\n".join(lines) + "\n"
+
+
+def wga_statistics(config: str, data_dir: str | Path, out_dir: str | Path | None = None) -> tuple[dict, Path]:
+    """Count a built `wga/<config>` and save `statistics.json` and `.md` (default: beside its records)."""
+    import tensorflow as tf
+    import tensorflow_datasets as tfds
+
+    try:
+        builder = tfds.builder(f"wga/{config}", data_dir=str(data_dir))
+    except Exception as error:  # TFDS raises several types for "not built here"
+        raise FileNotFoundError(
+            f"no built wga/{config} under {data_dir}: build it first with "
+            f"`tfds build datasets/wga --config {config} --data_dir {data_dir}` ({error})"
+        ) from error
+    splits = [s for s in ("train", "validation", "test") if s in builder.info.splits]
+    keep = (*labels.HEADS, "author")
+
+    def examples(split):
+        dataset = builder.as_dataset(split=split, decoders={"image": tfds.decode.SkipDecoding()})
+        dataset = dataset.map(lambda ex: {key: ex[key] for key in keep}, num_parallel_calls=tf.data.AUTOTUNE)
+        for example in dataset.as_numpy_iterator():
+            example["author"] = example["author"].decode("utf-8")
+            yield example
+
+    stats = count_examples({split: examples(split) for split in splits}, splits)
+    stats["config"] = config
+    stats["version"] = str(builder.info.version)
+    out = Path(out_dir) if out_dir else Path(builder.data_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "statistics.json").write_text(json.dumps(stats, indent=2, ensure_ascii=False))
+    (out / "statistics.md").write_text(to_markdown(stats, f"wga/{config} {stats['version']}"))
+    return stats, out

@@ -1,0 +1,5 @@
+"""The Web Gallery of Art source: catalogue parsing, splits, downloading, image preparation.
+
+The TFDS builder in `datasets/wga/` is a thin layer over these modules, which stay importable and
+testable without TFDS.
+"""

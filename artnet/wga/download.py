@@ -1,0 +1,259 @@
+"""Mirror wga.hu images concurrently, politely and resumably.
+
+The builder downloads into a local mirror laid out exactly like `--manual_dir` (`art/…/*.jpg`), then
+reads the mirror the same way in both modes. An image is written under its final name only after it
+decoded completely (temp file + atomic rename), so a killed build leaves no half files and a rerun
+skips everything already verified. 404s are recorded as missing (and remembered, so a rerun does not
+ask again); timeouts, resets, truncated bodies, 429 and 5xx are retried with exponential backoff.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import http.client
+import io
+import json
+import os
+import random
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+import zipfile
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from artnet import __version__
+from artnet.wga.images import ImageError, verify_image
+
+DEFAULT_BASE_URL = "https://www.wga.hu"
+CATALOG_URL_PATH = "/database/download/data_txt.zip"
+USER_AGENT = f"artnet/{__version__} (research dataset builder; one request per image, rate-limited)"
+MISSING_LOG = "missing.json"
+
+# Statuses of one image, in the build summary.
+FOUND, MISSING, FAILED, CORRUPT = "found", "missing", "failed", "corrupt"
+
+
+@dataclasses.dataclass
+class DownloadConfig:
+    """How to talk to the server. Environment variables override the defaults (see `from_env`)."""
+
+    base_url: str = DEFAULT_BASE_URL
+    workers: int = 8  # concurrent connections
+    max_rate: float = 10.0  # requests per second across all workers; 0 = unlimited
+    timeout: float = 30.0  # seconds per request (connect and each read)
+    retries: int = 5  # further attempts after the first, for retryable faults
+    backoff: float = 1.0  # first retry waits ~backoff s, then 2x, 4x, … (with jitter)
+    user_agent: str = USER_AGENT
+
+    @classmethod
+    def from_env(cls, environ: dict | None = None) -> DownloadConfig:
+        env = os.environ if environ is None else environ
+        config = cls()
+        for field, variable, kind in (
+            ("base_url", "ARTNET_WGA_BASE_URL", str),
+            ("workers", "ARTNET_WGA_WORKERS", int),
+            ("max_rate", "ARTNET_WGA_MAX_RATE", float),
+            ("timeout", "ARTNET_WGA_TIMEOUT", float),
+            ("retries", "ARTNET_WGA_RETRIES", int),
+            ("backoff", "ARTNET_WGA_BACKOFF", float),
+        ):
+            if env.get(variable):
+                try:
+                    setattr(config, field, kind(env[variable]))
+                except ValueError as error:
+                    raise ValueError(f"{variable}={env[variable]!r} is not a valid {kind.__name__}") from error
+        config.base_url = config.base_url.rstrip("/")
+        if config.workers < 1:
+            raise ValueError("ARTNET_WGA_WORKERS must be at least 1")
+        return config
+
+
+class DownloadError(RuntimeError):
+    """A fetch that did not succeed; `retryable` tells whether trying again may help."""
+
+    def __init__(self, message: str, *, retryable: bool, status: int | None = None):
+        super().__init__(message)
+        self.retryable = retryable
+        self.status = status
+
+
+class RateLimiter:
+    """At most `rate` calls per second over all threads (evenly spaced, not bursty)."""
+
+    def __init__(self, rate: float):
+        self._interval = 1.0 / rate if rate > 0 else 0.0
+        self._next = time.monotonic()
+        self._lock = threading.Lock()
+
+    def wait(self) -> None:
+        if not self._interval:
+            return
+        with self._lock:
+            now = time.monotonic()
+            start = max(now, self._next)
+            self._next = start + self._interval
+        if start > now:
+            time.sleep(start - now)
+
+
+class Fetcher:
+    """GET with retries and backoff, shared by all worker threads."""
+
+    def __init__(self, config: DownloadConfig):
+        self.config = config
+        self.limiter = RateLimiter(config.max_rate)
+        self.retried = 0  # attempts beyond the first, for the summary
+        self._lock = threading.Lock()
+
+    def get_once(self, url: str) -> bytes:
+        self.limiter.wait()
+        request = urllib.request.Request(url, headers={"User-Agent": self.config.user_agent})
+        try:
+            with urllib.request.urlopen(request, timeout=self.config.timeout) as response:
+                body = response.read()
+                expected = response.headers.get("Content-Length")
+        except urllib.error.HTTPError as error:
+            retryable = error.code == 429 or error.code >= 500
+            raise DownloadError(f"HTTP {error.code} for {url}", retryable=retryable, status=error.code) from error
+        except (urllib.error.URLError, TimeoutError, ConnectionError, http.client.HTTPException) as error:
+            # Timeouts, refused or reset connections, and bodies cut short (IncompleteRead).
+            reason = getattr(error, "reason", error)
+            raise DownloadError(f"{type(error).__name__} for {url}: {reason}", retryable=True) from error
+        if expected is not None and expected.isdigit() and int(expected) != len(body):
+            raise DownloadError(f"truncated body for {url}: {len(body)} of {expected} bytes", retryable=True)
+        return body
+
+    def get(self, url: str, *, verify=None) -> bytes:
+        """The body of `url`, retried on retryable faults; `verify(body)` may raise ImageError."""
+        attempt = 0
+        while True:
+            try:
+                body = self.get_once(url)
+                if verify is not None:
+                    verify(body)
+                return body
+            except (DownloadError, ImageError) as error:
+                # An image that does not decode may be a body cut short without Content-Length: retry it.
+                retryable = isinstance(error, ImageError) or error.retryable
+                if not retryable or attempt >= self.config.retries:
+                    raise
+            attempt += 1
+            with self._lock:
+                self.retried += 1
+            delay = self.config.backoff * 2 ** (attempt - 1)
+            time.sleep(delay * (0.5 + random.random()))
+
+
+@dataclasses.dataclass
+class MirrorResult:
+    """Status per relative image path, plus counts for the summary."""
+
+    status: dict[str, str]
+    errors: dict[str, str]
+    fetched: int
+    cached: int
+    retried: int
+    seconds: float
+
+    def counts(self) -> dict[str, int]:
+        counts = {FOUND: 0, MISSING: 0, FAILED: 0, CORRUPT: 0}
+        for status in self.status.values():
+            counts[status] += 1
+        return counts
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def fetch_catalog(config: DownloadConfig, mirror_dir: Path) -> Path:
+    """`data_txt.zip` in the mirror, downloaded unless a complete copy is already there."""
+    target = mirror_dir / "data_txt.zip"
+    if target.is_file() and target.stat().st_size > 0:
+        return target
+
+    def verify_zip(body: bytes) -> None:
+        try:
+            with zipfile.ZipFile(io.BytesIO(body)) as archive:
+                if archive.testzip() is not None:
+                    raise ImageError("damaged catalogue zip")
+        except zipfile.BadZipFile as error:
+            raise ImageError(f"catalogue is not a zip: {error}") from error
+
+    body = Fetcher(config).get(config.base_url + CATALOG_URL_PATH, verify=verify_zip)
+    _write_atomically(target, body)
+    return target
+
+
+def mirror_images(
+    paths: Iterable[str],
+    mirror_dir: Path,
+    config: DownloadConfig,
+    *,
+    description: str = "wga images",
+) -> MirrorResult:
+    """Make `mirror_dir/<path>` exist and decode for every relative `art/…` path, as far as possible."""
+    mirror_dir = Path(mirror_dir)
+    started = time.monotonic()
+    missing_log = mirror_dir / MISSING_LOG
+    known_missing = set(json.loads(missing_log.read_text())) if missing_log.is_file() else set()
+    status: dict[str, str] = {}
+    errors: dict[str, str] = {}
+    todo: list[str] = []
+    for path in dict.fromkeys(paths):  # unique, in order
+        if (mirror_dir / path).is_file():
+            status[path] = FOUND  # written only after it decoded: verified
+        elif path in known_missing:
+            status[path] = MISSING
+        else:
+            todo.append(path)
+    cached = len(status)
+    fetcher = Fetcher(config)
+
+    def fetch(path: str) -> tuple[str, str, str]:
+        try:
+            body = fetcher.get(f"{config.base_url}/{path}", verify=verify_image)
+        except DownloadError as error:
+            return path, (MISSING if error.status in (404, 410) else FAILED), str(error)
+        except ImageError as error:
+            return path, CORRUPT, str(error)
+        _write_atomically(mirror_dir / path, body)
+        return path, FOUND, ""
+
+    if todo:
+        with ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="wga-fetch") as pool:
+            futures = [pool.submit(fetch, path) for path in todo]
+            with tqdm(total=len(futures), desc=description, unit="img") as bar:
+                for future in as_completed(futures):
+                    path, outcome, message = future.result()
+                    status[path] = outcome
+                    if message:
+                        errors[path] = message
+                    bar.update()
+                    bar.set_postfix(missing=sum(s == MISSING for s in status.values()), refresh=False)
+    newly_missing = {path for path, outcome in status.items() if outcome == MISSING}
+    if newly_missing - known_missing:
+        mirror_dir.mkdir(parents=True, exist_ok=True)
+        _write_atomically(missing_log, json.dumps(sorted(known_missing | newly_missing), indent=0).encode())
+    return MirrorResult(
+        status=status,
+        errors=errors,
+        fetched=len(todo),
+        cached=cached,
+        retried=fetcher.retried,
+        seconds=time.monotonic() - started,
+    )

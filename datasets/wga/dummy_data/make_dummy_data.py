@@ -1,0 +1,190 @@
+"""Regenerate the dummy data: a mini WGA mirror in the real format, with the rows that trip parsers.
+
+    python datasets/wga/dummy_data/make_dummy_data.py
+
+Writes `catalog.csv` (`;`-separated, Windows-1252, CRLF, as wga.hu serves it) and tiny synthetic
+JPEGs under `art/`. Nothing here comes from wga.hu: authors and titles are invented.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from PIL import Image
+
+HERE = Path(__file__).resolve().parent
+HEADER = "AUTHOR;BORN-DIED;TITLE;DATE;TECHNIQUE;LOCATION;URL;FORM;TYPE;SCHOOL;TIMEFRAME"
+SCHOOLS = ["Italian", "Dutch", "Flemish", "French", "German", "Spanish"]
+TYPES = ["religious", "portrait", "landscape", "genre", "mythological", "still-life", "historical"]
+TIMEFRAMES = [f"{start}-{start + 49}" for start in range(1401, 1900, 50)]
+DATES = ["1510", "c. 1510", "1620s", "-", "1598-1602", "after 1650"]
+
+
+def _jpeg(seed: int, mode: str = "RGB") -> bytes:
+    colour = ((seed * 53) % 256, (seed * 97) % 256, (seed * 151) % 256)
+    image = Image.new("RGB", (40 + seed % 7, 30 + seed % 5), colour)
+    for x in range(0, image.width, 4):
+        image.putpixel((x, seed % image.height), (255, 255, 255))
+    out = io.BytesIO()
+    image.convert(mode).save(out, format="JPEG", quality=90)
+    return out.getvalue()
+
+
+def rows() -> list[tuple[list[str] | str, bytes | None]]:
+    """(fields or a raw line, image bytes or None for 'no image in the mirror')."""
+    out: list[tuple[list[str] | str, bytes | None]] = []
+    for author_number in range(18):
+        slug = f"painter{author_number:02d}"
+        author = f"PAINTER, Number {author_number:02d}"
+        school = SCHOOLS[author_number % len(SCHOOLS)]
+        for work in range(3):
+            seed = author_number * 3 + work
+            fields = [
+                author,
+                "(b. 1480, Köln, d. 1540, Praha)",
+                f"Work {work} by {slug}",
+                DATES[seed % len(DATES)],
+                "Oil on panel, 50 x 40 cm",
+                "Private collection",
+                f"https://www.wga.hu/html/{slug[0]}/{slug}/work{work}.html",
+                "painting",
+                TYPES[seed % len(TYPES)],
+                school,
+                TIMEFRAMES[seed % len(TIMEFRAMES)],
+            ]
+            out.append((fields, _jpeg(seed, "L" if seed % 11 == 0 else "RGB")))
+    base = "https://www.wga.hu/html/z/zoddity/{}.html"
+    # Tricky rows, each exercising one rule of the parser or the builder.
+    odd: list[tuple[list[str] | str, bytes | None]] = [
+        # Quoted field holding ';' and a literal '"' in a title; stray whitespace; mixed case.
+        (
+            [
+                " ODDITY, Anna ",
+                "(b. 1600, Sevilla, d. 1660, Madrid)",
+                'The "Quiet" Room',
+                "1620s",
+                '"Oil on canvas; 120 x 90 cm"',
+                "Prado, Madrid",
+                base.format("quiet"),
+                " Painting ",
+                "Genre",
+                "SPANISH",
+                " 1601-1650 ",
+            ],
+            _jpeg(101),
+        ),
+        # Unknown school (English) but known timeframe and type: kept, school = -1.
+        (
+            [
+                "ODDITY, Anna",
+                "",
+                "English guest",
+                "1700",
+                "Oil",
+                "London",
+                base.format("english"),
+                "painting",
+                "portrait",
+                "English",
+                "1701-1750",
+            ],
+            _jpeg(102),
+        ),
+        # All three labels unknown: dropped.
+        (
+            [
+                "ODDITY, Anna",
+                "",
+                "Nothing known",
+                "-",
+                "Tempera",
+                "Siena",
+                base.format("unknown"),
+                "painting",
+                "other",
+                "Other",
+                "1351-1400",
+            ],
+            _jpeg(103),
+        ),
+        # Not a painting: dropped even though its image exists.
+        (
+            [
+                "ODDITY, Anna",
+                "",
+                "A statue",
+                "1500",
+                "Marble",
+                "Firenze",
+                base.format("statue"),
+                "sculpture",
+                "religious",
+                "Italian",
+                "1451-1500",
+            ],
+            _jpeg(104),
+        ),
+        # A painting whose image is absent from the mirror: skipped and counted as missing.
+        (
+            [
+                "ODDITY, Anna",
+                "",
+                "Lost panel",
+                "1450",
+                "Tempera",
+                "Lost",
+                base.format("lost"),
+                "painting",
+                "religious",
+                "Italian",
+                "1401-1450",
+            ],
+            None,
+        ),
+        # A text file named .jpg: counted as corrupt, never fatal.
+        (
+            [
+                "ODDITY, Anna",
+                "",
+                "Not an image",
+                "1460",
+                "Tempera",
+                "Siena",
+                base.format("notimage"),
+                "painting",
+                "religious",
+                "Italian",
+                "1451-1500",
+            ],
+            b"this is not a JPEG\r\n",
+        ),
+        # Rows with too few and too many fields: counted as malformed.
+        ("ODDITY, Anna;(b. 1600);Too few fields;1620;Oil", None),
+        (
+            "ODDITY, Anna;;Too;many;fields;1620;Oil;Here;" + base.format("many") + ";painting;genre;Dutch;1601-1650",
+            None,
+        ),
+        # A blank line in the middle of the file.
+        ("", None),
+    ]
+    return out + odd
+
+
+def main() -> None:
+    lines = [HEADER]
+    for fields, image in rows():
+        if isinstance(fields, str):
+            lines.append(fields)
+            continue
+        lines.append(";".join(fields))
+        if image is not None:
+            path = fields[6].split("/html/", 1)[1].rsplit(".", 1)[0] + ".jpg"
+            target = HERE / "art" / path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(image)
+    (HERE / "catalog.csv").write_bytes(("\r\n".join(lines) + "\r\n").encode("cp1252"))
+
+
+if __name__ == "__main__":
+    main()

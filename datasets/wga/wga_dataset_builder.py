@@ -1,0 +1,150 @@
+"""wga: Web Gallery of Art paintings, 1401-1900, labelled by timeframe, school and type.
+
+Build with the TFDS CLI from the repository root:
+
+    tfds build datasets/wga --data_dir data/tfds                          # artist protocol, download
+    tfds build datasets/wga --config random --data_dir data/tfds
+    tfds build datasets/wga --config sample --manual_dir ../shared/wga-sample --data_dir data/tfds
+
+then read with `tfds.load("wga/artist", data_dir="data/tfds")` (no import of this file needed).
+The work (parsing, splits, downloading, image checks) lives in `artnet.wga`; see README.md here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+from artnet import labels
+from artnet.wga import images
+from artnet.wga.build import (
+    MANUAL_DIR_ENV,
+    format_summary,
+    has_catalog,
+    manual_dir_from_env,
+    plan_build,
+    work_dir_for,
+)
+from artnet.wga.splits import SAMPLE_PER_CELL
+
+_TEXT_FIELDS = ("author", "born_died", "title", "date", "technique", "location", "url", "form")
+
+
+class WgaConfig(tfds.core.BuilderConfig):
+    """A split protocol, optionally restricted to the small stratified sample."""
+
+    def __init__(self, *, protocol: str, sample_per_cell: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.protocol = protocol
+        self.sample_per_cell = sample_per_cell
+
+
+class Builder(tfds.core.GeneratorBasedBuilder):
+    """DatasetBuilder for the Web Gallery of Art paintings."""
+
+    VERSION = tfds.core.Version("1.0.0")
+    RELEASE_NOTES = {"1.0.0": "First release: artist / random / sample configs, 70/15/15 hash splits."}
+    BUILDER_CONFIGS = [
+        WgaConfig(
+            name="artist",
+            protocol="artist",
+            description="Author-disjoint 70/15/15 splits: no painter in two splits (the honest protocol).",
+        ),
+        WgaConfig(
+            name="random",
+            protocol="random",
+            description="Image-level 70/15/15 splits, comparable with the 2020 report and SemArt.",
+        ),
+        WgaConfig(
+            name="sample",
+            protocol="artist",
+            sample_per_cell=SAMPLE_PER_CELL,
+            description=(
+                f"Up to {SAMPLE_PER_CELL} paintings per school x timeframe cell (~1.4k paintings, "
+                "author-disjoint splits): a newcomer's download in minutes."
+            ),
+        ),
+    ]
+    DEFAULT_CONFIG_NAME = "artist"
+    MANUAL_DOWNLOAD_INSTRUCTIONS = f"""\
+    Optional. Without --manual_dir the builder downloads the catalogue and images from wga.hu.
+    For an offline build, pass --manual_dir DIR (or set {MANUAL_DIR_ENV}=DIR) where DIR holds
+    `data_txt.zip` (or `catalog.csv`) from https://www.wga.hu/database/download/data_txt.zip and an
+    `art/` tree of images at their wga.hu paths (e.g. `art/a/aachen/allegory.jpg`). Rows whose image
+    is absent are skipped and counted in the build summary.
+    """
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        features = {
+            "image": tfds.features.Image(shape=(None, None, 3), encoding_format="jpeg"),
+            **{head: tfds.features.ClassLabel(names=list(labels.VOCABULARIES[head])) for head in labels.HEADS},
+            **{f"{head}_raw": tfds.features.Text() for head in labels.HEADS},
+            **{name: tfds.features.Text() for name in _TEXT_FIELDS},
+            "year": tfds.features.Scalar(dtype=np.int32, doc="First year in DATE, -1 when none."),
+            "catalog_index": tfds.features.Scalar(
+                dtype=np.int64, doc="0-based row of catalog.csv (header excluded) = SemArt's image number."
+            ),
+        }
+        return self.dataset_info_from_configs(
+            features=tfds.features.FeaturesDict(features),
+            supervised_keys=None,  # three labels per image: see the heads in artnet.labels
+            homepage="https://www.wga.hu/",
+            metadata=tfds.core.MetadataDict(),
+        )
+
+    def _manual_dir(self, dl_manager: tfds.download.DownloadManager) -> Path | None:
+        """The mirror to read instead of downloading: --manual_dir, else $ARTNET_WGA_MANUAL_DIR."""
+        try:
+            manual_dir = Path(str(dl_manager.manual_dir))
+        except (AssertionError, ValueError):
+            # TFDS refuses a missing or empty folder. Was one asked for, or is it the unused default?
+            asked = getattr(dl_manager, "_manual_dir", None)
+            default = Path(str(dl_manager.download_dir)) / "manual"
+            if asked and Path(str(asked)) != default:
+                raise FileNotFoundError(
+                    f"--manual_dir {asked} does not exist or is empty; give a folder holding data_txt.zip "
+                    "and art/, or leave --manual_dir out to download from wga.hu"
+                ) from None
+            manual_dir = None
+        if manual_dir is None or not has_catalog(manual_dir):
+            from_env = manual_dir_from_env()
+            if from_env:
+                return from_env  # plan_build says what is wrong with it, if anything
+        return manual_dir
+
+    def _work_dir(self, dl_manager: tfds.download.DownloadManager) -> Path:
+        """Mirror and prepared-image cache: reused by rebuilds, so interrupted builds resume."""
+        return work_dir_for(Path(str(dl_manager.download_dir)))
+
+    def _split_generators(self, dl_manager: tfds.download.DownloadManager):
+        plan = plan_build(
+            protocol=self.builder_config.protocol,
+            sample_per_cell=self.builder_config.sample_per_cell,
+            manual_dir=self._manual_dir(dl_manager),
+            work_dir=self._work_dir(dl_manager),
+            config_name=self.builder_config.name,
+        )
+        print(format_summary(plan.summary), flush=True)
+        self.info.metadata.update(
+            summary={key: value for key, value in plan.summary.items() if key != "errors"},
+            image_policy={
+                "max_short_side": images.MAX_SHORT_SIDE,
+                "max_long_side": images.MAX_LONG_SIDE,
+                "jpeg_quality": images.JPEG_QUALITY,
+            },
+        )
+        return {name: self._generate_examples(rows, plan.image_files) for name, rows in plan.splits.items() if rows}
+
+    def _generate_examples(self, rows, image_files):
+        for row in rows:
+            example = {
+                "image": image_files[row.catalog_index],
+                **{head: index for head, index in row.label_indices.items()},
+                **{f"{head}_raw": getattr(row, head) for head in labels.HEADS},
+                **{name: getattr(row, name) for name in _TEXT_FIELDS},
+                "year": row.year,
+                "catalog_index": row.catalog_index,
+            }
+            yield row.catalog_index, example
