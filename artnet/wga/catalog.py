@@ -155,7 +155,10 @@ def read_catalog_bytes(path: str | Path) -> bytes:
             "(download https://www.wga.hu/database/download/data_txt.zip)"
         )
     if not path.is_file():
-        raise CatalogError(f"WGA catalogue not found: {path}")
+        raise CatalogError(
+            f"WGA catalogue not found: {path} (give data_txt.zip from "
+            "https://www.wga.hu/database/download/data_txt.zip, or a folder holding it)"
+        )
     if zipfile.is_zipfile(path):
         try:
             with zipfile.ZipFile(path) as archive:

@@ -49,7 +49,9 @@ def open_image(data: bytes) -> Image.Image:
             image.load()
     except ImageError:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise ImageError(f"image too large (decompression-bomb guard): {error}") from error
+    except UnidentifiedImageError as error:
         raise ImageError(f"not a readable image: {error}") from error
     except (OSError, SyntaxError, ValueError, EOFError) as error:
         # PIL reports a truncated or corrupt stream as OSError ("image file is truncated").

@@ -1,0 +1,108 @@
+"""The `wga` builder through TFDS itself: manual mirrors, the real sample mirror, the download path."""
+
+import json
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from artnet import cli, labels
+from artnet.wga.build import MANUAL_DIR_ENV, WORK_DIR_ENV
+from datasets.wga import wga_dataset_builder
+
+
+def build(config, data_dir, manual_dir=None, monkeypatch=None):
+    builder = wga_dataset_builder.Builder(config=config, data_dir=str(data_dir))
+    download_config = tfds.download.DownloadConfig(manual_dir=str(manual_dir) if manual_dir else None)
+    builder.download_and_prepare(download_config=download_config)
+    return builder
+
+
+def rows_of(data_dir, config):
+    """{split: [(catalog_index, school, timeframe, type, author), ...]} read back with tfds.load."""
+    out = {}
+    for split in ("train", "validation", "test"):
+        dataset = tfds.load(
+            f"wga/{config}", split=split, data_dir=str(data_dir), decoders={"image": tfds.decode.SkipDecoding()}
+        )
+        out[split] = sorted(
+            (int(ex["catalog_index"]), int(ex["school"]), int(ex["timeframe"]), int(ex["type"]), ex["author"])
+            for ex in dataset.as_numpy_iterator()
+        )
+    return out
+
+
+def test_real_sample_mirror_builds_to_the_expected_counts(wga_sample, tmp_path):
+    for config in ("artist", "random"):
+        builder = build(config, tmp_path / "tfds", manual_dir=wga_sample)
+        rows = rows_of(tmp_path / "tfds", config)
+        everything = [r for split in rows.values() for r in split]
+        assert len(everything) == 444
+        assert sum(all(v != labels.UNKNOWN for v in r[1:4]) for r in everything) == 342
+        known = [sum(r[1 + i] != labels.UNKNOWN for r in everything) for i in range(3)]
+        assert known == [405, 393, 427]  # school, timeframe, type
+        summary = builder.info.metadata["summary"]
+        assert summary["examples"] == {split: len(r) for split, r in rows.items()}
+        assert sum(s["missing"] for s in summary["images"].values()) == 30_305 - 444
+        if config == "artist":
+            authors = {split: {r[4] for r in split_rows} for split, split_rows in rows.items()}
+            assert not (authors["train"] & authors["validation"] or authors["train"] & authors["test"])
+            assert not authors["validation"] & authors["test"]
+    # Rebuilding from scratch gives the same splits.
+    build("artist", tmp_path / "again", manual_dir=wga_sample)
+    assert rows_of(tmp_path / "again", "artist") == rows_of(tmp_path / "tfds", "artist")
+
+
+def test_images_follow_the_size_policy_and_are_rgb(dummy_data, tmp_path, monkeypatch):
+    monkeypatch.setenv(WORK_DIR_ENV, str(tmp_path / "work"))
+    build("random", tmp_path / "tfds", manual_dir=dummy_data)
+    dataset = tfds.load("wga/random", split="train", data_dir=str(tmp_path / "tfds"))
+    for example in dataset.take(5).as_numpy_iterator():
+        image = example["image"]
+        assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
+        assert min(image.shape[:2]) <= 400
+
+
+def test_manual_dir_from_environment_variable(dummy_data, tmp_path, monkeypatch):
+    monkeypatch.setenv(MANUAL_DIR_ENV, str(dummy_data))
+    monkeypatch.setenv(WORK_DIR_ENV, str(tmp_path / "work"))
+    builder = build("sample", tmp_path / "tfds")
+    assert builder.info.metadata["summary"]["mode"] == "manual"
+
+
+def test_missing_manual_dir_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist or is empty"):
+        build("artist", tmp_path / "tfds", manual_dir=tmp_path / "typo")
+
+
+def test_download_path_equals_manual_build(wga_server, dummy_data, tmp_path, monkeypatch):
+    monkeypatch.setenv(WORK_DIR_ENV, str(tmp_path / "work-manual"))
+    build("artist", tmp_path / "manual", manual_dir=dummy_data)
+    monkeypatch.setenv(WORK_DIR_ENV, str(tmp_path / "work-download"))
+    monkeypatch.setenv("ARTNET_WGA_BASE_URL", wga_server.base_url)
+    monkeypatch.setenv("ARTNET_WGA_BACKOFF", "0.01")
+    monkeypatch.setenv("ARTNET_WGA_TIMEOUT", "1")
+    wga_server.faults["art/p/painter03/work1.jpg"] = [500, "truncate"]
+    builder = build("artist", tmp_path / "download")
+    assert builder.info.metadata["summary"]["mode"] == "download"
+    assert rows_of(tmp_path / "download", "artist") == rows_of(tmp_path / "manual", "artist")
+    saved = json.loads((tmp_path / "work-download" / "summary-artist.json").read_text())
+    assert saved["download"]["retries"] >= 2
+
+
+def test_data_stats_command_counts_a_built_config(dummy_data, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv(WORK_DIR_ENV, str(tmp_path / "work"))
+    build("random", tmp_path / "tfds", manual_dir=dummy_data)
+    assert cli.main(["data-stats", "--config", "random", "--data-dir", str(tmp_path / "tfds")]) == 0
+    printed = capsys.readouterr().out
+    assert "| train | 32 |" in printed and "## timeframe" in printed
+    stats = json.loads(next((tmp_path / "tfds").rglob("statistics.json")).read_text())
+    assert stats["splits"] == {"train": 32, "validation": 12, "test": 12}
+    assert sum(stats["heads"]["school"]["(unknown)"].values()) == 1  # the English guest
+    for head in labels.HEADS:
+        assert sum(sum(row.values()) for row in stats["heads"][head].values()) == 56
+
+
+def test_data_stats_on_a_missing_dataset_says_how_to_build_it(tmp_path, capsys):
+    assert cli.main(["data-stats", "--config", "artist", "--data-dir", str(tmp_path)]) == 2
+    assert "tfds build datasets/wga --config artist" in capsys.readouterr().err

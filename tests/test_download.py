@@ -1,0 +1,115 @@
+"""The download path against a local server on 127.0.0.1 that injects faults (no internet needed)."""
+
+import pytest
+
+from artnet.wga import download
+from artnet.wga.build import plan_build
+from artnet.wga.catalog import parse_catalog, read_catalog_bytes, usable_paintings
+
+GOOD = "art/p/painter00/work0.jpg"
+OTHERS = [f"art/p/painter0{n}/work{w}.jpg" for n in range(1, 4) for w in range(3)]
+
+
+def fast_config(server, **overrides) -> download.DownloadConfig:
+    settings = dict(base_url=server.base_url, workers=8, max_rate=0, timeout=0.5, retries=3, backoff=0.01)
+    settings.update(overrides)
+    return download.DownloadConfig(**settings)
+
+
+def test_retryable_faults_are_retried_and_404_is_missing(wga_server, tmp_path):
+    wga_server.faults[GOOD] = [500, 503, "truncate"]
+    wga_server.faults[OTHERS[0]] = ["hang"]
+    wga_server.faults[OTHERS[1]] = ["reset", 429]
+    wga_server.faults[OTHERS[2]] = ["garbage"]
+    paths = [GOOD, *OTHERS, "art/n/nowhere/lost.jpg"]
+    result = download.mirror_images(paths, tmp_path, fast_config(wga_server))
+    assert result.status["art/n/nowhere/lost.jpg"] == download.MISSING
+    assert all(result.status[p] == download.FOUND for p in [GOOD, *OTHERS])
+    assert wga_server.hits[GOOD] == 4 and wga_server.hits[OTHERS[1]] == 3
+    assert result.retried >= 7
+    for path in [GOOD, *OTHERS]:
+        assert (tmp_path / path).read_bytes() == (wga_server.mirror / path).read_bytes()
+    assert not list(tmp_path.rglob("*.part")), "no partial files may survive"
+
+
+def test_exhausted_retries_fail_and_undecodable_bodies_are_corrupt(wga_server, tmp_path):
+    wga_server.faults[GOOD] = [500] * 10
+    wga_server.faults[OTHERS[0]] = ["garbage"] * 10
+    result = download.mirror_images([GOOD, OTHERS[0]], tmp_path, fast_config(wga_server, retries=2))
+    assert result.status == {GOOD: download.FAILED, OTHERS[0]: download.CORRUPT}
+    assert "HTTP 500" in result.errors[GOOD]
+    assert wga_server.hits[GOOD] == 3
+    assert not (tmp_path / GOOD).exists() and not (tmp_path / OTHERS[0]).exists()
+
+
+def test_a_second_run_refetches_nothing_it_already_has(wga_server, tmp_path):
+    paths = [GOOD, *OTHERS, "art/n/nowhere/lost.jpg"]
+    download.mirror_images(paths[:4], tmp_path, fast_config(wga_server))  # "interrupted" after 4
+    before = sum(wga_server.hits.values())
+    result = download.mirror_images(paths, tmp_path, fast_config(wga_server))
+    assert result.cached == 4 and result.fetched == len(paths) - 4
+    assert sum(wga_server.hits.values()) - before == len(paths) - 4
+    again = download.mirror_images(paths, tmp_path, fast_config(wga_server))
+    assert again.fetched == 0  # the 404 is remembered too
+    assert sum(wga_server.hits.values()) - before == len(paths) - 4
+
+
+def test_rate_limit_spaces_requests():
+    limiter = download.RateLimiter(rate=50.0)
+    import time
+
+    start = time.monotonic()
+    for _ in range(11):
+        limiter.wait()
+    assert time.monotonic() - start >= 10 / 50.0 * 0.9
+
+
+def test_requests_carry_artnet_user_agent(wga_server, tmp_path):
+    seen = {}
+    handler = wga_server.httpd.RequestHandlerClass
+    original = handler.do_GET
+
+    def spy(self):
+        seen["ua"] = self.headers.get("User-Agent")
+        original(self)
+
+    handler.do_GET = spy
+    try:
+        download.mirror_images([GOOD], tmp_path, fast_config(wga_server))
+    finally:
+        handler.do_GET = original
+    assert seen["ua"].startswith("artnet/")
+
+
+def test_config_from_environment():
+    config = download.DownloadConfig.from_env({"ARTNET_WGA_WORKERS": "16", "ARTNET_WGA_BASE_URL": "http://x/"})
+    assert config.workers == 16 and config.base_url == "http://x"
+    with pytest.raises(ValueError, match="ARTNET_WGA_MAX_RATE"):
+        download.DownloadConfig.from_env({"ARTNET_WGA_MAX_RATE": "fast"})
+
+
+def test_download_build_with_faults_matches_manual_build_and_resumes(wga_server, dummy_data, tmp_path):
+    paintings = usable_paintings(parse_catalog(read_catalog_bytes(dummy_data))[0])
+    wga_server.faults["database/download/data_txt.zip"] = [503]
+    for row, fault in zip(paintings[:8], [500, "hang", "truncate", "reset", 503, 500, "garbage", 429], strict=True):
+        wga_server.faults[row.image_path] = [fault]
+    config = fast_config(wga_server)
+    downloaded = plan_build(protocol="artist", work_dir=tmp_path / "dl", download_config=config, config_name="t")
+    manual = plan_build(protocol="artist", work_dir=tmp_path / "manual", manual_dir=dummy_data, config_name="t")
+    assert downloaded.summary["mode"] == "download" and downloaded.summary["download"]["retries"] >= 9
+    for name in manual.splits:
+        assert [r.catalog_index for r in downloaded.splits[name]] == [r.catalog_index for r in manual.splits[name]]
+    counts = {key: sum(split[key] for split in downloaded.summary["images"].values()) for key in ("missing", "corrupt")}
+    assert counts == {"missing": 1, "corrupt": 1}  # the lost panel (404) and the text file named .jpg
+
+    # Interrupted build: drop half the mirror, rebuild; only the dropped images are fetched again.
+    mirror = tmp_path / "dl" / "mirror"
+    dropped = [row.image_path for row in paintings[::2] if (mirror / row.image_path).is_file()]
+    for path in dropped:
+        (mirror / path).unlink()
+    before = sum(wga_server.hits.values())
+    resumed = plan_build(protocol="artist", work_dir=tmp_path / "dl", download_config=config, config_name="t")
+    assert resumed.summary["download"]["fetched"] == len(dropped) + 1  # + the corrupt one, tried again
+    # Each dropped image once; the corrupt one with all its retries (the server may have mended it).
+    assert sum(wga_server.hits.values()) - before == len(dropped) + 1 + config.retries
+    assert {n: len(r) for n, r in resumed.splits.items()} == {n: len(r) for n, r in manual.splits.items()}
