@@ -84,7 +84,8 @@ def plan_build(
         mode, source_dir = "download", work_dir / "mirror"
         fetch_catalog(download_config, source_dir)
 
-    rows, report = parse_catalog(read_catalog_bytes(source_dir))
+    catalog_bytes = read_catalog_bytes(source_dir)
+    rows, report = parse_catalog(catalog_bytes)
     paintings = usable_paintings(rows)
     if sample_per_cell:
         exists = (lambda row: (source_dir / row.image_path).is_file()) if mode == "manual" else None
@@ -123,6 +124,7 @@ def plan_build(
     summary = _summarise(
         paintings, status, splits, protocol=protocol, mode=mode, source_dir=source_dir, report=report.as_dict()
     )
+    summary["catalogue"]["sha256"] = hashlib.sha256(catalog_bytes).hexdigest()
     summary.update(config=config_name, download=download_figures, seconds=round(time.monotonic() - started, 1))
     summary["errors"] = dict(list(sorted(errors.items()))[:50])
     _write_summary(work_dir / f"summary-{config_name or protocol}.json", summary)
