@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import collections
-import io
 import os
-import threading
-import time
-import zipfile
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+
+from artnet.wga.fake_server import FaultyWgaServer
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -31,97 +27,6 @@ def wga_sample() -> Path:
 @pytest.fixture
 def dummy_data() -> Path:
     return DUMMY_DATA
-
-
-class FaultyWgaServer:
-    """Serves a mirror folder over HTTP on 127.0.0.1, like wga.hu, with faults queued per path.
-
-    `faults[path]` is a list consumed one request at a time; each entry is one of
-    500 / 503 / 429 (status), "hang" (sleep past the client's timeout), "truncate" (half the body
-    with the full Content-Length, then close), "reset" (close without answering), "garbage" (200
-    with bytes that are not an image). A path with no faults left is served normally; a path not in
-    the mirror gets 404. `hits[path]` counts requests. The catalogue is served zipped, as wga.hu does.
-    """
-
-    def __init__(self, mirror: Path, hang_seconds: float = 2.0, latency: float = 0.0):
-        self.mirror = Path(mirror)
-        self.faults: dict[str, list] = collections.defaultdict(list)
-        self.hits: collections.Counter = collections.Counter()
-        self.hang_seconds = hang_seconds
-        self.latency = latency
-        self._lock = threading.Lock()
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):  # keep test output clean
-                pass
-
-            def do_GET(self):  # noqa: N802 (http.server's naming)
-                path = self.path.lstrip("/")
-                with server._lock:
-                    server.hits[path] += 1
-                    queued = server.faults.get(path)
-                    fault = queued.pop(0) if queued else None
-                if server.latency:
-                    time.sleep(server.latency)
-                if fault == "hang":
-                    time.sleep(server.hang_seconds)
-                    self.close_connection = True
-                    return
-                if fault == "reset":
-                    self.close_connection = True
-                    self.connection.close()
-                    return
-                if isinstance(fault, int):
-                    self._send(fault, b"server error")
-                    return
-                body = server.body(path)
-                if body is None:
-                    self._send(404, b"not found")
-                    return
-                if fault == "garbage":
-                    body = b"<html>this is not an image</html>"
-                if fault == "truncate":
-                    self.send_response(200)
-                    self.send_header("Content-Length", str(len(body)))
-                    self.end_headers()
-                    self.wfile.write(body[: len(body) // 2])
-                    self.wfile.flush()
-                    self.close_connection = True
-                    return
-                self._send(200, body)
-
-            def _send(self, status, body):
-                self.send_response(status)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    def body(self, path: str) -> bytes | None:
-        if path == "database/download/data_txt.zip":
-            out = io.BytesIO()
-            with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
-                archive.writestr("catalog.csv", (self.mirror / "catalog.csv").read_bytes())
-            return out.getvalue()
-        file = (self.mirror / path).resolve()
-        if self.mirror.resolve() in file.parents and file.is_file():
-            return file.read_bytes()
-        return None
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 @pytest.fixture
