@@ -22,8 +22,17 @@ from urllib.parse import urlsplit
 from artnet.wga import download
 from artnet.wga.catalog import parse_catalog, read_catalog_bytes, usable_paintings
 from artnet.wga.fake_server import FaultyWgaServer
+from artnet.wga.images import ImageError, verify_image
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def _is_image(path: Path) -> bool:
+    try:
+        verify_image(path.read_bytes())
+    except (OSError, ImageError):
+        return False
+    return True
 
 
 def sequential_fetch(base_url: str, paths: list[str]) -> float:
@@ -52,7 +61,7 @@ def main() -> None:
     shared = ROOT.parent / "shared" / "wga-sample"
     mirror = shared if (shared / "data_txt.zip").is_file() else ROOT / "datasets" / "wga" / "dummy_data"
     rows = usable_paintings(parse_catalog(read_catalog_bytes(mirror))[0])
-    paths = [row.image_path for row in rows if (mirror / row.image_path).is_file()][: args.limit]
+    paths = [row.image_path for row in rows if _is_image(mirror / row.image_path)][: args.limit]
     total_bytes = sum((mirror / path).stat().st_size for path in paths)
     print(f"{len(paths)} images ({total_bytes / 2**20:.1f} MiB) from {mirror}, {args.latency * 1000:.0f} ms latency")
 
