@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
+from pathlib import Path
 
 
 def _data_stats(args: argparse.Namespace) -> int:
@@ -12,6 +15,58 @@ def _data_stats(args: argparse.Namespace) -> int:
     stats, out = wga_statistics(args.config, args.data_dir, args.out)
     print(to_markdown(stats, f"wga/{args.config} {stats['version']} ({args.data_dir})"))
     print(f"saved {out / 'statistics.json'} and {out / 'statistics.md'}")
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from artnet.config import apply_overrides, load_config
+    from artnet.evaluate import evaluate
+    from artnet.export import export
+    from artnet.train import load_sources, train
+
+    config = apply_overrides(load_config(args.config), args.set or [])
+    sources = load_sources(config)
+    model = train(config, args.workdir, sources)
+    workdir = Path(args.workdir)
+    counts = json.loads((workdir / "label_counts.json").read_text())["counts"]
+    report = evaluate(model, sources["test"], workdir / "eval_test", train_counts=counts)
+    export(model, workdir / "export", card={"data": sources["train"].name, "test": _headline(report)})
+    print(f"test: {_headline(report)}; report in {workdir / 'eval_test'}, export in {workdir / 'export'}")
+    return 0
+
+
+def _headline(report: dict) -> dict:
+    return {
+        head: {k: result[k] for k in ("n", "top1", "top3", "balanced_accuracy")}
+        for head, result in report["heads"].items()
+    }
+
+
+def _source_from_args(args: argparse.Namespace):
+    from artnet import data
+
+    if args.folder:
+        return data.folder_source(args.folder, args.csv, split=args.split if args.split != "all" else None)
+    return data.wga_source(args.wga_config, args.split, args.data_dir)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from artnet.evaluate import evaluate
+    from artnet.export import load_model
+
+    model = load_model(args.model)
+    counts_file = Path(args.counts) if args.counts else Path(args.model).resolve().parent / "label_counts.json"
+    counts = json.loads(counts_file.read_text())["counts"] if counts_file.is_file() else None
+    evaluate(model, _source_from_args(args), args.out, train_counts=counts, batch_size=args.batch_size)
+    print((Path(args.out) / "report.md").read_text())
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from artnet.export import export, load_model
+
+    out = export(load_model(args.model), args.out)
+    print(f"exported to {out} (model.keras, saved_model/, labels.json, model_card.json)")
     return 0
 
 
@@ -29,10 +84,34 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_argument("--data-dir", default="data/tfds", help="TFDS data_dir the dataset was built into")
     stats.add_argument("--out", default=None, help="folder for statistics.json/.md (default: beside the records)")
     stats.set_defaults(run=_data_stats)
+
+    train = commands.add_parser("train", help="train a config (file.py[:variant]) in a workdir; resumes if killed")
+    train.add_argument("--config", required=True, help="config file, e.g. experiments/configs/multihead.py:cpu")
+    train.add_argument("--workdir", required=True, help="where checkpoints, logs and the export go")
+    train.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field (repeatable)")
+    train.set_defaults(run=_train)
+
+    evaluate = commands.add_parser("evaluate", help="report.json/.md + plots for a model on a wga split or a folder")
+    evaluate.add_argument("--model", required=True, help="a .keras file or an export folder")
+    evaluate.add_argument("--out", required=True, help="folder for report.json, report.md and the PNGs")
+    evaluate.add_argument("--wga-config", default="artist")
+    evaluate.add_argument("--data-dir", default="data/tfds")
+    evaluate.add_argument("--split", default="test", help="train, validation, test (or all, for a folder)")
+    evaluate.add_argument("--folder", default=None, help="a labelled folder instead of the wga dataset")
+    evaluate.add_argument("--csv", default=None, help="its label file (default <folder>/labels.csv)")
+    evaluate.add_argument("--counts", default=None, help="label_counts.json of the training run (majority baseline)")
+    evaluate.add_argument("--batch-size", type=int, default=32)
+    evaluate.set_defaults(run=_evaluate)
+
+    export = commands.add_parser("export", help="write model.keras + a SavedModel (uint8 images in) + labels.json")
+    export.add_argument("--model", required=True)
+    export.add_argument("--out", required=True)
+    export.set_defaults(run=_export)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)

@@ -1,0 +1,75 @@
+"""Export a trained ArtNet: the `.keras` file, and a TensorFlow SavedModel for serving without artnet.
+
+The SavedModel's `serving_default` signature takes a batch of uint8 RGB images of any size and returns one
+probability tensor per head; its `labels` signature returns the class names per head, so that
+`tf.saved_model.load(path)` alone (TF Serving, no artnet, no Keras) gives named answers. `labels.json` and
+`model_card.json` sit beside them.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+from artnet import labels
+from artnet.data import resize_and_crop
+
+
+class ServingModule(tf.Module):
+    def __init__(self, model):
+        super().__init__(name="artnet_serving")
+        self.model = model
+        self._heads = tuple(model.heads)
+        self._image_size = int(model.image_size)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")])
+    def serve(self, images):
+        pixels = tf.cast(resize_and_crop(images, self._image_size), tf.float32)
+        outputs = self.model(pixels, training=False)
+        return {head: tf.cast(outputs[head], tf.float32) for head in self._heads}
+
+    @tf.function(input_signature=[])
+    def label_names(self):
+        return {head: tf.constant(list(labels.VOCABULARIES[head])) for head in self._heads}
+
+
+def export(model, out_dir: str | Path, card: dict | None = None) -> Path:
+    """Write `model.keras`, `saved_model/`, `labels.json`, `model_card.json` into `out_dir`."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save(str(out_dir / "model.keras"))
+    module = ServingModule(model)
+    tf.saved_model.save(
+        module,
+        str(out_dir / "saved_model"),
+        signatures={"serving_default": module.serve, "labels": module.label_names},
+    )
+    label_table = {head: list(labels.VOCABULARIES[head]) for head in model.heads}
+    (out_dir / "labels.json").write_text(json.dumps(label_table, indent=2))
+    card = {
+        "backbone": model.backbone_name,
+        "heads": list(model.heads),
+        "image_size": model.image_size,
+        "parameters": int(model.count_params()),
+        **(card or {}),
+    }
+    (out_dir / "model_card.json").write_text(json.dumps(card, indent=2))
+    return out_dir
+
+
+def load_model(path: str | Path):
+    """A `.keras` file (or an export folder holding model.keras) -> the ArtNet model."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "model.keras"
+    if not path.is_file():
+        raise FileNotFoundError(f"no model at {path}: train one with `artnet train` or give a .keras file")
+    import artnet.models.artnet  # noqa: F401  (registers ArtNet for deserialisation)
+
+    try:
+        return keras.models.load_model(str(path))
+    except (ValueError, OSError, KeyError) as error:
+        raise ValueError(f"{path} is not a readable ArtNet .keras file ({error}); re-export or retrain it") from error

@@ -1,0 +1,1 @@
+"""Backbones by name, and ArtNet: one backbone, named softmax heads."""

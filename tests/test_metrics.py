@@ -1,0 +1,263 @@
+"""artnet.metrics on cases small enough to compute by hand."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from artnet import metrics
+
+CLASSES = ["A", "B", "C", "D"]
+
+# Six labelled examples and one unknown (-1), four classes; D is never true nor predicted (by a known example).
+#   true  probs                      argmax  top-1  true class's rank
+#   A     .70 .10 .10 .10            A       yes    1
+#   A     .60 .20 .10 .10            A       yes    1
+#   A     .30 .50 .10 .10            B       no     2
+#   B     .10 .80 .05 .05            B       yes    1
+#   B     .50 .40 .05 .05            A       no     2
+#   C     .40 .30 .00 .30            A       no     4  -> the only top-3 miss
+#   -1    .00 .00 .00 1.0            D       (ignored: would add D to macro-F1 and change n, top-1, ECE)
+Y_TRUE = np.array([0, 0, 0, 1, 1, 2, -1])
+PROBS = np.array(
+    [
+        [0.70, 0.10, 0.10, 0.10],
+        [0.60, 0.20, 0.10, 0.10],
+        [0.30, 0.50, 0.10, 0.10],
+        [0.10, 0.80, 0.05, 0.05],
+        [0.50, 0.40, 0.05, 0.05],
+        [0.40, 0.30, 0.00, 0.30],
+        [0.00, 0.00, 0.00, 1.00],
+    ]
+)
+
+
+def test_confusion_matrix_counts_pairs_and_ignores_unknown_labels():
+    matrix = metrics.confusion_matrix([0, 0, 1, 2, -1, -1], [0, 1, 1, 0, 2, 2], num_classes=3)
+    assert matrix.tolist() == [[1, 1, 0], [0, 1, 0], [1, 0, 0]]
+
+
+def test_confusion_matrix_rejects_out_of_range_predictions():
+    with pytest.raises(ValueError):
+        metrics.confusion_matrix([0, 1], [0, 3], num_classes=3)
+
+
+def test_head_metrics_by_hand():
+    result = metrics.head_metrics(Y_TRUE, PROBS, CLASSES, majority_class=1)
+    assert set(result) == {
+        "n",
+        "top1",
+        "top3",
+        "balanced_accuracy",
+        "macro_f1",
+        "majority_baseline",
+        "per_class_accuracy",
+        "ece",
+        "confusion_matrix",
+    }
+    assert result["n"] == 6
+    assert result["top1"] == pytest.approx(3 / 6)
+    assert result["top3"] == pytest.approx(5 / 6)
+    # Recall A 2/3, B 1/2, C 0/1; D has no true example so it does not count.
+    assert result["balanced_accuracy"] == pytest.approx((2 / 3 + 1 / 2 + 0) / 3)
+    # F1 = 2TP / (2TP + FP + FN): A 4/(4+2+1) = 4/7, B 2/(2+1+1) = 1/2, C 0/(0+0+1) = 0; D not involved.
+    assert result["macro_f1"] == pytest.approx((4 / 7 + 1 / 2 + 0) / 3)
+    assert result["majority_baseline"] == pytest.approx(2 / 6)  # always "B"
+    assert result["per_class_accuracy"] == {
+        "A": {"n": 3, "accuracy": pytest.approx(2 / 3)},
+        "B": {"n": 2, "accuracy": pytest.approx(1 / 2)},
+        "C": {"n": 1, "accuracy": 0.0},
+        "D": {"n": 0, "accuracy": None},
+    }
+    # Confidences .7 .6 .5 .8 .5 .4, each value in its own bin: |1-.7|+|1-.6|+2|0-.5|+|1-.8|+|0-.4| = 2.3 over 6.
+    assert result["ece"] == pytest.approx(2.3 / 6)
+    assert result["confusion_matrix"] == [[2, 1, 0, 0], [1, 1, 0, 0], [1, 0, 0, 0], [0, 0, 0, 0]]
+    json.dumps(result, allow_nan=False)
+
+
+def test_unknown_labels_change_nothing():
+    known = Y_TRUE >= 0
+    with_unknown = metrics.head_metrics(Y_TRUE, PROBS, CLASSES, majority_class=0)
+    without = metrics.head_metrics(Y_TRUE[known], PROBS[known], CLASSES, majority_class=0)
+    assert with_unknown == without
+    assert metrics.expected_calibration_error(Y_TRUE, PROBS) == metrics.expected_calibration_error(
+        Y_TRUE[known], PROBS[known]
+    )
+    counts = [b["count"] for b in metrics.reliability_bins(Y_TRUE, PROBS)]
+    assert sum(counts) == 6
+
+
+def test_top3_uses_all_classes_when_there_are_fewer_than_three():
+    result = metrics.head_metrics([0, 1, 1], [[0.9, 0.1], [0.8, 0.2], [0.3, 0.7]], ["x", "y"], majority_class=0)
+    assert result["top1"] == pytest.approx(2 / 3)
+    assert result["top3"] == 1.0
+
+
+@pytest.mark.parametrize("y_true", [[-1, -1], []])
+def test_no_known_labels_gives_none_not_nan(y_true):
+    probs = np.full((len(y_true), 3), 1 / 3)
+    result = metrics.head_metrics(y_true, probs, ["x", "y", "z"], majority_class=2)
+    assert result["n"] == 0
+    for key in ("top1", "top3", "balanced_accuracy", "macro_f1", "majority_baseline", "ece"):
+        assert result[key] is None, key
+    assert result["per_class_accuracy"]["x"] == {"n": 0, "accuracy": None}
+    assert result["confusion_matrix"] == [[0, 0, 0]] * 3
+    json.dumps(result, allow_nan=False)
+
+
+def test_head_metrics_rejects_mismatched_class_names():
+    with pytest.raises(ValueError):
+        metrics.head_metrics([0], [[0.5, 0.5]], ["x", "y", "z"], majority_class=0)
+
+
+def test_perfectly_calibrated_predictions_have_zero_ece():
+    # Ten answers at confidence 0.8 of which eight are right, twenty at 0.55 of which eleven are right.
+    y_true = np.array([0] * 8 + [1] * 2 + [0] * 11 + [1] * 9)
+    probs = np.array([[0.8, 0.2]] * 10 + [[0.55, 0.45]] * 20)
+    assert metrics.expected_calibration_error(y_true, probs) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_over_confident_predictions_have_known_ece():
+    # Always 90% sure of class 0, right half the time: gap |0.5 - 0.9| = 0.4 in the one occupied bin.
+    y_true = np.array([0, 1] * 10)
+    probs = np.tile([0.9, 0.1], (20, 1))
+    assert metrics.expected_calibration_error(y_true, probs) == pytest.approx(0.4)
+    bins = metrics.reliability_bins(y_true, probs)
+    assert len(bins) == 15
+    assert bins[0]["lower"] == 0.0 and bins[-1]["upper"] == 1.0
+    (occupied,) = [b for b in bins if b["count"]]
+    assert occupied["count"] == 20
+    assert occupied["lower"] < 0.9 <= occupied["upper"]
+    assert occupied["confidence"] == pytest.approx(0.9) and occupied["accuracy"] == pytest.approx(0.5)
+    assert all(b["confidence"] is None and b["accuracy"] is None for b in bins if not b["count"])
+
+
+def test_ece_weights_bins_by_their_size():
+    # 30 calibrated answers at .8 (24 right) and 10 at 1.0 of which 5 right: ECE = (30*0 + 10*0.5) / 40.
+    y_true = np.array([0] * 24 + [1] * 6 + [0] * 5 + [1] * 5)
+    probs = np.array([[0.8, 0.2]] * 30 + [[1.0, 0.0]] * 10)
+    assert metrics.expected_calibration_error(y_true, probs) == pytest.approx(5 / 40)
+
+
+def _correct_vector(n: int, accuracy: float) -> np.ndarray:
+    return np.arange(n) < round(accuracy * n)
+
+
+def test_bootstrap_interval_contains_estimate_and_narrows_with_more_examples():
+    small = _correct_vector(100, 0.8)
+    large = _correct_vector(10_000, 0.8)
+    low_small, high_small = metrics.bootstrap_interval(small)
+    low_large, high_large = metrics.bootstrap_interval(large)
+    assert low_small <= 0.8 <= high_small
+    assert low_large <= 0.8 <= high_large
+    # Standard error sqrt(.8 * .2 / n): the 95% width is about 0.157 at n=100 and 0.0157 at n=10000.
+    assert high_small - low_small == pytest.approx(0.157, abs=0.03)
+    assert (high_large - low_large) < (high_small - low_small) / 5
+
+
+def test_bootstrap_interval_is_deterministic_for_a_seed_and_takes_other_statistics():
+    values = np.random.default_rng(1).normal(size=200)
+    assert metrics.bootstrap_interval(values, seed=3) == metrics.bootstrap_interval(values, seed=3)
+    assert metrics.bootstrap_interval(values, seed=3) != metrics.bootstrap_interval(values, seed=4)
+    low, high = metrics.bootstrap_interval(values, statistic=np.median, n_resamples=200)
+    assert low <= np.median(values) <= high
+    wide = metrics.bootstrap_interval(values, confidence=0.99)
+    narrow = metrics.bootstrap_interval(values, confidence=0.5)
+    assert wide[0] < narrow[0] < narrow[1] < wide[1]
+
+
+def test_bootstrap_interval_rejects_empty_input():
+    with pytest.raises(ValueError):
+        metrics.bootstrap_interval(np.array([]))
+
+
+def test_balanced_bootstrap_with_one_class_is_the_accuracy_bootstrap():
+    # With a single true class balanced accuracy is plain accuracy, and both draw the same resamples.
+    y_true = np.zeros(300, dtype=int)
+    y_pred = np.where(_correct_vector(300, 0.7), 0, 1)
+    balanced = metrics.bootstrap_balanced_accuracy_interval(y_true, y_pred, seed=5)
+    plain = metrics.bootstrap_interval(y_pred == y_true, seed=5)
+    assert balanced == pytest.approx(plain)
+
+
+def test_balanced_bootstrap_contains_estimate_ignores_unknowns_and_is_fast():
+    rng = np.random.default_rng(0)
+    y_true = rng.choice(6, size=5000, p=[0.5, 0.2, 0.1, 0.1, 0.05, 0.05])
+    y_pred = np.where(rng.random(5000) < 0.6, y_true, rng.integers(0, 6, size=5000))
+    point = metrics.head_metrics(y_true, np.eye(6)[y_pred], list("abcdef"), 0)["balanced_accuracy"]
+
+    start = time.perf_counter()
+    low, high = metrics.bootstrap_balanced_accuracy_interval(y_true, y_pred, n_resamples=1000)
+    elapsed = time.perf_counter() - start
+    assert low <= point <= high
+    assert high - low < 0.06
+    assert elapsed < 10  # about 0.2 s here; a per-resample Python loop over classes would be far slower
+
+    with_unknowns = metrics.bootstrap_balanced_accuracy_interval(
+        np.concatenate([y_true, [-1] * 50]), np.concatenate([y_pred, [0] * 50]), n_resamples=1000
+    )
+    assert with_unknowns == (low, high)
+
+
+def _open_png(path):
+    assert path.is_file() and path.stat().st_size > 1000
+    with Image.open(path) as image:
+        assert image.format == "PNG"
+        return image.size
+
+
+def test_plot_reliability_diagram_writes_a_png(tmp_path):
+    import matplotlib.pyplot as plt
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(500, 6)) * 2
+    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    y_true = rng.integers(-1, 6, size=500)
+    path = tmp_path / "plots" / "reliability.png"
+    metrics.plot_reliability_diagram(y_true, probs, path, title="school")
+    width, height = _open_png(path)
+    assert 300 <= width <= 3000 and 300 <= height <= 3000
+    assert plt.get_fignums() == []  # nothing left behind in pyplot's global state
+
+    empty = tmp_path / "empty.png"
+    metrics.plot_reliability_diagram([-1, -1], np.full((2, 6), 1 / 6), empty)
+    _open_png(empty)
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+def test_plot_confusion_matrix_writes_a_png_for_ten_classes(tmp_path, normalize):
+    import matplotlib.pyplot as plt
+
+    rng = np.random.default_rng(0)
+    names = [f"{start}-{start + 49}" for start in range(1401, 1900, 50)]
+    matrix = rng.integers(0, 50, size=(10, 10))
+    matrix[3] = 0  # a class with no test example must not make nan or warnings
+    path = tmp_path / "confusion.png"
+    with np.errstate(all="raise"):
+        metrics.plot_confusion_matrix(matrix, names, path, title="timeframe", normalize=normalize)
+    width, height = _open_png(path)
+    assert 500 <= width <= 3000 and 500 <= height <= 3000
+    assert plt.get_fignums() == []
+
+
+def test_format_report_markdown_has_run_info_summary_and_per_class_tables():
+    school = metrics.head_metrics(Y_TRUE, PROBS, CLASSES, majority_class=1)
+    empty = metrics.head_metrics([-1], [[0.5, 0.5]], ["x", "y"], majority_class=0)
+    report = {"model": "efficientnet-b0", "data": "wga/sample 1.0.0", "epochs": 12, "heads": {"school": school}}
+    report["heads"]["timeframe"] = empty
+    report["extra"] = {"nested": "left to JSON"}
+    text = metrics.format_report_markdown(report)
+
+    assert "- **model**: efficientnet-b0" in text
+    assert "- **epochs**: 12" in text
+    assert "nested" not in text
+    assert "| school | 6 | 50.0% | 83.3% | 38.9% | 35.7% | 33.3% | 0.383 |" in text
+    assert "| timeframe | 0 | n/a | n/a | n/a | n/a | n/a | n/a |" in text
+    assert "## Per-class accuracy: school" in text and "## Per-class accuracy: timeframe" in text
+    assert "| A | 3 | 66.7% |" in text
+    assert "| D | 0 | n/a |" in text
+    assert text.index("Summary") < text.index("Per-class accuracy: school") < text.index("Per-class accuracy: time")

@@ -1,0 +1,336 @@
+"""ArtNet, the input pipeline and training, on the synthetic task and a tiny backbone (fast)."""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from artnet import data, labels
+from artnet.config import DataConfig, TrainConfig, apply_overrides, from_dict, load_config
+from artnet.evaluate import evaluate
+from artnet.export import export, load_model
+from artnet.models.artnet import ArtNet
+from artnet.models.backbones import BackboneError, build_backbone
+from artnet.synthetic import synthetic_source
+from artnet.train import train
+
+NO_AUGMENT = data.Augment(flip=False, rotation_degrees=0, shift=0, zoom=0)
+
+
+def tiny_config(**overrides) -> TrainConfig:
+    config = TrainConfig(
+        backbone="tiny",
+        backbone_weights=None,
+        image_size=32,
+        optimizer="adam",
+        learning_rate=0.01,
+        fine_tune_learning_rate=0.01,
+        schedule="constant",
+        epochs=15,
+        head_epochs=0,
+        early_stopping_patience=0,
+        data=DataConfig(batch_size=32, cache=True, augment=NO_AUGMENT),
+    )
+    for key, value in overrides.items():
+        setattr(config, key, value)
+    return config
+
+
+@pytest.fixture(scope="module")
+def synthetic():
+    return {
+        "train": synthetic_source(600, seed=0),
+        "validation": synthetic_source(150, seed=1),
+        "test": synthetic_source(200, seed=2),
+    }
+
+
+@pytest.fixture(scope="module")
+def trained(synthetic, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("synthetic-run")
+    model = train(tiny_config(), workdir, synthetic)
+    return model, workdir
+
+
+def test_synthetic_task_is_learnt_by_every_head(trained, synthetic, tmp_path):
+    model, workdir = trained
+    report = evaluate(model, synthetic["test"], tmp_path / "eval")
+    chance = {head: 1 / len(labels.VOCABULARIES[head]) for head in labels.HEADS}
+    for head, result in report["heads"].items():
+        assert result["n"] == int((synthetic["test"].labels[head] >= 0).sum())  # unknowns excluded
+        assert result["top1"] > 3 * chance[head], (head, result["top1"])
+    for name in ("report.json", "report.md", "reliability_school.png", "confusion_timeframe.png"):
+        assert (tmp_path / "eval" / name).stat().st_size > 0
+    lines = (workdir / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 15 and json.loads(lines[-1])["epoch"] == 15
+    assert json.loads((workdir / "config.json").read_text())["backbone"] == "tiny"
+
+
+def test_keras_and_savedmodel_round_trips_give_the_same_probabilities(trained, tmp_path):
+    model, _ = trained
+    out = export(model, tmp_path / "export")
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(4, 45, 37, 3), dtype=np.uint8)
+    pixels = tf.cast(data.resize_and_crop(images, 32), tf.float32)
+    expected = model.predict(pixels, verbose=0)
+    reloaded = load_model(out / "model.keras")
+    assert isinstance(reloaded, ArtNet) and reloaded.heads == model.heads
+    again = reloaded.predict(pixels, verbose=0)
+    served = tf.saved_model.load(str(out / "saved_model")).signatures["serving_default"](images=tf.constant(images))
+    for head in labels.HEADS:
+        np.testing.assert_allclose(again[head], expected[head], atol=1e-6)
+        np.testing.assert_allclose(served[head].numpy(), expected[head], atol=1e-5)
+    names = tf.saved_model.load(str(out / "saved_model")).signatures["labels"]()
+    assert [n.decode() for n in names["school"].numpy()] == list(labels.SCHOOLS)
+    assert json.loads((out / "labels.json").read_text())["type"] == list(labels.TYPES)
+
+
+def test_heads_are_ordered_named_and_float32():
+    model = ArtNet("tiny", heads=("type", "school"), image_size=32)
+    assert model.heads == ("school", "type")
+    outputs = model(np.zeros((2, 32, 32, 3), np.float32))
+    assert list(outputs) == ["school", "type"]
+    assert outputs["school"].shape == (2, 6) and outputs["type"].shape == (2, 7)
+    with pytest.raises(ValueError, match="subset"):
+        ArtNet("tiny", heads=("style",), image_size=32)
+
+
+def _fixed_model(school_class: int, type_class: int) -> ArtNet:
+    """A model whose school head always answers `school_class` and type head `type_class`."""
+    model = ArtNet("tiny", heads=("school", "type"), image_size=32, dropout=0.0)
+    for head, answer in (("school", school_class), ("type", type_class)):
+        layer = model.get_layer(head)
+        kernel, bias = layer.get_weights()
+        bias = np.full_like(bias, -20.0)
+        bias[answer] = 20.0
+        layer.set_weights([np.zeros_like(kernel), bias])
+    model.compile(
+        loss={h: "sparse_categorical_crossentropy" for h in model.heads},
+        weighted_metrics={h: [keras.metrics.SparseCategoricalAccuracy(name="top1")] for h in model.heads},
+    )
+    return model
+
+
+def test_routing_a_label_reaches_the_head_of_its_name():
+    model = _fixed_model(school_class=0, type_class=3)
+    images = np.zeros((8, 32, 32, 3), np.float32)
+    right = model.evaluate(images, {"type": np.full(8, 3), "school": np.zeros(8)}, return_dict=True, verbose=0)
+    assert right["school_top1"] == 1.0 and right["type_top1"] == 1.0
+    swapped = model.evaluate(images, {"type": np.zeros(8), "school": np.full(8, 3)}, return_dict=True, verbose=0)
+    assert swapped["school_top1"] == 0.0 and swapped["type_top1"] == 0.0
+
+
+def test_unknown_labels_add_no_loss_and_count_in_no_metric():
+    model = _fixed_model(school_class=0, type_class=3)
+    n = 8
+    source = data.Source(
+        name="masking",
+        images=tf.data.Dataset.from_tensor_slices(tf.constant([_png()] * n)),
+        labels={
+            "school": np.array([0, 0, 0, 0, 5, -1, -1, -1]),  # 4 right, 1 wrong, 3 unknown
+            "timeframe": np.full(n, -1),
+            "type": np.full(n, -1),  # all unknown
+        },
+    )
+    batches = data.make_dataset(source, ("school", "type"), 32, n, training=False)
+    result = model.evaluate(batches, return_dict=True, verbose=0)
+    assert result["school_top1"] == pytest.approx(4 / 5)
+    assert result["type_loss"] == pytest.approx(0.0, abs=1e-6)
+    _, targets, weights = next(iter(batches))
+    assert targets["type"].numpy().tolist() == [0] * n  # masked labels become a valid index...
+    assert weights["type"].numpy().tolist() == [0.0] * n  # ...with weight 0
+
+
+def _png() -> bytes:
+    return tf.io.encode_png(np.full((40, 40, 3), 128, np.uint8)).numpy()
+
+
+def test_class_weights_on_a_known_distribution():
+    label_array = np.array([0] * 6 + [1] * 3 + [2] * 1 + [-1] * 10)
+    weights = data.class_weights(label_array, 4)
+    np.testing.assert_allclose(weights, [10 / 18, 10 / 9, 10 / 3, 0.0])
+    assert data.class_weights(label_array, 4, power=0).tolist() == [1.0, 1.0, 1.0, 0.0]
+    table = data.head_weight_tables({"school": label_array}, ("school",))["school"]
+    per_example = data.sample_weights(label_array, table)
+    assert per_example.mean() == pytest.approx(1.0)  # the loss keeps its scale
+    assert (per_example[label_array < 0] == 0).all()
+    assert per_example[label_array == 2][0] / per_example[label_array == 0][0] == pytest.approx(6.0)
+
+
+def test_pipeline_weights_match_the_numpy_twin():
+    source = synthetic_source(64, seed=3)
+    tables = data.head_weight_tables(source.labels, labels.HEADS)
+    batches = list(data.make_dataset(source, labels.HEADS, 32, 64, training=False, weight_tables=tables))
+    _, _, weights = batches[0]
+    for head in labels.HEADS:
+        np.testing.assert_allclose(weights[head].numpy(), data.sample_weights(source.labels[head], tables[head]))
+
+
+def test_augmentation_is_training_only_and_keeps_shape():
+    source = synthetic_source(16, size=48, seed=4)
+    plain = next(iter(data.make_dataset(source, labels.HEADS, 32, 16, training=False)))[0].numpy()
+    augmented = next(iter(data.make_dataset(source, labels.HEADS, 32, 16, training=True, augment=data.Augment())))
+    assert augmented[0].shape == plain.shape == (16, 32, 32, 3)
+    identity = data.affine_warp(tf.constant(plain), NO_AUGMENT).numpy()
+    np.testing.assert_allclose(identity, plain, atol=1e-3)
+
+
+def test_mixed_precision_keeps_heads_float32_and_a_step_is_finite():
+    try:
+        for policy in ("mixed_float16", "mixed_bfloat16"):
+            keras.mixed_precision.set_global_policy(policy)
+            model = ArtNet("tiny", image_size=32)
+            model.compile(optimizer="adam", loss={h: "sparse_categorical_crossentropy" for h in model.heads})
+            outputs = model(np.zeros((2, 32, 32, 3), np.float32))
+            assert all(output.dtype == "float32" for output in outputs.values())
+            assert model.get_layer("pooled").compute_dtype == policy.split("_")[1]
+            x = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype(np.float32)
+            y = {h: np.zeros(4, np.int64) for h in model.heads}
+            history = model.fit(x, y, epochs=1, verbose=0)
+            assert np.isfinite(history.history["loss"][0])
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+def test_backbone_errors_say_what_to_do(tmp_path):
+    with pytest.raises(BackboneError, match="registered"):
+        build_backbone("resnet9000")
+    with pytest.raises(BackboneError, match="no ImageNet weights"):
+        build_backbone("tiny", weights="imagenet")
+    with pytest.raises(BackboneError, match="not found"):
+        build_backbone("tiny", weights=str(tmp_path / "missing.weights.h5"))
+
+
+def test_corrupt_model_file_is_a_clear_error(tmp_path):
+    broken = tmp_path / "model.keras"
+    broken.write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="not a readable ArtNet"):
+        load_model(broken)
+    with pytest.raises(FileNotFoundError, match="artnet train"):
+        load_model(tmp_path / "nothing.keras")
+
+
+def test_config_files_load_and_overrides_apply(tmp_path):
+    path = tmp_path / "arm.py"
+    path.write_text(
+        textwrap.dedent(
+            """
+            from artnet.config import TrainConfig
+            def get_config(variant=None):
+                return TrainConfig(backbone="tiny", epochs=3 if variant == "cpu" else 30)
+            """
+        )
+    )
+    config = load_config(f"{path}:cpu")
+    assert config.epochs == 3
+    apply_overrides(config, ["epochs=5", "data.batch_size=4", "heads=school,type", "backbone_weights=null"])
+    assert (config.epochs, config.data.batch_size, config.heads, config.backbone_weights) == (
+        5,
+        4,
+        ("school", "type"),
+        None,
+    )
+    assert from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    with pytest.raises(ValueError, match="unknown config field"):
+        apply_overrides(config, ["epoch=5"])
+
+
+MIRRORED_SCRIPT = """
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+import json, sys
+from artnet.synthetic import synthetic_source
+from artnet.data import Augment
+from artnet.config import TrainConfig, DataConfig
+from artnet.train import train
+config = TrainConfig(backbone="tiny", backbone_weights=None, image_size=32, optimizer="adam", learning_rate=0.01,
+    fine_tune_learning_rate=0.01, schedule="constant", epochs=2, head_epochs=0, early_stopping_patience=0,
+    strategy="mirrored", data=DataConfig(batch_size=8, augment=Augment(flip=False)))
+sources = {s: synthetic_source(64, seed=i) for i, s in enumerate(("train", "validation", "test"))}
+model = train(config, sys.argv[1], sources)
+print(json.dumps(json.loads(open(sys.argv[1] + "/train_summary.json").read())))
+"""
+
+
+def test_mirrored_strategy_over_two_logical_cpus(tmp_path):
+    script = tmp_path / "mirrored.py"
+    script.write_text(MIRRORED_SCRIPT)
+    done = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "run")], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert summary["replicas"] == 2 and summary["global_batch"] == 16
+    assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 2
+
+
+class _KillAfter(keras.callbacks.Callback):
+    """Stands in for a killed process: the run dies right after epoch `epochs` was logged and backed up."""
+
+    def __init__(self, epochs: int):
+        super().__init__()
+        self.epochs = epochs
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 == self.epochs:
+            raise RuntimeError("killed")
+
+
+def test_a_killed_run_resumes_where_it_stopped(synthetic, tmp_path):
+    config = tiny_config(epochs=4)
+    with pytest.raises(RuntimeError, match="killed"):
+        train(config, tmp_path, synthetic, callbacks=[_KillAfter(2)])
+    assert not (tmp_path / "model.keras").exists()
+    train(config, tmp_path, synthetic)
+    epochs = [json.loads(line)["epoch"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert epochs == [1, 2, 3, 4]  # resumed at 3, not restarted at 1
+    assert (tmp_path / "model.keras").is_file()
+
+
+def test_artnet_train_command_on_a_labelled_folder(tmp_path):
+    from artnet import cli
+    from artnet.synthetic import write_synthetic_folder
+
+    folder = write_synthetic_folder(tmp_path / "paintings", 240)
+    config = tmp_path / "arm.py"
+    config.write_text(
+        textwrap.dedent(
+            f"""
+            from artnet.config import DataConfig, TrainConfig
+            from artnet.data import Augment
+            def get_config(variant=None):
+                return TrainConfig(backbone="tiny", backbone_weights=None, image_size=32, optimizer="adam",
+                    learning_rate=0.01, fine_tune_learning_rate=0.01, epochs=2, head_epochs=0,
+                    heads=("school", "type"),
+                    data=DataConfig(source="folder", folder={str(folder)!r}, batch_size=16, augment=Augment()))
+            """
+        )
+    )
+    assert cli.main(["train", "--config", str(config), "--workdir", str(tmp_path / "run")]) == 0
+    report = json.loads((tmp_path / "run" / "eval_test" / "report.json").read_text())
+    assert set(report["heads"]) == {"school", "type"}
+    assert (tmp_path / "run" / "export" / "saved_model" / "saved_model.pb").is_file()
+    out = tmp_path / "again"
+    assert (
+        cli.main(
+            [
+                "evaluate",
+                "--model",
+                str(tmp_path / "run" / "model.keras"),
+                "--folder",
+                str(folder),
+                "--split",
+                "all",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    assert json.loads((out / "report.json").read_text())["examples"] == 240
