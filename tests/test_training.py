@@ -334,3 +334,14 @@ def test_artnet_train_command_on_a_labelled_folder(tmp_path):
         == 0
     )
     assert json.loads((out / "report.json").read_text())["examples"] == 240
+
+
+def test_a_weights_download_that_cannot_happen_says_what_to_do(monkeypatch):
+    from keras.src.utils import file_utils
+
+    def offline(*args, **kwargs):
+        raise Exception("URL fetch failure: [Errno -2] Name or service not known")
+
+    monkeypatch.setattr(file_utils, "get_file", offline)
+    with pytest.raises(BackboneError, match="efficientnet_lite0/lite2"):
+        build_backbone("nasnet_mobile", weights="imagenet")

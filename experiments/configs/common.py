@@ -1,0 +1,82 @@
+"""What the four arms share: identical backbone, data, budget, augmentation and seed; they differ only in heads.
+
+Variants (the part after `:` in `--config file.py:variant`):
+- `cpu`: EfficientNet-Lite0 with its offline ImageNet weights, backbone frozen (2 CPU cores), on the real
+  WikiArt sample (../shared/wikiart-sample) split 70/15/15 by painter. ~10 minutes per arm here.
+- `cpu_random`: the same, split by image (file name): the leakage comparison.
+- `full`: the headline. NASNetLarge at 331 px with Keras ImageNet weights on `wga/artist`, the 2020 report's
+  recipe (SGD, momentum 0.88, lr 2.5e-4 with cosine decay, batch 8 per replica, early stopping on validation
+  loss), two phases, mixed precision and MirroredStrategy over the GPUs present. GPU machine with internet.
+- `full_random`: the same on `wga/random` (image-level, comparable with the 2020 report and SemArt).
+"""
+
+from __future__ import annotations
+
+import os
+
+from artnet.config import DataConfig, TrainConfig
+from artnet.data import Augment
+
+WIKIART = os.environ.get("ARTNET_WIKIART_DIR", "../shared/wikiart-sample")
+WGA_DATA_DIR = os.environ.get("ARTNET_DATA_DIR", "data/tfds")
+VARIANTS = ("cpu", "cpu_random", "full", "full_random")
+
+
+def arm(heads: tuple[str, ...], variant: str | None, description: str) -> TrainConfig:
+    variant = variant or "cpu"
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}")
+    if variant.startswith("cpu"):
+        return TrainConfig(
+            description=description,
+            backbone="efficientnet_lite0",
+            backbone_weights="imagenet",
+            heads=heads,
+            dropout=0.3,
+            data=DataConfig(
+                source="folder",
+                folder=WIKIART,
+                split_by="author" if variant == "cpu" else "file",
+                batch_size=32,
+                cache=True,
+                augment=Augment(flip=True, rotation_degrees=10, shift=0.1, zoom=0.1),
+            ),
+            optimizer="adam",
+            learning_rate=1e-3,
+            schedule="cosine",
+            epochs=4,
+            head_epochs=4,  # the whole CPU budget trains the heads on the frozen ImageNet backbone
+            unfreeze="none",
+            early_stopping_patience=0,
+            precision="float32",
+            strategy="none",
+            seed=0,
+        )
+    return TrainConfig(
+        description=description,
+        backbone="nasnet_large",
+        backbone_weights="imagenet",
+        image_size=331,
+        heads=heads,
+        dropout=0.5,
+        data=DataConfig(
+            source="wga",
+            wga_config="artist" if variant == "full" else "random",
+            data_dir=WGA_DATA_DIR,
+            batch_size=8,
+            cache=False,  # 30k images at 331 px do not fit in memory as uint8 on most machines
+            augment=Augment(flip=True, rotation_degrees=10, shift=0.1, zoom=0.1),
+        ),
+        optimizer="sgd",
+        momentum=0.88,
+        learning_rate=2.5e-4,
+        fine_tune_learning_rate=1e-4,
+        schedule="cosine",
+        epochs=30,
+        head_epochs=2,
+        unfreeze="all",
+        early_stopping_patience=4,
+        precision="auto",
+        strategy="auto",
+        seed=0,
+    )

@@ -1,0 +1,17 @@
+"""Single-head arm: `type` only. Identical to `multihead.py` in all but heads.
+
+    .venv/bin/artnet train --config experiments/configs/single_type.py:cpu --workdir runs/cpu/single_type
+
+Expect (cpu, WikiArt split by painter): well above the majority baseline, within a few points of the
+multi-head model's `type` head; see experiments/results/ for the measured numbers.
+"""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import arm  # noqa: E402
+
+
+def get_config(variant=None):
+    return arm(("type",), variant, "single-head: type")

@@ -1,0 +1,82 @@
+"""The experiment arms and the comparison runner (tiny backbone, synthetic folder: fast)."""
+
+import csv
+import importlib.util
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from artnet.config import load_config
+from artnet.synthetic import write_synthetic_folder
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "experiments" / "configs"
+ARMS = {
+    "multihead": ("school", "timeframe", "type"),
+    "single_school": ("school",),
+    "single_timeframe": ("timeframe",),
+    "single_type": ("type",),
+}
+
+
+def _compare_module():
+    spec = importlib.util.spec_from_file_location("compare", ROOT / "experiments" / "compare.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("variant", ["cpu", "cpu_random", "full", "full_random"])
+def test_arms_differ_only_in_their_heads(variant):
+    configs = {arm: load_config(f"{CONFIGS / arm}.py:{variant}") for arm in ARMS}
+    for arm, config in configs.items():
+        assert config.heads == ARMS[arm]
+    shared = [{k: v for k, v in c.to_dict().items() if k not in ("heads", "description")} for c in configs.values()]
+    assert all(entry == shared[0] for entry in shared)
+
+
+def test_variants_say_what_they_are():
+    cpu, full = load_config(f"{CONFIGS}/multihead.py:cpu"), load_config(f"{CONFIGS}/multihead.py:full")
+    assert (cpu.backbone, cpu.data.source, cpu.data.split_by) == ("efficientnet_lite0", "folder", "author")
+    assert load_config(f"{CONFIGS}/multihead.py:cpu_random").data.split_by == "file"
+    assert (full.backbone, full.image_size, full.optimizer, full.momentum) == ("nasnet_large", 331, "sgd", 0.88)
+    assert (full.data.batch_size, full.data.wga_config, full.strategy) == (8, "artist", "auto")
+    assert load_config(f"{CONFIGS}/multihead.py:full_random").data.wga_config == "random"
+    with pytest.raises(ValueError, match="unknown variant"):
+        load_config(f"{CONFIGS}/multihead.py:gpu")
+
+
+def test_runner_trains_the_arms_and_writes_a_complete_table(tmp_path):
+    folder = write_synthetic_folder(tmp_path / "paintings", 200)
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    for arm, heads in ARMS.items():
+        (configs / f"{arm}.py").write_text(
+            textwrap.dedent(
+                f"""
+                from artnet.config import DataConfig, TrainConfig
+                from artnet.data import Augment
+                def get_config(variant=None):
+                    return TrainConfig(backbone="tiny", backbone_weights=None, image_size=32, heads={heads!r},
+                        optimizer="adam", learning_rate=0.01, fine_tune_learning_rate=0.01, epochs=1,
+                        head_epochs=0, early_stopping_patience=0,
+                        data=DataConfig(source="folder", folder={str(folder)!r}, batch_size=32,
+                                        augment=Augment(flip=False)))
+                """
+            )
+        )
+    compare = _compare_module()
+    out = tmp_path / "results"
+    argv = ["--name", "tiny", "--train", str(configs), "--runs", str(tmp_path / "runs"), "--timing"]
+    assert compare.main([*argv, "--out-dir", str(out)]) == 0
+    rows = list(csv.DictReader((out / "tiny.csv").open()))
+    assert sorted((r["run"], r["head"]) for r in rows) == sorted(
+        [("multihead", h) for h in ARMS["multihead"]]
+        + [(arm, heads[0]) for arm, heads in ARMS.items() if arm != "multihead"]
+    )
+    for row in rows:
+        assert float(row["top1_low"]) <= float(row["top1"]) <= float(row["top1_high"])
+        assert row["parameters"] and row["train_seconds"] and float(row["ms_per_image"]) > 0
+    markdown = (out / "tiny.md").read_text()
+    assert "three single-head passes" in markdown and "| multihead | school |" in markdown
