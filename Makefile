@@ -7,7 +7,9 @@ DATA_DIR ?= data/tfds
 WGA_MANUAL_DIR ?= $(firstword $(wildcard ../shared/wga-sample))
 MANUAL_FLAG := $(if $(WGA_MANUAL_DIR),--manual_dir $(WGA_MANUAL_DIR),)
 
-.PHONY: install demo data stats test test-all lint clean
+SAMPLE_RUN ?= runs/sample
+
+.PHONY: install demo data stats model test test-all lint clean
 
 install: $(VENV)/.installed
 
@@ -17,11 +19,19 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[cpu,test]"
 	touch $@
 
-# Main job: build the `sample` config of the wga dataset (download, or the manual mirror) and print its statistics.
-demo: data stats
+# Main job: build the `sample` config of the wga dataset (download, or the manual mirror), print its statistics,
+# train a quick multi-head model on the offline-pretrained EfficientNet-Lite0, export it with its similar-paintings
+# index, and serve the demo on http://127.0.0.1:7860. Reruns reuse the dataset and the model.
+demo: data stats model
+	$(BIN)/artnet demo --model $(SAMPLE_RUN)/export
+
+model: $(SAMPLE_RUN)/export/model.keras
+
+$(SAMPLE_RUN)/export/model.keras: | install
+	$(BIN)/artnet train --config experiments/configs/multihead.py:sample --workdir $(SAMPLE_RUN)
 
 data: install
-	$(BIN)/tfds build datasets/wga --config sample --data_dir $(DATA_DIR) $(MANUAL_FLAG)
+	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/tfds build datasets/wga --config sample --data_dir $(DATA_DIR) $(MANUAL_FLAG)
 
 stats: install
 	$(BIN)/artnet data-stats --config sample --data-dir $(DATA_DIR)

@@ -30,7 +30,8 @@ def _train(args: argparse.Namespace) -> int:
     workdir = Path(args.workdir)
     counts = json.loads((workdir / "label_counts.json").read_text())["counts"]
     report = evaluate(model, sources["test"], workdir / "eval_test", train_counts=counts)
-    export(model, workdir / "export", card={"data": sources["train"].name, "test": _headline(report)})
+    card = {"data": sources["train"].name, "train_examples": len(sources["train"]), "test": _headline(report)}
+    export(model, workdir / "export", card=card, index_source=sources["train"])
     print(f"test: {_headline(report)}; report in {workdir / 'eval_test'}, export in {workdir / 'export'}")
     return 0
 
@@ -67,6 +68,27 @@ def _export(args: argparse.Namespace) -> int:
 
     out = export(load_model(args.model), args.out)
     print(f"exported to {out} (model.keras, saved_model/, labels.json, model_card.json)")
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from artnet.export import load_model
+    from artnet.predict import run_batch_prediction
+
+    return run_batch_prediction(
+        load_model(args.model), args.paths, args.out, top_k=args.top_k, batch_size=args.batch_size
+    )
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from artnet.demo import build_demo, example_images
+
+    export_dir = Path(args.model)
+    if export_dir.is_file():
+        export_dir = export_dir.parent
+    demo = build_demo(export_dir, examples=example_images(export_dir))
+    # show_error: a bad upload reaches the user as its reason (gradio's own image decoding may be what refuses it).
+    demo.launch(server_name=args.host, server_port=args.port, share=args.share, show_error=True)
     return 0
 
 
@@ -107,6 +129,21 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--model", required=True)
     export.add_argument("--out", required=True)
     export.set_defaults(run=_export)
+
+    predict = commands.add_parser("predict", help="batch prediction over files and folders -> JSON lines or CSV")
+    predict.add_argument("--model", required=True, help="a .keras file or an export folder")
+    predict.add_argument("paths", nargs="+", help="image files and folders (searched recursively)")
+    predict.add_argument("--top-k", type=int, default=3)
+    predict.add_argument("--out", default=None, help="output file (.jsonl or .csv); default: standard output")
+    predict.add_argument("--batch-size", type=int, default=16)
+    predict.set_defaults(run=_predict)
+
+    demo = commands.add_parser("demo", help="the Gradio demo for an export folder (artnet train writes one)")
+    demo.add_argument("--model", required=True, help="export folder (model.keras, model_card.json, index/)")
+    demo.add_argument("--share", action="store_true", help="also serve on a public gradio.live link")
+    demo.add_argument("--port", type=int, default=7860)
+    demo.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to serve your network")
+    demo.set_defaults(run=_demo)
     return parser
 
 

@@ -36,8 +36,12 @@ class ServingModule(tf.Module):
         return {head: tf.constant(list(labels.VOCABULARIES[head])) for head in self._heads}
 
 
-def export(model, out_dir: str | Path, card: dict | None = None) -> Path:
-    """Write `model.keras`, `saved_model/`, `labels.json`, `model_card.json` into `out_dir`."""
+def export(model, out_dir: str | Path, card: dict | None = None, index_source=None) -> Path:
+    """Write `model.keras`, `saved_model/`, `labels.json`, `model_card.json` into `out_dir`.
+
+    With `index_source` (the training collection), also `index/`: embeddings and thumbnails for the demo's
+    similar-paintings search.
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save(str(out_dir / "model.keras"))
@@ -57,6 +61,10 @@ def export(model, out_dir: str | Path, card: dict | None = None) -> Path:
         **(card or {}),
     }
     (out_dir / "model_card.json").write_text(json.dumps(card, indent=2))
+    if index_source is not None:
+        from artnet.similar import build_index
+
+        build_index(model, index_source, out_dir / "index")
     return out_dir
 
 

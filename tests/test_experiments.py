@@ -27,7 +27,7 @@ def _compare_module():
     return module
 
 
-@pytest.mark.parametrize("variant", ["cpu", "cpu_random", "full", "full_random"])
+@pytest.mark.parametrize("variant", ["cpu", "cpu_random", "full", "full_random", "sample"])
 def test_arms_differ_only_in_their_heads(variant):
     configs = {arm: load_config(f"{CONFIGS / arm}.py:{variant}") for arm in ARMS}
     for arm, config in configs.items():

@@ -8,6 +8,7 @@ Variants (the part after `:` in `--config file.py:variant`):
   recipe (SGD, momentum 0.88, lr 2.5e-4 with cosine decay, batch 8 per replica, early stopping on validation
   loss), two phases, mixed precision and MirroredStrategy over the GPUs present. GPU machine with internet.
 - `full_random`: the same on `wga/random` (image-level, comparable with the 2020 report and SemArt).
+- `sample`: the README's main job: the `cpu` recipe on `wga/sample` (minutes on a CPU; a demonstration model).
 """
 
 from __future__ import annotations
@@ -19,13 +20,20 @@ from artnet.data import Augment
 
 WIKIART = os.environ.get("ARTNET_WIKIART_DIR", "../shared/wikiart-sample")
 WGA_DATA_DIR = os.environ.get("ARTNET_DATA_DIR", "data/tfds")
-VARIANTS = ("cpu", "cpu_random", "full", "full_random")
+VARIANTS = ("cpu", "cpu_random", "full", "full_random", "sample")
 
 
 def arm(heads: tuple[str, ...], variant: str | None, description: str) -> TrainConfig:
     variant = variant or "cpu"
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}")
+    if variant == "sample":
+        config = arm(heads, "cpu", description)
+        config.data = DataConfig(
+            source="wga", wga_config="sample", data_dir=WGA_DATA_DIR, batch_size=16, augment=config.data.augment
+        )
+        config.epochs = config.head_epochs = 8
+        return config
     if variant.startswith("cpu"):
         return TrainConfig(
             description=description,

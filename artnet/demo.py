@@ -1,0 +1,166 @@
+"""The Gradio demo: drop in a painting, get when / where / what from ONE forward pass, and, on request, why
+(Grad-CAM per head) and which paintings of the training collection it resembles.
+
+`build_demo(export_dir)` returns the Blocks; `demo/app.py` and `artnet demo` launch it. An export folder holds
+`model.keras`, `model_card.json` and optionally `index/` (see `artnet.export` and `artnet.similar`).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+from PIL import Image
+
+from artnet import labels
+from artnet.data import resize_and_crop
+from artnet.explain import GradCam, overlay
+from artnet.predict import Predictor, load_rgb
+from artnet.similar import SimilarityIndex
+from artnet.wga.images import ImageError
+
+LOW_CONFIDENCE = 0.5
+SMALL_MODEL_EXAMPLES = 5_000
+TITLES = {"school": "Where: school", "timeframe": "When: timeframe", "type": "What: type"}
+
+
+def model_card_markdown(card: dict) -> str:
+    lines = ["### Model card", ""]
+    lines.append(
+        f"- **Backbone:** {card.get('backbone', '?')} at {card.get('image_size', '?')} px, "
+        f"{card.get('parameters', 0) / 1e6:.1f} M parameters, heads: {', '.join(card.get('heads', []))}"
+    )
+    train_examples = card.get("train_examples")
+    if card.get("data"):
+        lines.append(f"- **Trained on:** {card['data']}" + (f" ({train_examples} images)" if train_examples else ""))
+    for head, result in (card.get("test") or {}).items():
+        if result.get("top1") is not None:
+            lines.append(
+                f"- **Test {head}:** top-1 {100 * result['top1']:.1f} %, top-3 {100 * result['top3']:.1f} %, "
+                f"balanced {100 * result['balanced_accuracy']:.1f} % over {result['n']} images"
+            )
+    if train_examples is not None and train_examples < SMALL_MODEL_EXAMPLES:
+        lines += [
+            "",
+            f"**This is a small sample-scale model** ({train_examples} training images): its answers are a "
+            "demonstration of the pipeline, not an expert's opinion.",
+        ]
+    return "\n".join(lines)
+
+
+class DemoBackend:
+    """What the UI calls: plain Python, testable without a browser."""
+
+    def __init__(self, export_dir: str | Path, top_k: int = 3):
+        export_dir = Path(export_dir)
+        self.predictor = Predictor(export_dir, top_k=top_k)
+        self.model = self.predictor.model
+        self.card = (
+            json.loads((export_dir / "model_card.json").read_text())
+            if (export_dir / "model_card.json").is_file()
+            else {}
+        )
+        self.index = (
+            SimilarityIndex.load(export_dir / "index") if (export_dir / "index" / "embeddings.npy").is_file() else None
+        )
+        self._gradcam = None
+
+    def classify(self, image_path, k_similar: int = 6):
+        """(labels per head, a note on confidence, similar-painting gallery, their links): one forward pass."""
+        if image_path is None:
+            raise gr.Error("Upload, paste or photograph a painting first.")
+        try:
+            result = self.predictor.predict(image_path)
+        except ImageError as error:
+            raise gr.Error(f"That file cannot be read as an image: {error}") from None
+        per_head = {head: {name: float(p) for name, p in result[head]} for head in self.model.heads}
+        unsure = [
+            f"{head} ({result[head][0][0]}, {100 * result[head][0][1]:.0f} %)"
+            for head in self.model.heads
+            if result[head][0][1] < LOW_CONFIDENCE
+        ]
+        note = (
+            "The model is unsure about " + ", ".join(unsure) + ": treat those answers as guesses."
+            if unsure
+            else "All three answers are fairly confident (top probability ≥ 50 %)."
+        )
+        gallery, links = self.similar(result["embedding"], k_similar)
+        return per_head, note, gallery, links
+
+    def similar(self, embedding, k: int):
+        if self.index is None or not len(self.index):
+            return [], "No similar-paintings index was exported with this model."
+        gallery, links = [], []
+        for item in self.index.query(embedding, k):
+            caption = " — ".join(str(item[key]) for key in ("author", "title", "date") if item.get(key))
+            caption = caption or "(no catalogue data)"
+            if item.get("thumbnail"):
+                gallery.append((Image.open(item["thumbnail"]), f"{caption} ({item['score']:.2f})"))
+            if item.get("url"):
+                links.append(f"- [{caption}]({item['url']})")
+        return gallery, "\n".join(links) or "The index holds no links to wga.hu pages."
+
+    def explain(self, image_path):
+        """One Grad-CAM overlay per head, each for that head's top class."""
+        if image_path is None:
+            raise gr.Error("Upload a painting first.")
+        try:
+            rgb = load_rgb(image_path)
+        except ImageError as error:
+            raise gr.Error(f"That file cannot be read as an image: {error}") from None
+        if self._gradcam is None:
+            self._gradcam = GradCam(self.model)
+        pixels = np.asarray(resize_and_crop(rgb, self.model.image_size))
+        overlays = []
+        for head in self.model.heads:
+            heatmap = self._gradcam.heatmap(pixels.astype(np.float32), head)
+            overlays.append((overlay(pixels, heatmap), f"{head}: where it looked"))
+        return overlays
+
+
+def build_demo(export_dir: str | Path, examples: list[str] | None = None) -> gr.Blocks:
+    backend = DemoBackend(export_dir)
+    heads = backend.model.heads
+    with gr.Blocks(title="artnet: when, where and what is this painting?") as demo:
+        gr.Markdown(
+            "# artnet\nWhen, where and what is this painting? One model, one forward pass, three answers "
+            "(European paintings 1401-1900: " + ", ".join(labels.SCHOOLS) + ")."
+        )
+        with gr.Row():
+            with gr.Column():
+                image = gr.Image(type="filepath", sources=["upload", "webcam", "clipboard"], label="Painting")
+                classify = gr.Button("Classify", variant="primary")
+            with gr.Column():
+                outputs = {head: gr.Label(num_top_classes=3, label=TITLES[head]) for head in heads}
+                note = gr.Markdown()
+        with gr.Accordion("Why? Grad-CAM per head (on request)", open=False):
+            explain = gr.Button("Show where each head looked")
+            heatmaps = gr.Gallery(label="Grad-CAM", columns=3, height=260)
+        with gr.Accordion("Similar paintings of the training collection", open=False):
+            similar = gr.Gallery(label="Nearest by embedding", columns=6, height=220)
+            links = gr.Markdown()
+        with gr.Accordion("Model card", open=False):
+            gr.Markdown(model_card_markdown(backend.card))
+        if examples:
+            gr.Examples(examples=[[path] for path in examples], inputs=[image])
+
+        def on_classify(path):
+            per_head, message, gallery, link_text = backend.classify(path)
+            return [per_head[head] for head in heads] + [message, gallery, link_text]
+
+        targets = [outputs[head] for head in heads] + [note, similar, links]
+        classify.click(on_classify, inputs=image, outputs=targets, api_name="classify")
+        image.upload(on_classify, inputs=image, outputs=targets, api_name=False)
+        explain.click(backend.explain, inputs=image, outputs=heatmaps, api_name="explain")
+    demo.queue(default_concurrency_limit=2, max_size=64)
+    demo.backend = backend  # for tests and the CLI
+    return demo
+
+
+def example_images(export_dir: str | Path, count: int = 3) -> list[str]:
+    """A few thumbnails of the training collection as examples (the user's own copies, never shipped)."""
+    thumbs = sorted((Path(export_dir) / "index" / "thumbs").glob("*.jpg"))
+    step = max(1, len(thumbs) // max(1, count))
+    return [str(path) for path in thumbs[::step][:count]]

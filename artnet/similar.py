@@ -1,0 +1,73 @@
+"""Similar paintings: the training collection's pooled embeddings, searched by cosine similarity.
+
+Built once at export time (`build_index`) and stored beside the model as `index/embeddings.npy`,
+`index/items.json` (author, title, date, url) and `index/thumbs/*.jpg` (small thumbnails of the user's own
+copies, for the demo; never committed anywhere).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+from PIL import Image
+
+from artnet import data
+
+THUMB_SIZE = 160
+
+
+class SimilarityIndex:
+    def __init__(self, embeddings: np.ndarray, items: list[dict], folder: Path | None = None):
+        norms = np.linalg.norm(embeddings, axis=1, keepdims=True)
+        self.embeddings = (embeddings / np.maximum(norms, 1e-12)).astype(np.float32)
+        self.items = items
+        self.folder = folder
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def query(self, embedding: np.ndarray, k: int = 6) -> list[dict]:
+        """The k most similar items, best first, each with `score` (cosine) and `thumbnail` (a path or None)."""
+        vector = np.asarray(embedding, np.float32).ravel()
+        vector = vector / max(float(np.linalg.norm(vector)), 1e-12)
+        scores = self.embeddings @ vector
+        best = np.argsort(-scores)[:k]
+        results = []
+        for index in best:
+            item = dict(self.items[index], score=float(scores[index]))
+            thumb = self.folder / "thumbs" / f"{index:06d}.jpg" if self.folder else None
+            item["thumbnail"] = str(thumb) if thumb is not None and thumb.is_file() else None
+            results.append(item)
+        return results
+
+    @classmethod
+    def load(cls, folder: str | Path) -> SimilarityIndex:
+        folder = Path(folder)
+        if not (folder / "embeddings.npy").is_file():
+            raise FileNotFoundError(f"no similarity index in {folder}: export the model with an index")
+        items = json.loads((folder / "items.json").read_text())
+        return cls(np.load(folder / "embeddings.npy"), items, folder)
+
+
+def build_index(model, source: data.Source, folder: str | Path, batch_size: int = 32) -> SimilarityIndex:
+    """Embed every image of `source` with `model` and save the index (with thumbnails) in `folder`."""
+    folder = Path(folder)
+    (folder / "thumbs").mkdir(parents=True, exist_ok=True)
+    embedder = model.embedding_model()
+    size = model.image_size
+    pixels = source.images.map(lambda encoded: data.decode_and_resize(encoded, size), num_parallel_calls=data.AUTOTUNE)
+    embeddings = []
+    for number, batch in enumerate(pixels.batch(batch_size).prefetch(data.AUTOTUNE)):
+        embeddings.append(np.asarray(embedder(tf.cast(batch, tf.float32), training=False)))
+        for offset, image in enumerate(batch.numpy()):
+            thumb = Image.fromarray(image)
+            thumb.thumbnail((THUMB_SIZE, THUMB_SIZE))
+            thumb.save(folder / "thumbs" / f"{number * batch_size + offset:06d}.jpg", quality=85)
+    matrix = np.concatenate(embeddings) if embeddings else np.zeros((0, 1), np.float32)
+    items = source.meta if len(source.meta) == len(matrix) else [{} for _ in range(len(matrix))]
+    np.save(folder / "embeddings.npy", matrix.astype(np.float32))
+    (folder / "items.json").write_text(json.dumps(items, ensure_ascii=False))
+    return SimilarityIndex(matrix, items, folder)

@@ -1,0 +1,108 @@
+"""The Gradio demo: its backend directly, then the real server on 127.0.0.1 through gradio_client."""
+
+import socket
+
+import gradio as gr
+import numpy as np
+import pytest
+from PIL import Image
+
+from artnet.demo import DemoBackend, build_demo, example_images, model_card_markdown
+from artnet.export import export
+from artnet.models.artnet import ArtNet
+from artnet.synthetic import synthetic_source
+
+
+@pytest.fixture(scope="module")
+def export_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("export")
+    source = synthetic_source(24, seed=5)
+    source.meta = [
+        {"author": f"PAINTER {i}", "title": f"Work {i}", "date": "1620", "url": f"https://www.wga.hu/html/p/{i}.html"}
+        for i in range(24)
+    ]
+    model = ArtNet("tiny", image_size=32)
+    export(model, folder, card={"data": "synthetic", "train_examples": 24}, index_source=source)
+    return folder
+
+
+@pytest.fixture
+def painting(tmp_path):
+    path = tmp_path / "painting.jpg"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (60, 80, 3), dtype=np.uint8)).save(path)
+    return str(path)
+
+
+def test_classify_gives_three_labels_a_note_and_similar_paintings(export_dir, painting):
+    backend = DemoBackend(export_dir)
+    before = backend.predictor.forward_passes
+    per_head, note, gallery, links = backend.classify(painting)
+    assert backend.predictor.forward_passes == before + 1  # one forward pass answers everything
+    assert set(per_head) == {"school", "timeframe", "type"}
+    for scores in per_head.values():
+        values = list(scores.values())
+        assert len(values) == 3 and values == sorted(values, reverse=True) and 0 < sum(values) <= 1 + 1e-6
+    assert "unsure" in note or "confident" in note
+    assert len(gallery) == 6 and all(isinstance(image, Image.Image) for image, _ in gallery)
+    assert "https://www.wga.hu/html/p/" in links
+
+
+def test_gradcam_gives_one_overlay_per_head_at_model_size(export_dir, painting):
+    overlays = DemoBackend(export_dir).explain(painting)
+    assert [caption.split(":")[0] for _, caption in overlays] == ["school", "timeframe", "type"]
+    assert all(image.shape == (32, 32, 3) and image.dtype == np.uint8 for image, _ in overlays)
+
+
+def test_bad_input_is_a_gradio_error_and_the_next_request_works(export_dir, painting, tmp_path):
+    backend = DemoBackend(export_dir)
+    text = tmp_path / "notes.jpg"
+    text.write_text("not an image")
+    with pytest.raises(gr.Error, match="cannot be read"):
+        backend.classify(str(text))
+    with pytest.raises(gr.Error):
+        backend.classify(None)
+    assert set(backend.classify(painting)[0]) == {"school", "timeframe", "type"}
+
+
+def test_model_card_says_when_the_model_is_small():
+    card = {
+        "backbone": "efficientnet_lite0",
+        "image_size": 224,
+        "parameters": 3.4e6,
+        "heads": ["school"],
+        "data": "wga/sample:train",
+        "train_examples": 69,
+        "test": {"school": {"n": 20, "top1": 0.5, "top3": 0.9, "balanced_accuracy": 0.4}},
+    }
+    text = model_card_markdown(card)
+    assert "small sample-scale model" in text and "top-1 50.0 %" in text
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_the_served_demo_answers_gradio_client(export_dir, painting, tmp_path):
+    from gradio_client import Client, handle_file
+
+    demo = build_demo(export_dir, examples=example_images(export_dir))
+    port = _free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, show_error=True)
+    try:
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        school, timeframe, kind, note, gallery, links = client.predict(handle_file(painting), api_name="/classify")
+        for label in (school, timeframe, kind):
+            assert len(label["confidences"]) == 3
+        assert len(gallery) == 6
+        text = tmp_path / "bad.jpg"
+        text.write_text("not an image")
+        with pytest.raises(Exception, match="cannot identify image|cannot be read"):
+            client.predict(handle_file(str(text)), api_name="/classify")
+        assert client.predict(handle_file(painting), api_name="/classify")[0]["label"]  # still serving
+        overlays = client.predict(handle_file(painting), api_name="/explain")
+        assert len(overlays) == 3
+        assert Image.open(overlays[0]["image"]).size == (32, 32)
+    finally:
+        demo.close()

@@ -1,0 +1,343 @@
+"""artnet.predict: odd and broken images give a prediction or a clear ImageError, one forward pass per request,
+the same answer whatever the input type, and batch prediction that never aborts and keeps input order."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import struct
+import zlib
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+from artnet import labels
+from artnet.models.artnet import ArtNet
+from artnet.predict import (
+    EMBEDDING,
+    Predictor,
+    bound_size,
+    csv_columns,
+    expand_inputs,
+    load_rgb,
+    predict_paths,
+    run_batch_prediction,
+)
+from artnet.wga.images import ImageError
+
+IMAGE_SIZE = 32
+
+
+@pytest.fixture(scope="module")
+def model() -> ArtNet:
+    keras.utils.set_random_seed(0)
+    return ArtNet("tiny", image_size=IMAGE_SIZE)
+
+
+@pytest.fixture(scope="module")
+def predictor(model) -> Predictor:
+    return Predictor(model, top_k=3)
+
+
+# --- the corpus of odd and bad inputs --------------------------------------------------------------------
+
+
+def encode(image: Image.Image, fmt: str, **kwargs) -> bytes:
+    out = io.BytesIO()
+    image.save(out, format=fmt, **kwargs)
+    return out.getvalue()
+
+
+def noise(width: int, height: int, seed: int = 0) -> Image.Image:
+    pixels = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    return Image.fromarray(pixels)
+
+
+def huge_bilevel_png(width: int, height: int) -> bytes:
+    """A valid 1-bit PNG written by hand: a few dozen KB on disk, `width * height` pixels once decoded."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    rows = (b"\0" * (1 + (width + 7) // 8)) * 1000  # filter byte + packed bits, 1000 rows at a time
+    compressor = zlib.compressobj(9)
+    body = b"".join(compressor.compress(rows) for _ in range(height // 1000)) + compressor.flush()
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", body) + chunk(b"IEND", b"")
+
+
+def animated_gif() -> bytes:
+    frames = [Image.new("RGB", (20, 10), colour) for colour in ((255, 0, 0), (0, 0, 255), (0, 255, 0))]
+    return encode(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=100, loop=0)
+
+
+def exif_rotated_jpeg() -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored 80 wide x 40 high, displayed rotated 90 degrees clockwise
+    return encode(noise(80, 40), "JPEG", exif=exif)
+
+
+def sixteen_bit_png() -> bytes:
+    ramp = np.linspace(0, 65535, 48 * 64).reshape(48, 64).astype(np.uint16)
+    return encode(Image.fromarray(ramp), "PNG")
+
+
+def rgba_png() -> bytes:
+    pixels = np.zeros((30, 40, 4), dtype=np.uint8)
+    pixels[..., 0] = 200
+    pixels[:, 20:, 3] = 255  # left half fully transparent
+    return encode(Image.fromarray(pixels, "RGBA"), "PNG")
+
+
+# name -> (bytes, expected: "ok" or a fragment of the ImageError message)
+CORPUS = {
+    "zero_bytes.jpg": (lambda: b"", "empty file"),
+    "text_named.jpg": (lambda: b"this is not a painting\n" * 10, "not a readable image"),
+    "truncated.jpg": (lambda: encode(noise(64, 64), "JPEG")[:1500], "truncated"),
+    "huge_20000x20000.png": (lambda: huge_bilevel_png(20_000, 20_000), "decompression-bomb guard"),
+    "cmyk.jpg": (lambda: encode(Image.new("CMYK", (40, 30), (0, 255, 255, 0)), "JPEG"), "ok"),
+    "sixteen_bit.png": (sixteen_bit_png, "ok"),
+    "rgba.png": (rgba_png, "ok"),
+    "animated.gif": (animated_gif, "ok"),
+    "exif_rotated.jpg": (exif_rotated_jpeg, "ok"),
+    "one_pixel.png": (lambda: encode(Image.new("RGB", (1, 1), (90, 60, 30)), "PNG"), "ok"),
+    "strip_1x4000.png": (lambda: encode(noise(1, 4000), "PNG"), "ok"),
+}
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("corpus")
+    for name, (make, _) in CORPUS.items():
+        (folder / name).write_bytes(make())
+    return folder
+
+
+def assert_valid_prediction(prediction: dict, top_k: int) -> None:
+    assert list(prediction) == [*labels.HEADS, EMBEDDING]
+    for head in labels.HEADS:
+        ranked = prediction[head]
+        assert len(ranked) == min(top_k, len(labels.VOCABULARIES[head]))
+        assert all(label in labels.VOCABULARIES[head] for label, _ in ranked)
+        probabilities = [p for _, p in ranked]
+        assert probabilities == sorted(probabilities, reverse=True)
+        assert all(0.0 <= p <= 1.0 for p in probabilities)
+        if top_k >= len(labels.VOCABULARIES[head]):
+            assert sum(probabilities) == pytest.approx(1.0, abs=1e-4)
+    assert prediction[EMBEDDING].shape == (32,) and np.isfinite(prediction[EMBEDDING]).all()
+
+
+@pytest.mark.parametrize("name", list(CORPUS))
+def test_odd_and_bad_files_predict_or_raise_a_clear_image_error(predictor, corpus, name):
+    expected = CORPUS[name][1]
+    path = corpus / name
+    for given in (path, str(path), path.read_bytes()):
+        if expected == "ok":
+            assert_valid_prediction(predictor.predict(given, top_k=100), top_k=100)
+            assert_valid_prediction(predictor.predict(given), top_k=3)
+        else:
+            with pytest.raises(ImageError, match=expected):
+                predictor.predict(given)
+
+
+def test_path_errors_name_the_file(predictor, corpus):
+    with pytest.raises(ImageError, match=r"zero_bytes\.jpg: empty file"):
+        predictor.predict(corpus / "zero_bytes.jpg")
+
+
+def test_decoding_details_of_the_odd_files(corpus):
+    gif = load_rgb(corpus / "animated.gif")
+    assert gif.shape == (10, 20, 3) and (gif == [255, 0, 0]).all()  # the first frame
+    assert load_rgb(corpus / "exif_rotated.jpg").shape == (80, 40, 3)  # upright: EXIF applied
+    rgba = load_rgb(corpus / "rgba.png")
+    assert (rgba[:, :20] == 255).all() and (rgba[:, 20:] == [200, 0, 0]).all()  # transparency on white
+    sixteen = load_rgb(corpus / "sixteen_bit.png")
+    assert sixteen.dtype == np.uint8 and sixteen.min() == 0 and sixteen.max() >= 250  # scaled, not clipped
+    assert load_rgb(corpus / "cmyk.jpg").shape == (30, 40, 3)
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ("/no/such/painting.jpg", "no such file"),
+        (np.zeros((8, 8, 3), dtype=np.float32), "uint8"),
+        (np.zeros((8, 8, 2), dtype=np.uint8), "shape"),
+        (np.zeros((0, 8, 3), dtype=np.uint8), "empty image"),
+        (12345, "cannot read an image from a int"),
+    ],
+)
+def test_bad_inputs_of_other_kinds_raise_image_error(predictor, given, message):
+    with pytest.raises(ImageError, match=message):
+        predictor.predict(given)
+
+
+def test_a_folder_is_not_an_image(predictor, tmp_path):
+    with pytest.raises(ImageError, match="is a folder"):
+        predictor.predict(tmp_path)
+
+
+def test_file_size_limit_is_checked_before_reading(predictor, corpus, monkeypatch):
+    monkeypatch.setattr("artnet.predict.MAX_BYTES", 100)
+    with pytest.raises(ImageError, match="file too large"):
+        predictor.predict(corpus / "cmyk.jpg")
+
+
+def test_numpy_greyscale_and_single_channel_become_rgb():
+    grey = np.arange(12, dtype=np.uint8).reshape(3, 4)
+    assert (load_rgb(grey) == grey[..., None]).all() and load_rgb(grey).shape == (3, 4, 3)
+    assert (load_rgb(grey[..., None]) == load_rgb(grey)).all()
+
+
+# --- one forward pass, same answer for every input type --------------------------------------------------
+
+
+def test_one_forward_pass_per_request(predictor):
+    images = [noise(40, 30, seed=1), np.zeros((32, 32, 3), np.uint8), noise(7, 90, seed=2)]
+    before = predictor.forward_passes
+    predictor.predict(images[0])
+    assert predictor.forward_passes == before + 1
+    results = predictor.predict_batch(images)
+    assert predictor.forward_passes == before + 2
+    assert len(results) == 3
+    for result in results:
+        assert_valid_prediction(result, top_k=3)
+    assert predictor.predict_batch([]) == [] and predictor.forward_passes == before + 2
+
+
+def test_predict_and_predict_batch_agree(predictor):
+    images = [noise(40, 30, seed=3), noise(33, 64, seed=4)]
+    batch = predictor.predict_batch(images)
+    for image, from_batch in zip(images, batch, strict=True):
+        single = predictor.predict(image)
+        for head in labels.HEADS:
+            assert [label for label, _ in single[head]] == [label for label, _ in from_batch[head]]
+            np.testing.assert_allclose([p for _, p in single[head]], [p for _, p in from_batch[head]], atol=1e-6)
+        np.testing.assert_allclose(single[EMBEDDING], from_batch[EMBEDDING], atol=1e-5)
+
+
+def test_path_bytes_pil_and_array_give_identical_predictions(predictor, tmp_path):
+    path = tmp_path / "painting.png"
+    noise(48, 40, seed=5).save(path)
+    inputs = [path, str(path), path.read_bytes(), Image.open(path), np.asarray(Image.open(path))]
+    predictions = [predictor.predict(given, top_k=100) for given in inputs]
+    for prediction in predictions[1:]:
+        for head in labels.HEADS:
+            assert prediction[head] == predictions[0][head]
+        np.testing.assert_array_equal(prediction[EMBEDDING], predictions[0][EMBEDDING])
+
+
+def test_embedding_is_the_pooled_feature_vector(predictor, model):
+    prediction = predictor.predict(noise(32, 32, seed=6))
+    assert prediction[EMBEDDING].shape == (32,) and prediction[EMBEDDING].dtype == np.float32
+    expected = model.embedding_model()([np.asarray(noise(32, 32, seed=6), np.float32)[None]], training=False)
+    np.testing.assert_allclose(prediction[EMBEDDING], np.asarray(expected)[0], rtol=1e-5, atol=1e-5)
+
+
+def test_predictor_loads_a_saved_model(model, predictor, tmp_path):
+    model.save(tmp_path / "model.keras")
+    image = noise(50, 50, seed=7)
+    loaded = Predictor(tmp_path, top_k=2).predict(image)
+    original = predictor.predict(image, top_k=2)
+    for head in labels.HEADS:
+        assert [label for label, _ in loaded[head]] == [label for label, _ in original[head]]
+
+
+def test_bound_size_leaves_ordinary_images_alone_and_bounds_the_extremes():
+    ordinary = np.zeros((90, 120, 3), np.uint8)
+    assert bound_size(ordinary, 32) is ordinary
+    assert bound_size(np.zeros((4000, 1, 3), np.uint8), 32).shape == (4, 1, 3)
+    assert bound_size(np.zeros((10, 100, 3), np.uint8), 32).shape == (10, 40, 3)
+    assert bound_size(np.zeros((1000, 1200, 3), np.uint8), 32).shape == (67, 80, 3)  # box-reduced by 15
+
+
+# --- batch prediction over files -------------------------------------------------------------------------
+
+
+def test_expand_inputs_recurses_folders_and_keeps_explicit_files(tmp_path):
+    (tmp_path / "b").mkdir()
+    for name in ("b/z.JPG", "a.png", "b/notes.txt", "c.tiff"):
+        (tmp_path / name).write_bytes(b"x")
+    explicit = tmp_path / "b" / "notes.txt"
+    found = expand_inputs([str(tmp_path), str(explicit), str(tmp_path / "missing.jpg")])
+    in_folder = [tmp_path / "a.png", tmp_path / "b" / "z.JPG", tmp_path / "c.tiff"]
+    assert found == [*in_folder, explicit, tmp_path / "missing.jpg"]
+
+
+def test_predict_paths_keeps_order_and_survives_bad_files(predictor, corpus):
+    paths = sorted(corpus.iterdir())
+    records = list(predict_paths(predictor, paths, batch_size=3))
+    assert [record["path"] for record in records] == [str(path) for path in paths]
+    for record in records:
+        expected = CORPUS[Path(record["path"]).name][1]
+        assert record["ok"] is (expected == "ok")
+        if record["ok"]:
+            assert set(record) == {"path", "ok", *labels.HEADS}
+            assert all(len(record[head]) == 3 and isinstance(record[head][0][1], float) for head in labels.HEADS)
+        else:
+            assert expected in record["error"]
+    json.dumps(records)  # JSON-friendly
+
+
+def test_run_batch_prediction_writes_one_json_line_per_file(predictor, corpus, tmp_path, capsys):
+    out = tmp_path / "out" / "predictions.jsonl"
+    status = run_batch_prediction(predictor, [str(corpus)], str(out), batch_size=4)
+    assert status == 0
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [line["path"] for line in lines] == [str(path) for path in sorted(corpus.iterdir())]
+    failed = {Path(line["path"]).name for line in lines if not line["ok"]}
+    assert failed == {name for name, (_, expected) in CORPUS.items() if expected != "ok"}
+    assert all(line["error"] for line in lines if not line["ok"])
+    assert "7 ok, 4 failed" in capsys.readouterr().err
+
+
+def test_run_batch_prediction_to_stdout(predictor, corpus, capsys):
+    assert run_batch_prediction(predictor, [str(corpus / "one_pixel.png"), str(corpus / "zero_bytes.jpg")], None) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line["ok"] for line in lines] == [True, False]
+
+
+def test_run_batch_prediction_writes_csv(model, corpus, tmp_path):
+    out = tmp_path / "predictions.csv"
+    assert run_batch_prediction(model, [str(corpus)], str(out), top_k=2, batch_size=16) == 0
+    with out.open(newline="") as handle:
+        rows = list(csv.reader(handle))
+    assert rows[0] == csv_columns(labels.HEADS, 2)
+    assert rows[0][:5] == ["path", "ok", "error", "school_1", "school_1_p"]
+    assert len(rows) == 1 + len(CORPUS)
+    by_name = {Path(row[0]).name: dict(zip(rows[0], row, strict=True)) for row in rows[1:]}
+    assert by_name["zero_bytes.jpg"]["ok"] == "False" and "empty" in by_name["zero_bytes.jpg"]["error"]
+    assert by_name["cmyk.jpg"]["ok"] == "True" and by_name["cmyk.jpg"]["type_2"] in labels.TYPES
+    assert 0.0 <= float(by_name["cmyk.jpg"]["type_2_p"]) <= 1.0
+
+
+def test_run_batch_prediction_with_nothing_to_predict(predictor, tmp_path):
+    assert run_batch_prediction(predictor, [str(tmp_path)], None) == 1
+
+
+def test_an_unexpected_decoder_failure_is_one_failed_record(predictor, corpus, monkeypatch):
+    import artnet.predict
+
+    real_load = artnet.predict._load_path
+
+    def flaky_load(path):
+        if path.name == "cmyk.jpg":
+            raise RuntimeError("decoder crashed")
+        return real_load(path)
+
+    monkeypatch.setattr(artnet.predict, "_load_path", flaky_load)
+    paths = [corpus / "one_pixel.png", corpus / "cmyk.jpg", corpus / "rgba.png"]
+    records = list(predict_paths(predictor, paths))
+    assert [record["ok"] for record in records] == [True, False, True]
+    assert records[1]["error"] == "RuntimeError: decoder crashed"
+
+
+def test_resize_and_crop_is_the_identity_at_the_model_size():
+    """`Predictor.prepare` skips resizing images already at the model size: only right if this holds."""
+    from artnet.data import resize_and_crop
+
+    pixels = np.asarray(noise(IMAGE_SIZE, IMAGE_SIZE, seed=8))
+    np.testing.assert_array_equal(resize_and_crop(pixels, IMAGE_SIZE).numpy(), pixels)
