@@ -78,6 +78,6 @@ def load_model(path: str | Path):
     import artnet.models.artnet  # noqa: F401  (registers ArtNet for deserialisation)
 
     try:
-        return keras.models.load_model(str(path))
+        return keras.models.load_model(str(path), compile=False)  # inference needs no optimizer state
     except (ValueError, OSError, KeyError) as error:
         raise ValueError(f"{path} is not a readable ArtNet .keras file ({error}); re-export or retrain it") from error

@@ -1,12 +1,14 @@
 """The Gradio demo: its backend directly, then the real server on 127.0.0.1 through gradio_client."""
 
 import socket
+from pathlib import Path
 
 import gradio as gr
 import numpy as np
 import pytest
 from PIL import Image
 
+from artnet import labels
 from artnet.demo import DemoBackend, build_demo, example_images, model_card_markdown
 from artnet.export import export
 from artnet.models.artnet import ArtNet
@@ -105,4 +107,52 @@ def test_the_served_demo_answers_gradio_client(export_dir, painting, tmp_path):
         assert len(overlays) == 3
         assert Image.open(overlays[0]["image"]).size == (32, 32)
     finally:
+        demo.close()
+
+
+CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+
+
+def test_a_browser_uploads_a_painting_and_reads_three_labels(export_dir, painting, tmp_path):
+    """End to end in headless Chromium: what a person does, and what they see."""
+    if not (CHROMIUM.is_file() and CHROMEDRIVER.is_file()):
+        pytest.skip("needs Debian's chromium and chromium-driver (.ci/run installs them)")
+    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    demo = build_demo(export_dir)
+    port = _free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, show_error=True)
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-quic",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    try:
+        driver.get(f"http://127.0.0.1:{port}/")
+        WebDriverWait(driver, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, "input[type=file]"))
+        driver.find_element(By.CSS_SELECTOR, "input[type=file]").send_keys(painting)
+        selector = '[data-testid="label-output-value"]'
+        WebDriverWait(driver, 60).until(
+            lambda d: len([e for e in d.find_elements(By.CSS_SELECTOR, selector) if e.text]) == 3
+        )
+        shown = [element.text for element in driver.find_elements(By.CSS_SELECTOR, selector)]
+        assert shown[0] in labels.SCHOOLS and shown[1] in labels.TIMEFRAMES and shown[2] in labels.TYPES
+        driver.save_screenshot(str(tmp_path / "demo.png"))
+        assert (tmp_path / "demo.png").stat().st_size > 10_000
+    finally:
+        driver.quit()
         demo.close()

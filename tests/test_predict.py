@@ -341,3 +341,14 @@ def test_resize_and_crop_is_the_identity_at_the_model_size():
 
     pixels = np.asarray(noise(IMAGE_SIZE, IMAGE_SIZE, seed=8))
     np.testing.assert_array_equal(resize_and_crop(pixels, IMAGE_SIZE).numpy(), pixels)
+
+
+def test_artnet_predict_command_over_a_mixed_folder(model, corpus, tmp_path):
+    from artnet import cli
+
+    model.save(tmp_path / "model.keras")
+    out = tmp_path / "predictions.jsonl"
+    assert cli.main(["predict", "--model", str(tmp_path / "model.keras"), str(corpus), "--out", str(out)]) == 0
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(records) == len(expand_inputs([str(corpus)]))
+    assert any(record["ok"] for record in records) and any(not record["ok"] for record in records)
