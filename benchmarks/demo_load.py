@@ -1,0 +1,125 @@
+"""Demo under load: concurrent gradio_client users against the demo on 127.0.0.1.
+
+    .venv/bin/python benchmarks/demo_load.py --model runs/sample/export            # the README's sample model
+    .venv/bin/python benchmarks/demo_load.py --clients 1 --requests 50             # plain per-request latency
+
+Starts the demo in this process (loopback only), sends `--clients` x `--requests` classify requests with real
+images (the model's own index thumbnails when present, else synthetic), and prints errors, p50/p95 latency,
+throughput, and the server process's resident memory before and after (growth must stay bounded). Without
+`--model`, a tiny random model is exported to a temporary folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+
+
+def resident_mib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def tiny_export() -> Path:
+    from artnet.export import export
+    from artnet.models.artnet import ArtNet
+    from artnet.synthetic import synthetic_source
+
+    folder = Path(tempfile.mkdtemp()) / "export"
+    export(ArtNet("tiny", image_size=32), folder, card={"train_examples": 32}, index_source=synthetic_source(32))
+    return folder
+
+
+def test_images(export_dir: Path, count: int = 8) -> list[str]:
+    thumbs = sorted((export_dir / "index" / "thumbs").glob("*.jpg"))[:count]
+    if thumbs:
+        return [str(path) for path in thumbs]
+    folder = Path(tempfile.mkdtemp())
+    rng = np.random.default_rng(0)
+    for i in range(count):
+        Image.fromarray(rng.integers(0, 256, (300, 240, 3), dtype=np.uint8)).save(folder / f"{i}.jpg")
+    return sorted(str(path) for path in folder.glob("*.jpg"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, default=None, help="export folder (default: a tiny random model)")
+    parser.add_argument("--clients", type=int, default=20)
+    parser.add_argument("--requests", type=int, default=10, help="per client")
+    args = parser.parse_args()
+
+    from gradio_client import Client, handle_file
+
+    from artnet.demo import build_demo
+
+    export_dir = args.model or tiny_export()
+    demo = build_demo(export_dir)
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    url = f"http://127.0.0.1:{port}/"
+    images = test_images(export_dir)
+    Client(url, verbose=False).predict(handle_file(images[0]), api_name="/classify")  # warm up
+    memory_before = resident_mib()
+
+    latencies: list[float] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+
+    def user(number: int) -> None:
+        client = Client(url, verbose=False)
+        for request in range(args.requests):
+            image = images[(number + request) % len(images)]
+            started = time.perf_counter()
+            try:
+                client.predict(handle_file(image), api_name="/classify")
+                with lock:
+                    latencies.append(time.perf_counter() - started)
+            except Exception as error:  # noqa: BLE001 (count every failure, whatever its kind)
+                with lock:
+                    errors.append(repr(error)[:200])
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=user, args=(n,)) for n in range(args.clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wall = time.perf_counter() - started
+    memory_after = resident_mib()
+    demo.close()
+
+    total = args.clients * args.requests
+    print(
+        f"model: {export_dir}; {args.clients} clients x {args.requests} requests on 127.0.0.1; {os.cpu_count()} cores\n"
+    )
+    print("| requests | errors | p50 ms | p95 ms | requests/s | server RSS before MiB | after MiB |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    p50, p95 = (1000 * np.percentile(latencies, q) if latencies else float("nan") for q in (50, 95))
+    print(
+        f"| {total} | {len(errors)} | {p50:.0f} | {p95:.0f} | {len(latencies) / wall:.1f} | "
+        f"{memory_before:.0f} | {memory_after:.0f} |"
+    )
+    for error in errors[:5]:
+        print("error:", error)
+
+
+if __name__ == "__main__":
+    main()
