@@ -178,6 +178,24 @@ def _callbacks(workdir: Path, phase: str, config: TrainConfig) -> list[keras.cal
     return callbacks
 
 
+def check_backup(backup_dir: Path) -> None:
+    """Refuse, with what to do, a backup that BackupAndRestore could not read (and has no older copy of)."""
+    import h5py
+
+    latest = backup_dir / "latest.weights.h5"
+    if not latest.exists() or Path(f"{latest}.bkp").exists():
+        return  # nothing to resume, or Keras falls back to the previous copy itself
+    try:
+        with h5py.File(latest, "r"):
+            pass
+    except OSError as error:
+        raise RuntimeError(
+            f"the resume state {latest} is unreadable ({error}); it was probably cut short when a run was killed "
+            f"while writing it. Delete {backup_dir} to restart this phase from its beginning (earlier phases and "
+            "best.keras are kept)."
+        ) from error
+
+
 # --- the run ---------------------------------------------------------------------------------------------
 
 
@@ -250,6 +268,7 @@ def train(
         if done_marker.is_file():  # finished in an earlier run: take its weights and move on
             model.load_weights(str(done_marker))
             continue
+        check_backup(workdir / "backup" / phase)
         with strategy.scope():
             set_trainable(model, phase, config)
             compile_model(model, config, learning_rate, steps * (last_epoch - first_epoch))

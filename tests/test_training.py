@@ -345,3 +345,11 @@ def test_a_weights_download_that_cannot_happen_says_what_to_do(monkeypatch):
     monkeypatch.setattr(file_utils, "get_file", offline)
     with pytest.raises(BackboneError, match="efficientnet_lite0/lite2"):
         build_backbone("nasnet_mobile", weights="imagenet")
+
+
+def test_an_unreadable_resume_state_is_a_clear_error(synthetic, tmp_path):
+    backup = tmp_path / "backup" / "fine_tune"
+    backup.mkdir(parents=True)
+    (backup / "latest.weights.h5").write_bytes(b"cut short")
+    with pytest.raises(RuntimeError, match="Delete .*backup"):
+        train(tiny_config(epochs=1), tmp_path, synthetic)
