@@ -55,6 +55,7 @@ class TrainConfig:
     freeze_batchnorm: bool = True
     steps_per_epoch: int | None = None  # cap, for dry runs
     early_stopping_patience: int = 4
+    backup_every_steps: int | None = None  # also back up mid-epoch (a killed epoch restarts with these weights)
     # Hardware.
     precision: str = "auto"  # auto | float32 | mixed_float16 | mixed_bfloat16
     strategy: str = "auto"  # auto | mirrored | multi_worker | none

@@ -157,7 +157,9 @@ class JsonLines(keras.callbacks.Callback):
 
 def _callbacks(workdir: Path, phase: str, config: TrainConfig) -> list[keras.callbacks.Callback]:
     callbacks = [
-        keras.callbacks.BackupAndRestore(str(workdir / "backup" / phase), delete_checkpoint=False),
+        keras.callbacks.BackupAndRestore(
+            str(workdir / "backup" / phase), save_freq=config.backup_every_steps or "epoch", delete_checkpoint=False
+        ),
         keras.callbacks.ModelCheckpoint(str(workdir / "best.keras"), monitor="val_loss", save_best_only=True),
         keras.callbacks.TerminateOnNaN(),
         keras.callbacks.CSVLogger(str(workdir / "metrics.csv"), append=True),
