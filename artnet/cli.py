@@ -22,11 +22,12 @@ def _train(args: argparse.Namespace) -> int:
     from artnet.config import apply_overrides, load_config
     from artnet.evaluate import evaluate
     from artnet.export import export
-    from artnet.train import load_sources, train
+    from artnet.train import load_sources, make_strategy, train
 
     config = apply_overrides(load_config(args.config), args.set or [])
+    strategy = make_strategy(config.strategy)  # first: multi-worker collectives must precede other TF work
     sources = load_sources(config)
-    model = train(config, args.workdir, sources)
+    model = train(config, args.workdir, sources, strategy=strategy)
     workdir = Path(args.workdir)
     counts = json.loads((workdir / "label_counts.json").read_text())["counts"]
     report = evaluate(model, sources["test"], workdir / "eval_test", train_counts=counts)

@@ -30,15 +30,16 @@ PHASES = ("heads", "fine_tune")
 
 
 def make_strategy(name: str) -> tf.distribute.Strategy:
-    gpus = tf.config.list_logical_devices("GPU")
+    """Create before any other TensorFlow work: multi-worker collectives must be set up at program start."""
     if name == "auto":
+        gpus = tf.config.list_physical_devices("GPU")
         return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
     if name == "multi_worker":
         if "TF_CONFIG" not in os.environ:
             raise ValueError("strategy multi_worker needs TF_CONFIG describing the cluster and this worker's task")
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        return tf.distribute.MultiWorkerMirroredStrategy()  # joins the cluster; fit() refuses it below
     if name == "none":
         return tf.distribute.get_strategy()
     raise ValueError(f"unknown strategy {name!r}: auto, mirrored, multi_worker or none")
@@ -206,16 +207,18 @@ def train(
     workdir: str | Path,
     sources: dict[str, data.Source] | None = None,
     callbacks: list[keras.callbacks.Callback] | None = None,
+    strategy: tf.distribute.Strategy | None = None,
 ) -> ArtNet:
     """Train `config` in `workdir` (resuming whatever is there) and return the best model.
 
-    `sources` defaults to the config's data; `callbacks` run after artnet's own (progress UIs, tests).
+    `sources` defaults to the config's data; `callbacks` run after artnet's own (progress UIs, tests);
+    `strategy` defaults to `make_strategy(config.strategy)`, which must then run before any other TF work.
     """
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
+    strategy = strategy or make_strategy(config.strategy)
     keras.utils.set_random_seed(config.seed)
     precision = set_precision(config.precision)
-    strategy = make_strategy(config.strategy)
     (workdir / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
 
     sources = sources or load_sources(config)
@@ -226,6 +229,14 @@ def train(
         json.dumps({"train_examples": len(sources["train"]), "counts": counts, "source": sources["train"].name})
     )
 
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        # Measured here with two localhost workers: Keras 3.15's fit() fails inside its own metric building and
+        # per-replica reductions under this strategy (open upstream as keras-team/keras#20585). Say so plainly
+        # rather than fail deep inside Keras; MirroredStrategy over the GPUs of one machine works.
+        raise RuntimeError(
+            "strategy multi_worker: Keras 3.15's fit() cannot train under MultiWorkerMirroredStrategy "
+            "(keras-team/keras#20585, open upstream). Train on one machine with strategy=mirrored (all its GPUs)."
+        )
     replicas = strategy.num_replicas_in_sync
     global_batch = config.data.batch_size * replicas
     with strategy.scope():
