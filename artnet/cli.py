@@ -14,7 +14,7 @@ def _data_stats(args: argparse.Namespace) -> int:
 
     stats, out = wga_statistics(args.config, args.data_dir, args.out)
     print(to_markdown(stats, f"wga/{args.config} {stats['version']} ({args.data_dir})"))
-    print(f"saved {out / 'statistics.json'} and {out / 'statistics.md'}")
+    print(f"saved {out / 'statistics.json'}, {out / 'statistics.md'} and {out / 'statistics.png'}")
     return 0
 
 

@@ -59,6 +59,26 @@ def to_markdown(stats: dict, title: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def plot_statistics(stats: dict, path: Path, title: str) -> None:
+    """One bar chart per head: examples per class, a bar per split (unknowns last)."""
+    from matplotlib.figure import Figure
+
+    splits = list(stats["splits"])
+    figure = Figure(figsize=(15, 4.5), constrained_layout=True)
+    for axis, (head, table) in zip(figure.subplots(1, len(stats["heads"])), stats["heads"].items(), strict=True):
+        names = list(table)
+        width = 0.8 / max(1, len(splits))
+        for offset, split in enumerate(splits):
+            positions = [i + offset * width for i in range(len(names))]
+            axis.bar(positions, [table[name][split] for name in names], width, label=split)
+        axis.set_xticks([i + width * (len(splits) - 1) / 2 for i in range(len(names))], names, rotation=60, ha="right")
+        axis.set_title(head)
+        axis.set_ylabel("paintings")
+    figure.axes[0].legend()
+    figure.suptitle(title)
+    figure.savefig(path, dpi=110)
+
+
 def wga_statistics(config: str, data_dir: str | Path, out_dir: str | Path | None = None) -> tuple[dict, Path]:
     """Count a built `wga/<config>` and save `statistics.json` and `.md` (default: beside its records)."""
     import tensorflow as tf
@@ -88,4 +108,5 @@ def wga_statistics(config: str, data_dir: str | Path, out_dir: str | Path | None
     out.mkdir(parents=True, exist_ok=True)
     (out / "statistics.json").write_text(json.dumps(stats, indent=2, ensure_ascii=False))
     (out / "statistics.md").write_text(to_markdown(stats, f"wga/{config} {stats['version']}"))
+    plot_statistics(stats, out / "statistics.png", f"wga/{config} {stats['version']}: paintings per class and split")
     return stats, out

@@ -97,6 +97,7 @@ def test_data_stats_command_counts_a_built_config(dummy_data, tmp_path, monkeypa
     printed = capsys.readouterr().out
     assert "| train | 32 |" in printed and "## timeframe" in printed
     stats = json.loads(next((tmp_path / "tfds").rglob("statistics.json")).read_text())
+    assert next((tmp_path / "tfds").rglob("statistics.png")).stat().st_size > 10_000
     assert stats["splits"] == {"train": 32, "validation": 12, "test": 12}
     assert sum(stats["heads"]["school"]["(unknown)"].values()) == 1  # the English guest
     for head in labels.HEADS:
