@@ -18,6 +18,7 @@ import argparse
 import csv
 import json
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -193,7 +194,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("nothing to compare: give --runs or --run")
 
     rows = [row for label, path in runs.items() for row in rows_for_run(label, path)]
-    notes = list(args.note) + [f"command: `{' '.join([Path(sys.argv[0]).as_posix(), *(argv or sys.argv[1:])])}`"]
+    command = shlex.join([".venv/bin/python", "experiments/compare.py", *(argv if argv is not None else sys.argv[1:])])
+    notes = list(args.note) + [f"command: `{command}`"]
     if args.timing:
         models = {label: path / "model.keras" for label, path in runs.items() if (path / "model.keras").is_file()}
         timings = time_models(models)
