@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
 import gradio as gr
@@ -97,7 +98,9 @@ class DemoBackend:
             caption = " — ".join(str(item[key]) for key in ("author", "title", "date") if item.get(key))
             caption = caption or "(no catalogue data)"
             if item.get("thumbnail"):
-                gallery.append((Image.open(item["thumbnail"]), f"{caption} ({item['score']:.2f})"))
+                # A path, not a PIL image: gradio copies files into its cache atomically, but rewrites a PIL
+                # image's cache file in place, which truncated concurrent downloads under load (measured).
+                gallery.append((item["thumbnail"], f"{caption} ({item['score']:.2f})"))
             if item.get("url"):
                 links.append(f"- [{caption}]({item['url']})")
         return gallery, "\n".join(links) or "The index holds no links to wga.hu pages."
@@ -116,8 +119,16 @@ class DemoBackend:
         overlays = []
         for head in self.model.heads:
             heatmap = self._gradcam.heatmap(pixels.astype(np.float32), head)
-            overlays.append((overlay(pixels, heatmap), f"{head}: where it looked"))
+            overlays.append((self._to_file(overlay(pixels, heatmap)), f"{head}: where it looked"))
         return overlays
+
+    @staticmethod
+    def _to_file(image: np.ndarray) -> str:
+        """A PNG under a fresh name (see `similar` for why gradio gets paths rather than arrays)."""
+        handle = tempfile.NamedTemporaryFile(prefix="artnet-gradcam-", suffix=".png", delete=False)
+        with handle:
+            Image.fromarray(image).save(handle, format="PNG")
+        return handle.name
 
 
 def build_demo(export_dir: str | Path, examples: list[str] | None = None) -> gr.Blocks:
