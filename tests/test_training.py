@@ -353,3 +353,28 @@ def test_an_unreadable_resume_state_is_a_clear_error(synthetic, tmp_path):
     (backup / "latest.weights.h5").write_bytes(b"cut short")
     with pytest.raises(RuntimeError, match="Delete .*backup"):
         train(tiny_config(epochs=1), tmp_path, synthetic)
+
+
+class _KillMidEpoch(keras.callbacks.Callback):
+    """Dies inside epoch `epoch` (1-based), after `batches` batches of it."""
+
+    def __init__(self, epoch: int, batches: int):
+        super().__init__()
+        self.epoch, self.batches, self._current = epoch, batches, 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._current = epoch + 1
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self._current == self.epoch and batch + 1 == self.batches:
+            raise RuntimeError("killed mid-epoch")
+
+
+def test_a_run_killed_mid_epoch_resumes_and_finishes(synthetic, tmp_path):
+    config = tiny_config(epochs=3, backup_every_steps=5)
+    with pytest.raises(RuntimeError, match="mid-epoch"):
+        train(config, tmp_path, synthetic, callbacks=[_KillMidEpoch(epoch=2, batches=12)])
+    train(config, tmp_path, synthetic)
+    epochs = [json.loads(line)["epoch"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert epochs == [1, 2, 3]  # epoch 1 kept, the killed epoch 2 redone, then 3
+    assert (tmp_path / "model.keras").is_file()
