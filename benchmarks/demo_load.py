@@ -64,6 +64,7 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=None, help="export folder (default: a tiny random model)")
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--requests", type=int, default=10, help="per client")
+    parser.add_argument("--rounds", type=int, default=1, help="repeat the burst; one table row per round")
     args = parser.parse_args()
 
     from gradio_client import Client, handle_file
@@ -79,13 +80,36 @@ def main() -> None:
     Client(url, verbose=False).predict(handle_file(images[0]), api_name="/classify")  # warm up
     memory_before = resident_mib()
 
+    print(
+        f"model: {export_dir}; {args.clients} clients x {args.requests} requests on 127.0.0.1; {os.cpu_count()} cores\n"
+    )
+    print("| round | requests | errors | p50 ms | p95 ms | requests/s | server RSS before MiB | after MiB |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for round_number in range(1, args.rounds + 1):
+        latencies, errors, wall = burst(url, images, args.clients, args.requests)
+        memory_after = resident_mib()
+        p50, p95 = (1000 * np.percentile(latencies, q) if latencies else float("nan") for q in (50, 95))
+        print(
+            f"| {round_number} | {args.clients * args.requests} | {len(errors)} | {p50:.0f} | {p95:.0f} | "
+            f"{len(latencies) / wall:.1f} | {memory_before:.0f} | {memory_after:.0f} |",
+            flush=True,
+        )
+        for error in errors[:5]:
+            print("error:", error)
+    demo.close()
+
+
+def burst(url: str, images: list[str], clients: int, requests: int) -> tuple[list[float], list[str], float]:
+    """`clients` threads, each its own gradio_client, each sending `requests` classify calls."""
+    from gradio_client import Client, handle_file
+
     latencies: list[float] = []
     errors: list[str] = []
     lock = threading.Lock()
 
     def user(number: int) -> None:
         client = Client(url, verbose=False)
-        for request in range(args.requests):
+        for request in range(requests):
             image = images[(number + request) % len(images)]
             started = time.perf_counter()
             try:
@@ -97,28 +121,12 @@ def main() -> None:
                     errors.append(repr(error)[:200])
 
     started = time.perf_counter()
-    threads = [threading.Thread(target=user, args=(n,)) for n in range(args.clients)]
+    threads = [threading.Thread(target=user, args=(n,)) for n in range(clients)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    wall = time.perf_counter() - started
-    memory_after = resident_mib()
-    demo.close()
-
-    total = args.clients * args.requests
-    print(
-        f"model: {export_dir}; {args.clients} clients x {args.requests} requests on 127.0.0.1; {os.cpu_count()} cores\n"
-    )
-    print("| requests | errors | p50 ms | p95 ms | requests/s | server RSS before MiB | after MiB |")
-    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-    p50, p95 = (1000 * np.percentile(latencies, q) if latencies else float("nan") for q in (50, 95))
-    print(
-        f"| {total} | {len(errors)} | {p50:.0f} | {p95:.0f} | {len(latencies) / wall:.1f} | "
-        f"{memory_before:.0f} | {memory_after:.0f} |"
-    )
-    for error in errors[:5]:
-        print("error:", error)
+    return latencies, errors, time.perf_counter() - started
 
 
 if __name__ == "__main__":
