@@ -7,7 +7,7 @@ every response (as a distant server would). artnet runs at its default concurren
 rate limit lifted (`max_rate=0`): the limit is politeness towards wga.hu, and would otherwise be what this
 measures. A second artnet run injects faults (500s, resets, truncated bodies) into 10 % of the images and
 must still end with every image, through retries. Images: ../shared/wga-sample when present, else the
-builder's dummy data.
+builder's generated dummy mirror.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 from artnet.wga import download
 from artnet.wga.catalog import parse_catalog, read_catalog_bytes, usable_paintings
+from artnet.wga.dummy_mirror import temporary_mirror
 from artnet.wga.fake_server import FaultyWgaServer
 from artnet.wga.images import ImageError, verify_image
 
@@ -59,7 +60,7 @@ def main() -> None:
     args = parser.parse_args()
 
     shared = ROOT.parent / "shared" / "wga-sample"
-    mirror = shared if (shared / "data_txt.zip").is_file() else ROOT / "datasets" / "wga" / "dummy_data"
+    mirror = shared if (shared / "data_txt.zip").is_file() else temporary_mirror()
     rows = usable_paintings(parse_catalog(read_catalog_bytes(mirror))[0])
     paths = [row.image_path for row in rows if _is_image(mirror / row.image_path)][: args.limit]
     total_bytes = sum((mirror / path).stat().st_size for path in paths)

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from artnet.wga.dummy_mirror import write_mirror
 from artnet.wga.fake_server import FaultyWgaServer
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 ROOT = Path(__file__).resolve().parents[1]
-DUMMY_DATA = ROOT / "datasets" / "wga" / "dummy_data"
 SHARED = ROOT.parent / "shared"
 WGA_SAMPLE = SHARED / "wga-sample"
 
@@ -24,9 +24,10 @@ def wga_sample() -> Path:
     return WGA_SAMPLE
 
 
-@pytest.fixture
-def dummy_data() -> Path:
-    return DUMMY_DATA
+@pytest.fixture(scope="session")
+def dummy_data(tmp_path_factory) -> Path:
+    """The builder's mini mirror (generated; read-only by convention: tests copy before they change it)."""
+    return write_mirror(tmp_path_factory.mktemp("wga-dummy-mirror"))
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
-"""TFDS's own builder test over dummy_data/ (a mini mirror in the real format, with tricky rows).
+"""TFDS's own builder test over a generated mini mirror in the real format, with tricky rows.
 
-Expected counts (see dummy_data/make_dummy_data.py): 54 ordinary paintings + 2 tricky ones are
+Expected counts (see artnet/wga/dummy_mirror.py): 54 ordinary paintings + 2 tricky ones are
 usable; the all-unknown row, the sculpture, the lost image, the text file named .jpg and the two
 malformed rows are not.
 """
@@ -9,17 +9,21 @@ import tempfile
 
 import tensorflow_datasets as tfds
 
+from artnet.wga.dummy_mirror import temporary_mirror
 from datasets.wga import wga_dataset_builder
+
+DUMMY_MIRROR = str(temporary_mirror())  # generated: see dummy_data/README.md
 
 
 class _WgaTestCase(tfds.testing.DatasetBuilderTestCase):
     DATASET_CLASS = wga_dataset_builder.Builder
+    EXAMPLE_DIR = DUMMY_MIRROR
     SKIP_CHECKSUMS = True  # the builder fetches through artnet.wga.download, not dl_manager.download
 
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        # Keep the prepared-image cache out of dummy_data/ (which TFDS uses as download_dir).
+        # Keep the prepared-image cache out of the dummy mirror (which TFDS uses as download_dir).
         cls._work_dir = tempfile.TemporaryDirectory()
         cls._env = {"ARTNET_WGA_WORK_DIR": cls._work_dir.name}
 

@@ -1,19 +1,21 @@
-"""Regenerate the dummy data: a mini WGA mirror in the real format, with the rows that trip parsers.
+"""A mini WGA mirror in the real format, with the rows that trip parsers: the builder's dummy data.
 
-    python datasets/wga/dummy_data/make_dummy_data.py
+    python -m artnet.wga.dummy_mirror OUT_DIR
 
-Writes `catalog.csv` (`;`-separated, Windows-1252, CRLF, as wga.hu serves it) and tiny synthetic
-JPEGs under `art/`. Nothing here comes from wga.hu: authors and titles are invented.
+Writes `catalog.csv` (`;`-separated, Windows-1252, CRLF, as wga.hu serves it) and tiny synthetic JPEGs under
+`art/`. Nothing here comes from wga.hu: authors, titles and pictures are invented. It is generated, not
+committed, so that no image file in the repository can be mistaken for a copy of a WGA image.
 """
 
 from __future__ import annotations
 
 import io
+import sys
+import tempfile
 from pathlib import Path
 
 from PIL import Image
 
-HERE = Path(__file__).resolve().parent
 HEADER = "AUTHOR;BORN-DIED;TITLE;DATE;TECHNIQUE;LOCATION;URL;FORM;TYPE;SCHOOL;TIMEFRAME"
 SCHOOLS = ["Italian", "Dutch", "Flemish", "French", "German", "Spanish"]
 TYPES = ["religious", "portrait", "landscape", "genre", "mythological", "still-life", "historical"]
@@ -171,7 +173,10 @@ def rows() -> list[tuple[list[str] | str, bytes | None]]:
     return out + odd
 
 
-def main() -> None:
+def write_mirror(target: str | Path) -> Path:
+    """Write the mini mirror into `target` (created if needed) and return it."""
+    target = Path(target)
+    target.mkdir(parents=True, exist_ok=True)
     lines = [HEADER]
     for fields, image in rows():
         if isinstance(fields, str):
@@ -180,11 +185,17 @@ def main() -> None:
         lines.append(";".join(fields))
         if image is not None:
             path = fields[6].split("/html/", 1)[1].rsplit(".", 1)[0] + ".jpg"
-            target = HERE / "art" / path
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(image)
-    (HERE / "catalog.csv").write_bytes(("\r\n".join(lines) + "\r\n").encode("cp1252"))
+            image_file = target / "art" / path
+            image_file.parent.mkdir(parents=True, exist_ok=True)
+            image_file.write_bytes(image)
+    (target / "catalog.csv").write_bytes(("\r\n".join(lines) + "\r\n").encode("cp1252"))
+    return target
+
+
+def temporary_mirror() -> Path:
+    """A fresh mini mirror in a new temporary folder."""
+    return write_mirror(Path(tempfile.mkdtemp(prefix="wga-dummy-")))
 
 
 if __name__ == "__main__":
-    main()
+    print(write_mirror(sys.argv[1] if len(sys.argv) > 1 else "wga-dummy-mirror"))
