@@ -52,16 +52,28 @@ class Augment:
 # --- sources ---------------------------------------------------------------------------------------------
 
 
+def built_wga_builder(config: str, data_dir: str | Path):
+    """The TFDS builder of a built `wga/<config>`, or FileNotFoundError saying how to build it."""
+    import tensorflow_datasets as tfds
+
+    message = (
+        f"no built wga/{config} under {data_dir}: build it with "
+        f"`tfds build datasets/wga --config {config} --data_dir {data_dir}`"
+    )
+    try:
+        builder = tfds.builder(f"wga/{config}", data_dir=str(data_dir))
+    except Exception as error:  # noqa: BLE001 (TFDS raises several types for "not built")
+        raise FileNotFoundError(f"{message} ({error})") from error
+    if not builder.is_prepared():
+        raise FileNotFoundError(message)
+    return builder
+
+
 def wga_source(config: str, split: str, data_dir: str | Path) -> Source:
     """A split of a built `wga/<config>` (see `tfds build datasets/wga`)."""
     import tensorflow_datasets as tfds
 
-    try:
-        builder = tfds.builder(f"wga/{config}", data_dir=str(data_dir))
-    except Exception as error:  # noqa: BLE001 (TFDS raises several types for "not built")
-        raise FileNotFoundError(_not_built(config, data_dir)) from error
-    if not builder.is_prepared():
-        raise FileNotFoundError(_not_built(config, data_dir))
+    builder = built_wga_builder(config, data_dir)
     dataset = builder.as_dataset(split=split, decoders={"image": tfds.decode.SkipDecoding()}, shuffle_files=False)
     meta_keys = ("author", "title", "date", "url", "catalog_index")
     label_rows = {head: [] for head in labels.HEADS}
@@ -69,21 +81,14 @@ def wga_source(config: str, split: str, data_dir: str | Path) -> Source:
     for example in dataset.map(lambda ex: {k: ex[k] for k in (*labels.HEADS, *meta_keys)}).as_numpy_iterator():
         for head in labels.HEADS:
             label_rows[head].append(int(example[head]))
-        meta.append({k: (v.decode("utf-8") if isinstance(v, bytes) else int(v)) for k, v in example.items()})
-        for head in labels.HEADS:
-            meta[-1].pop(head)
+        meta.append(
+            {k: (v.decode("utf-8") if isinstance(v, bytes) else int(v)) for k, v in example.items() if k in meta_keys}
+        )
     return Source(
         name=f"wga/{config}:{split}",
         images=dataset.map(lambda ex: ex["image"]),
         labels={head: np.asarray(values, dtype=np.int64) for head, values in label_rows.items()},
         meta=meta,
-    )
-
-
-def _not_built(config: str, data_dir) -> str:
-    return (
-        f"no built wga/{config} under {data_dir}: build it with "
-        f"`tfds build datasets/wga --config {config} --data_dir {data_dir}`"
     )
 
 

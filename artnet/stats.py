@@ -84,13 +84,9 @@ def wga_statistics(config: str, data_dir: str | Path, out_dir: str | Path | None
     import tensorflow as tf
     import tensorflow_datasets as tfds
 
-    hint = f"build it first with `tfds build datasets/wga --config {config} --data_dir {data_dir}`"
-    try:
-        builder = tfds.builder(f"wga/{config}", data_dir=str(data_dir))
-    except Exception as error:  # TFDS raises several types for "not found here"
-        raise FileNotFoundError(f"no built wga/{config} under {data_dir}: {hint} ({error})") from error
-    if not builder.is_prepared():
-        raise FileNotFoundError(f"no built wga/{config} under {data_dir}: {hint}")
+    from artnet.data import built_wga_builder
+
+    builder = built_wga_builder(config, data_dir)
     splits = [s for s in ("train", "validation", "test") if s in builder.info.splits]
     keep = (*labels.HEADS, "author")
 

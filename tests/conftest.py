@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -28,6 +29,18 @@ def wga_sample() -> Path:
 def dummy_data(tmp_path_factory) -> Path:
     """The builder's mini mirror (generated; read-only by convention: tests copy before they change it)."""
     return write_mirror(tmp_path_factory.mktemp("wga-dummy-mirror"))
+
+
+@pytest.fixture
+def free_port():
+    """A function giving a TCP port on 127.0.0.1 that is free right now."""
+
+    def pick() -> int:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            return probe.getsockname()[1]
+
+    return pick
 
 
 @pytest.fixture

@@ -1,6 +1,5 @@
 """The Gradio demo: its backend directly, then the real server on 127.0.0.1 through gradio_client."""
 
-import socket
 from pathlib import Path
 
 import gradio as gr
@@ -80,17 +79,11 @@ def test_model_card_says_when_the_model_is_small():
     assert "small sample-scale model" in text and "top-1 50.0 %" in text
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def test_the_served_demo_answers_gradio_client(export_dir, painting, tmp_path):
+def test_the_served_demo_answers_gradio_client(export_dir, painting, tmp_path, free_port):
     from gradio_client import Client, handle_file
 
     demo = build_demo(export_dir, examples=example_images(export_dir))
-    port = _free_port()
+    port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, show_error=True)
     try:
         client = Client(f"http://127.0.0.1:{port}/", verbose=False)
@@ -113,7 +106,7 @@ def test_the_served_demo_answers_gradio_client(export_dir, painting, tmp_path):
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 
 
-def test_a_browser_uploads_a_painting_and_reads_three_labels(export_dir, painting, tmp_path):
+def test_a_browser_uploads_a_painting_and_reads_three_labels(export_dir, painting, tmp_path, free_port):
     """End to end in headless Chromium: what a person does, and what they see."""
     if not (CHROMIUM.is_file() and CHROMEDRIVER.is_file()):
         pytest.skip("needs Debian's chromium and chromium-driver (.ci/run installs them)")
@@ -123,7 +116,7 @@ def test_a_browser_uploads_a_painting_and_reads_three_labels(export_dir, paintin
     from selenium.webdriver.support.ui import WebDriverWait
 
     demo = build_demo(export_dir)
-    port = _free_port()
+    port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, show_error=True)
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)

@@ -2,7 +2,6 @@
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -53,19 +52,13 @@ WORKER = textwrap.dedent(
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def test_multi_worker_joins_a_localhost_cluster_and_says_why_keras_cannot_fit(tmp_path):
+def test_multi_worker_joins_a_localhost_cluster_and_says_why_keras_cannot_fit(tmp_path, free_port):
     """Two worker processes form the cluster; Keras 3.15's fit() cannot run under it (keras-team/keras#20585),
     so each worker stops with that explanation instead of a PerReplica conversion error deep in Keras. When a
     Keras upgrade fixes it, this test is the one to turn back into a training run."""
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
-    cluster = {"worker": [f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"]}
+    cluster = {"worker": [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]}
     workers, logs = [], []
     for index in range(2):
         env = dict(os.environ, TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}))
