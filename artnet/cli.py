@@ -88,7 +88,7 @@ def _demo(args: argparse.Namespace) -> int:
     if export_dir.is_file():
         export_dir = export_dir.parent
     demo = build_demo(export_dir, examples=example_images(export_dir))
-    # show_error: a bad upload reaches the user as its reason (gradio's own image decoding may be what refuses it).
+    # show_error: a bad upload reaches the user as its reason (artnet.demo.unreadable says what is wrong).
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, show_error=True)
     return 0
 

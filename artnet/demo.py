@@ -7,8 +7,13 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
+import shutil
 import tempfile
+import time
+import weakref
 from pathlib import Path
 
 import gradio as gr
@@ -25,6 +30,8 @@ from artnet.wga.images import ImageError
 LOW_CONFIDENCE = 0.5
 SMALL_MODEL_EXAMPLES = 5_000
 TITLES = {"school": "Where: school", "timeframe": "When: timeframe", "type": "What: type"}
+OVERLAY_MAX_AGE_S = 600  # gradio copies a returned file into its cache at once; ours only need to outlive that
+GRADIO_CACHE_CLEANUP = (3600, 3600)  # every hour, drop uploads and outputs older than an hour
 
 
 def model_card_markdown(card: dict) -> str:
@@ -67,15 +74,17 @@ class DemoBackend:
             SimilarityIndex.load(export_dir / "index") if (export_dir / "index" / "embeddings.npy").is_file() else None
         )
         self._gradcam = None
+        self._overlays = Path(tempfile.mkdtemp(prefix="artnet-gradcam-"))
+        weakref.finalize(self, shutil.rmtree, self._overlays, ignore_errors=True)
 
-    def classify(self, image_path, k_similar: int = 6):
+    def classify(self, image: str | Path | bytes | None, k_similar: int = 6):
         """(labels per head, a note on confidence, similar-painting gallery, their links): one forward pass."""
-        if image_path is None:
+        if image is None:
             raise gr.Error("Upload, paste or photograph a painting first.")
         try:
-            result = self.predictor.predict(image_path)
+            result = self.predictor.predict(image)
         except ImageError as error:
-            raise gr.Error(f"That file cannot be read as an image: {error}") from None
+            raise unreadable(image, error) from None
         per_head = {head: {name: float(p) for name, p in result[head]} for head in self.model.heads}
         unsure = [
             f"{head} ({result[head][0][0]}, {100 * result[head][0][1]:.0f} %)"
@@ -105,14 +114,14 @@ class DemoBackend:
                 links.append(f"- [{caption}]({item['url']})")
         return gallery, "\n".join(links) or "The index holds no links to wga.hu pages."
 
-    def explain(self, image_path):
+    def explain(self, image: str | Path | bytes | None):
         """One Grad-CAM overlay per head, each for that head's top class."""
-        if image_path is None:
+        if image is None:
             raise gr.Error("Upload a painting first.")
         try:
-            rgb = load_rgb(image_path)
+            rgb = load_rgb(image)
         except ImageError as error:
-            raise gr.Error(f"That file cannot be read as an image: {error}") from None
+            raise unreadable(image, error) from None
         if self._gradcam is None:
             self._gradcam = GradCam(self.model)
         pixels = np.asarray(resize_and_crop(rgb, self.model.image_size))
@@ -122,19 +131,59 @@ class DemoBackend:
             overlays.append((self._to_file(overlay(pixels, heatmap)), f"{head}: where it looked"))
         return overlays
 
-    @staticmethod
-    def _to_file(image: np.ndarray) -> str:
-        """A PNG under a fresh name (see `similar` for why gradio gets paths rather than arrays)."""
-        handle = tempfile.NamedTemporaryFile(prefix="artnet-gradcam-", suffix=".png", delete=False)
+    def _to_file(self, image: np.ndarray) -> str:
+        """A PNG under a fresh name (see `similar` for why gradio gets paths rather than arrays) in this backend's
+        own folder, where overlays older than OVERLAY_MAX_AGE_S are removed: a long-running demo does not fill
+        the disk."""
+        cutoff = time.time() - OVERLAY_MAX_AGE_S
+        for old in self._overlays.glob("*.png"):
+            if old.stat().st_mtime < cutoff:
+                old.unlink(missing_ok=True)
+        handle = tempfile.NamedTemporaryFile(dir=self._overlays, suffix=".png", delete=False)
         with handle:
             Image.fromarray(image).save(handle, format="PNG")
         return handle.name
 
 
+def uploaded_image(payload) -> str | bytes | None:
+    """The demo image input's raw value as artnet's loader takes it: the uploaded file's path, or a pasted image's
+    bytes.
+
+    The demo's events run with `preprocess=False` because gradio's own preprocessing opens every upload with PIL:
+    a text file, an empty file or a 20000x20000 PNG then fails inside gradio with an opaque "Could not preprocess
+    input component", and a CMYK or 16-bit file is re-encoded before artnet sees it. artnet's loader reads every
+    mode, applies EXIF and guards against decompression bombs with a message that says what is wrong. (gradio
+    still moves and checks the upload before this: only its PIL pass is skipped.)
+    """
+    if payload is None or isinstance(payload, str):
+        return payload
+    url = payload.get("url") or ""
+    if url.startswith("data:"):
+        try:
+            return base64.b64decode(url.partition(",")[2], validate=True)
+        except binascii.Error:
+            raise gr.Error("The pasted image is not valid base64 data: paste or upload it again.") from None
+    if payload.get("path"):
+        return payload["path"]
+    raise gr.Error("No image arrived with the request: upload, paste or photograph a painting again.")
+
+
+def unreadable(image, error: ImageError) -> gr.Error:
+    """The error a user sees: the file's own name (not the server's cache path), what is wrong, what to do."""
+    if isinstance(image, (str, Path)):
+        reason = str(error).replace(str(image), Path(image).name)
+    else:
+        reason = str(error)
+    return gr.Error(
+        f"That file cannot be read as an image ({reason}). Try a JPEG or PNG photo or scan of a painting.",
+        title="Unreadable image",
+    )
+
+
 def build_demo(export_dir: str | Path, examples: list[str] | None = None) -> gr.Blocks:
     backend = DemoBackend(export_dir)
     heads = backend.model.heads
-    with gr.Blocks(title="artnet: when, where and what is this painting?") as demo:
+    with gr.Blocks(title="artnet: when, where and what is this painting?", delete_cache=GRADIO_CACHE_CLEANUP) as demo:
         gr.Markdown(
             "# artnet\nWhen, where and what is this painting? One model, one forward pass, three answers "
             "(European paintings 1401-1900: " + ", ".join(labels.SCHOOLS) + ")."
@@ -157,14 +206,18 @@ def build_demo(export_dir: str | Path, examples: list[str] | None = None) -> gr.
         if examples:
             gr.Examples(examples=[[path] for path in examples], inputs=[image])
 
-        def on_classify(path):
-            per_head, message, gallery, link_text = backend.classify(path)
+        def on_classify(upload):
+            per_head, message, gallery, link_text = backend.classify(uploaded_image(upload))
             return [per_head[head] for head in heads] + [message, gallery, link_text]
 
+        def on_explain(upload):
+            return backend.explain(uploaded_image(upload))
+
+        # preprocess=False: artnet reads the upload itself (see `uploaded_image`).
         targets = [outputs[head] for head in heads] + [note, similar, links]
-        classify.click(on_classify, inputs=image, outputs=targets, api_name="classify")
-        image.upload(on_classify, inputs=image, outputs=targets, api_name=False)
-        explain.click(backend.explain, inputs=image, outputs=heatmaps, api_name="explain")
+        classify.click(on_classify, inputs=image, outputs=targets, api_name="classify", preprocess=False)
+        image.upload(on_classify, inputs=image, outputs=targets, api_name=False, preprocess=False)
+        explain.click(on_explain, inputs=image, outputs=heatmaps, api_name="explain", preprocess=False)
     demo.queue(default_concurrency_limit=2, max_size=64)
     demo.backend = backend  # for tests and the CLI
     return demo

@@ -35,7 +35,8 @@ def open_image(data: bytes) -> Image.Image:
         raise ImageError(f"file too large: {len(data) / 2**20:.0f} MiB > {MAX_BYTES / 2**20:.0f} MiB")
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # PIL warns above 89 Mpx; our own limit, checked below, is MAX_PIXELS.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))
             width, height = image.size
             if width * height > MAX_PIXELS:
@@ -49,10 +50,17 @@ def open_image(data: bytes) -> Image.Image:
             image.load()
     except ImageError:
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-        raise ImageError(f"image too large (decompression-bomb guard): {error}") from error
+    except Image.DecompressionBombError as error:
+        # PIL refuses above twice its warning limit while reading the header, before our check above runs.
+        raise ImageError(
+            f"image too large: over {2 * Image.MAX_IMAGE_PIXELS / 1e6:.0f} Mpx > {MAX_PIXELS / 1e6:.0f} Mpx "
+            "(decompression-bomb guard): downscale it first"
+        ) from error
     except UnidentifiedImageError as error:
-        raise ImageError(f"not a readable image: {error}") from error
+        # PIL's own message names an in-memory buffer ("cannot identify image file <_io.BytesIO ...>").
+        raise ImageError(
+            "not a readable image: its bytes are in no image format PIL knows (JPEG, PNG, GIF, WebP, TIFF, BMP, ...)"
+        ) from error
     except (OSError, SyntaxError, ValueError, EOFError) as error:
         # PIL reports a truncated or corrupt stream as OSError ("image file is truncated").
         raise ImageError(f"corrupt or truncated image: {error}") from error
