@@ -101,9 +101,8 @@ def folder_source(
     """A labelled folder: `labels.csv` (or `csv`) with a `file` column and blank-for-unknown label columns.
 
     Files are looked up as `<folder>/<file>`, else `<folder>/images/<file>`; missing ones are skipped with a
-    warning. With `split`, keep only that
-    part of a deterministic 70/15/15 split by the hash of `split_by` (default: author, so no painter is in
-    two splits), the same rule as the `wga` builder's `artist` protocol.
+    warning. With `split`, keep only that part of a deterministic 70/15/15 split by the hash of `split_by`
+    (default: author, so no painter is in two splits), the same rule as the `wga` builder's `artist` protocol.
     """
     import pandas as pd
 
@@ -119,18 +118,19 @@ def folder_source(
             raise ValueError(f"cannot split {csv_path} by {split_by!r}: no such column")
         keys = table[split_by].map(lambda key: " ".join(str(key).split()).casefold())
         table = table[[split_of_fraction(stable_fraction(k, f"folder-{split_by}")) == split for k in keys]]
-    head_labels = {
-        head: np.asarray([labels.label_index(head, v) for v in table.get(head, [""] * len(table))], dtype=np.int64)
-        for head in labels.HEADS
-    }
     paths = [_find_image(folder, name) for name in table["file"]]
-    found = np.asarray([path is not None for path in paths])
+    found = np.asarray([path is not None for path in paths], dtype=bool)
     if not found.any():
         raise FileNotFoundError(f"none of the {len(paths)} files listed in {csv_path} exist under {folder}")
     if not found.all():
         missing = [name for name, ok in zip(table["file"], found, strict=True) if not ok]
         print(f"warning: {len(missing)} files listed in {csv_path} are missing and skipped (e.g. {missing[0]})")
         table, paths = table[found], [path for path in paths if path is not None]
+    # Labels from the filtered table only: images and labels are zipped by position downstream.
+    head_labels = {
+        head: np.asarray([labels.label_index(head, v) for v in table.get(head, [""] * len(table))], dtype=np.int64)
+        for head in labels.HEADS
+    }
     meta_columns = [c for c in ("author", "title", "year", "file") if c in table.columns]
     meta = table[meta_columns].to_dict("records")
     images = tf.data.Dataset.from_tensor_slices(tf.constant(paths, dtype=tf.string)).map(

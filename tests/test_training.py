@@ -378,3 +378,24 @@ def test_a_run_killed_mid_epoch_resumes_and_finishes(synthetic, tmp_path):
     epochs = [json.loads(line)["epoch"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert epochs == [1, 2, 3]  # epoch 1 kept, the killed epoch 2 redone, then 3
     assert (tmp_path / "model.keras").is_file()
+
+
+def test_a_labelled_folder_with_missing_files_keeps_each_label_with_its_image(tmp_path, capsys):
+    from PIL import Image
+
+    schools = ["Dutch", "Flemish", "French", "German", "Italian", "Spanish"]
+    rows = ["file,school,author"]
+    for i, school in enumerate(schools):
+        rows.append(f"{school}.png,{school},painter {i}")
+        if i % 2 == 0:  # every other listed file is absent
+            continue
+        Image.new("RGB", (8, 8), (40 * i, 0, 0)).save(tmp_path / f"{school}.png")
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+
+    source = data.folder_source(tmp_path)
+
+    assert "3 files listed" in capsys.readouterr().out
+    assert len(source) == 3 and [row["file"] for row in source.meta] == ["Flemish.png", "German.png", "Spanish.png"]
+    for image, school in zip(source.images, source.labels["school"], strict=True):
+        red = int(tf.io.decode_png(image)[0, 0, 0])
+        assert labels.SCHOOLS[school] == schools[red // 40]  # the label of this very image, not its neighbour's
