@@ -126,16 +126,33 @@ def set_trainable(model: ArtNet, phase: str, config: TrainConfig) -> None:
         backbone.trainable = False
         return
     backbone.trainable = True
+    layers = leaf_layers(backbone)
     if config.unfreeze != "all":
-        names = [layer.name for layer in backbone.layers]
+        names = [layer.name for layer in layers]
         if config.unfreeze not in names:
-            raise ValueError(f"unfreeze={config.unfreeze!r} is not a layer of {model.backbone_name}")
-        for layer in backbone.layers[: names.index(config.unfreeze)]:
+            raise ValueError(
+                f"unfreeze={config.unfreeze!r} is not a layer of {model.backbone_name} "
+                f"(its layers run from {names[0]!r} to {names[-1]!r}; use 'all', 'none' or one of their names)"
+            )
+        for layer in layers[: names.index(config.unfreeze)]:
             layer.trainable = False
     if config.freeze_batchnorm:  # small fine-tuning batches would wreck the ImageNet statistics
-        for layer in backbone.layers:
+        for layer in layers:
             if isinstance(layer, keras.layers.BatchNormalization):
                 layer.trainable = False
+
+
+def leaf_layers(model: keras.Model) -> list[keras.layers.Layer]:
+    """Every layer inside `model`, nested models opened, in order. The keras.applications backbones sit inside
+    a wrapper model as ONE layer (see `artnet.models.backbones`): `model.layers` alone would never reach their
+    BatchNormalization layers or the layer named by `unfreeze`."""
+    leaves = []
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            leaves.extend(leaf_layers(layer))
+        else:
+            leaves.append(layer)
+    return leaves
 
 
 # --- logging ---------------------------------------------------------------------------------------------

@@ -399,3 +399,26 @@ def test_a_labelled_folder_with_missing_files_keeps_each_label_with_its_image(tm
     for image, school in zip(source.images, source.labels["school"], strict=True):
         red = int(tf.io.decode_png(image)[0, 0, 0])
         assert labels.SCHOOLS[school] == schools[red // 40]  # the label of this very image, not its neighbour's
+
+
+def test_fine_tuning_reaches_inside_a_wrapped_keras_application(tmp_path):
+    """keras.applications backbones are one nested layer of their wrapper: unfreeze and freeze_batchnorm must
+    still reach the layers inside (the headline NASNetLarge is built that way)."""
+    from artnet.train import leaf_layers, set_trainable
+
+    model = ArtNet("efficientnetv2_b0", image_size=64, backbone_weights=None)
+    assert any(isinstance(layer, keras.Model) for layer in model.backbone.layers)  # really nested
+    layers = leaf_layers(model.backbone)
+    names = [layer.name for layer in layers]
+    start = names.index("block6a_expand_conv")
+
+    set_trainable(model, "fine_tune", tiny_config(unfreeze="block6a_expand_conv", freeze_batchnorm=True))
+
+    assert not any(layer.trainable for layer in layers[:start])
+    assert layers[start].trainable
+    norms = [layer for layer in layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert norms and not any(layer.trainable for layer in norms)
+    trainable = {id(weight) for weight in model.backbone.trainable_weights}
+    assert trainable and trainable <= {id(weight) for layer in layers[start:] for weight in layer.weights}
+    with pytest.raises(ValueError, match="is not a layer of efficientnetv2_b0"):
+        set_trainable(model, "fine_tune", tiny_config(unfreeze="no_such_layer"))
