@@ -47,10 +47,11 @@ def test_a_second_run_refetches_nothing_it_already_has(wga_server, tmp_path):
     download.mirror_images(paths[:4], tmp_path, fast_config(wga_server))  # "interrupted" after 4
     before = sum(wga_server.hits.values())
     result = download.mirror_images(paths, tmp_path, fast_config(wga_server))
-    assert result.cached == 4 and result.fetched == len(paths) - 4
+    assert result.cached == 4 and result.attempted == len(paths) - 4
+    assert result.fetched == len(paths) - 5  # the 404 was requested, but nothing came back
     assert sum(wga_server.hits.values()) - before == len(paths) - 4
     again = download.mirror_images(paths, tmp_path, fast_config(wga_server))
-    assert again.fetched == 0  # the 404 is remembered too
+    assert again.attempted == 0  # the 404 is remembered too
     assert sum(wga_server.hits.values()) - before == len(paths) - 4
 
 
@@ -113,3 +114,38 @@ def test_download_build_with_faults_matches_manual_build_and_resumes(wga_server,
     # Each dropped image once; the corrupt one with all its retries (the server may have mended it).
     assert sum(wga_server.hits.values()) - before == len(dropped) + 1 + config.retries
     assert {n: len(r) for n, r in resumed.splits.items()} == {n: len(r) for n, r in manual.splits.items()}
+
+
+def test_a_tls_failure_mid_body_is_retried(wga_server, tmp_path, monkeypatch):
+    import ssl
+    import urllib.request
+
+    real_urlopen, failures = urllib.request.urlopen, []
+
+    def flaky_urlopen(request, timeout):
+        if not failures:
+            failures.append(request.full_url)
+            raise ssl.SSLError("UNEXPECTED_EOF_WHILE_READING")
+        return real_urlopen(request, timeout=timeout)
+
+    monkeypatch.setattr(urllib.request, "urlopen", flaky_urlopen)
+    result = download.mirror_images([GOOD], tmp_path, fast_config(wga_server))
+    assert failures and result.status == {GOOD: download.FOUND} and result.retried == 1
+
+
+def test_a_disk_error_stops_the_download_at_once_and_keeps_what_was_written(wga_server, tmp_path, monkeypatch):
+    """Not a per-image fault: it aborts, without first working through every queued download."""
+    real_write, written = download._write_atomically, []
+
+    def write_then_fill_the_disk(path, body):
+        if len(written) == 1:
+            raise OSError(28, "No space left on device")
+        real_write(path, body)
+        written.append(path)
+
+    monkeypatch.setattr(download, "_write_atomically", write_then_fill_the_disk)
+    many = [GOOD, *OTHERS] + [f"art/z/nowhere/{i}.jpg" for i in range(200)]  # 404s: quick to serve, many to queue
+    with pytest.raises(OSError, match="No space left"):
+        download.mirror_images(many, tmp_path, fast_config(wga_server, workers=2, timeout=10))
+    assert sum(wga_server.hits.values()) < 40  # the rest of the 210 queued requests were cancelled
+    assert all(path.is_file() for path in written) and not list(tmp_path.rglob("*.part"))

@@ -98,6 +98,7 @@ def plan_build(
         result = mirror_images([row.image_path for row in paintings], source_dir, download_config)
         status, errors = dict(result.status), dict(result.errors)
         download_figures = {
+            "requested": result.attempted,
             "fetched": result.fetched,
             "already_present": result.cached,
             "retries": result.retried,

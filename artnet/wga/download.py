@@ -121,8 +121,9 @@ class Fetcher:
         except urllib.error.HTTPError as error:
             retryable = error.code == 429 or error.code >= 500
             raise DownloadError(f"HTTP {error.code} for {url}", retryable=retryable, status=error.code) from error
-        except (urllib.error.URLError, TimeoutError, ConnectionError, http.client.HTTPException) as error:
-            # Timeouts, refused or reset connections, and bodies cut short (IncompleteRead).
+        except (OSError, http.client.HTTPException) as error:
+            # Timeouts, refused or reset connections, TLS failures mid-body (ssl.SSLError), unreachable hosts
+            # (URLError): all OSError; bodies cut short (IncompleteRead) are HTTPException.
             reason = getattr(error, "reason", error)
             raise DownloadError(f"{type(error).__name__} for {url}: {reason}", retryable=True) from error
         if expected is not None and expected.isdigit() and int(expected) != len(body):
@@ -156,7 +157,8 @@ class MirrorResult:
 
     status: dict[str, str]
     errors: dict[str, str]
-    fetched: int
+    attempted: int  # paths requested from the server this run
+    fetched: int  # of those, bodies received (stored, or refused as corrupt)
     cached: int
     retried: int
     seconds: float
@@ -237,14 +239,20 @@ def mirror_images(
     if todo:
         with ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="wga-fetch") as pool:
             futures = [pool.submit(fetch, path) for path in todo]
-            with tqdm(total=len(futures), desc=description, unit="img") as bar:
-                for future in as_completed(futures):
-                    path, outcome, message = future.result()
-                    status[path] = outcome
-                    if message:
-                        errors[path] = message
-                    bar.update()
-                    bar.set_postfix(missing=sum(s == MISSING for s in status.values()), refresh=False)
+            try:
+                with tqdm(total=len(futures), desc=description, unit="img") as bar:
+                    for future in as_completed(futures):
+                        path, outcome, message = future.result()
+                        status[path] = outcome
+                        if message:
+                            errors[path] = message
+                        bar.update()
+                        bar.set_postfix(missing=sum(s == MISSING for s in status.values()), refresh=False)
+            except BaseException:
+                # A full disk, Ctrl-C: stop now rather than after every queued download. What was written is
+                # complete (atomic writes) and a rerun resumes from it.
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
     newly_missing = {path for path, outcome in status.items() if outcome == MISSING}
     if newly_missing - known_missing:
         mirror_dir.mkdir(parents=True, exist_ok=True)
@@ -252,7 +260,8 @@ def mirror_images(
     return MirrorResult(
         status=status,
         errors=errors,
-        fetched=len(todo),
+        attempted=len(todo),
+        fetched=sum(status[path] in (FOUND, CORRUPT) for path in todo),
         cached=cached,
         retried=fetcher.retried,
         seconds=time.monotonic() - started,
