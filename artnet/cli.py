@@ -22,12 +22,17 @@ def _train(args: argparse.Namespace) -> int:
     from artnet.config import apply_overrides, load_config
     from artnet.evaluate import evaluate
     from artnet.export import export
-    from artnet.train import load_sources, make_strategy, train
+    from artnet.train import TrainingError, load_sources, make_strategy, refuse_unsupported, train
 
     config = apply_overrides(load_config(args.config), args.set or [])
-    strategy = make_strategy(config.strategy)  # first: multi-worker collectives must precede other TF work
-    sources = load_sources(config)
-    model = train(config, args.workdir, sources, strategy=strategy)
+    try:
+        strategy = make_strategy(config.strategy)  # first: multi-worker collectives must precede other TF work
+        refuse_unsupported(strategy)
+        sources = load_sources(config)
+        model = train(config, args.workdir, sources, strategy=strategy)
+    except TrainingError as error:  # a message that says what to do; no traceback needed
+        print(f"artnet train: error: {error}", file=sys.stderr)
+        return 2
     workdir = Path(args.workdir)
     counts = json.loads((workdir / "label_counts.json").read_text())["counts"]
     report = evaluate(model, sources["test"], workdir / "eval_test", train_counts=counts)

@@ -94,7 +94,8 @@ def load_config(spec: str) -> TrainConfig:
 
 
 def apply_overrides(config: TrainConfig, overrides: list[str]) -> TrainConfig:
-    """`["epochs=2", "data.batch_size=4", "heads=school,type"]` applied in place, values parsed as JSON."""
+    """`["epochs=2", "data.batch_size=4", "heads=school,type"]` applied in place, values parsed as JSON and
+    checked against the field's declared type (`epochs=ten` is refused here, not deep inside Keras)."""
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep:
@@ -102,15 +103,35 @@ def apply_overrides(config: TrainConfig, overrides: list[str]) -> TrainConfig:
         target: Any = config
         *parents, leaf = key.split(".")
         for parent in parents:
-            target = getattr(target, parent)
-        if not hasattr(target, leaf):
-            raise ValueError(f"unknown config field {key!r}")
-        current = getattr(target, leaf)
+            target = getattr(target, parent, None) if dataclasses.is_dataclass(target) else None
+        fields = {field.name: field for field in dataclasses.fields(target)} if dataclasses.is_dataclass(target) else {}
+        if leaf not in fields:
+            raise ValueError(f"unknown config field {key!r} in override {item!r}")
         try:
             value = json.loads(raw)
         except json.JSONDecodeError:
             value = raw
-        if isinstance(current, tuple):
-            value = tuple(value.split(",")) if isinstance(value, str) else tuple(value)
-        setattr(target, leaf, value)
+        annotation = fields[leaf].type  # a string under `from __future__ import annotations`, else a type
+        setattr(target, leaf, _typed(value, getattr(annotation, "__name__", str(annotation)), item))
     return config
+
+
+def _typed(value: Any, annotation: str, item: str) -> Any:
+    """`value` as the field annotated `annotation` (e.g. "int | None", "tuple[str, ...]") takes it, or ValueError."""
+    kinds = {part.strip() for part in annotation.split("|")}
+    if any(kind.startswith("tuple") for kind in kinds):
+        return tuple(value.split(",")) if isinstance(value, str) else tuple(value)
+    if value is None and "None" in kinds:
+        return None
+    if isinstance(value, bool):
+        if "bool" in kinds:
+            return value
+    elif isinstance(value, int) and ("int" in kinds or "float" in kinds):
+        return value if "int" in kinds else float(value)
+    elif isinstance(value, float) and "float" in kinds:
+        return value
+    elif isinstance(value, str) and "str" in kinds:
+        return value
+    elif isinstance(value, dict) and any(kind.startswith("dict") for kind in kinds):
+        return value
+    raise ValueError(f"override {item!r}: the field takes {annotation}, not {value!r}")

@@ -4,8 +4,9 @@ workdir/
   config.json          the resolved config
   label_counts.json    train-split counts per head and class (majority baselines, model card)
   metrics.csv, metrics.jsonl, tensorboard/   one row / line per epoch
-  backup/              BackupAndRestore state: a killed run resumes where it stopped
-  best.keras           best by validation loss;  model.keras  the final (best) model
+  backup/              BackupAndRestore state (two copies): a killed run resumes where it stopped
+  best.keras           the lowest validation loss of the whole run (both phases, across resumes)
+  model.keras          the final model: the last epoch's weights, or, with early stopping, its phase's best
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ from artnet import data, labels
 from artnet.config import TrainConfig
 from artnet.models.artnet import ArtNet
 
-PHASES = ("heads", "fine_tune")
+
+class TrainingError(RuntimeError):
+    """A run that cannot go on as asked; the message says why and what to do."""
 
 
 # --- hardware --------------------------------------------------------------------------------------------
@@ -43,6 +46,18 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
     if name == "none":
         return tf.distribute.get_strategy()
     raise ValueError(f"unknown strategy {name!r}: auto, mirrored, multi_worker or none")
+
+
+def refuse_unsupported(strategy: tf.distribute.Strategy) -> None:
+    """Stop, before any data is loaded, on a strategy that Keras cannot train with."""
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        # Measured here with two localhost workers: Keras 3.15's fit() fails inside its own metric building and
+        # per-replica reductions under this strategy (open upstream as keras-team/keras#20585). Say so plainly
+        # rather than fail deep inside Keras; MirroredStrategy over the GPUs of one machine works.
+        raise TrainingError(
+            "strategy multi_worker: Keras 3.15's fit() cannot train under MultiWorkerMirroredStrategy "
+            "(keras-team/keras#20585, open upstream). Train on one machine with strategy=mirrored (all its GPUs)."
+        )
 
 
 def set_precision(name: str) -> str:
@@ -176,9 +191,19 @@ class JsonLines(keras.callbacks.Callback):
 def _callbacks(workdir: Path, phase: str, config: TrainConfig) -> list[keras.callbacks.Callback]:
     callbacks = [
         keras.callbacks.BackupAndRestore(
-            str(workdir / "backup" / phase), save_freq=config.backup_every_steps or "epoch", delete_checkpoint=False
+            str(workdir / "backup" / phase),
+            save_freq=config.backup_every_steps or "epoch",
+            double_checkpoint=True,  # a state cut short by a kill falls back to the previous one
+            delete_checkpoint=False,
         ),
-        keras.callbacks.ModelCheckpoint(str(workdir / "best.keras"), monitor="val_loss", save_best_only=True),
+        # A new callback per phase and per process: seed it with the best so far, or the first epoch of each
+        # phase (and of each resumed run) would overwrite best.keras whatever its loss.
+        keras.callbacks.ModelCheckpoint(
+            str(workdir / "best.keras"),
+            monitor="val_loss",
+            save_best_only=True,
+            initial_value_threshold=best_validation_loss(workdir),
+        ),
         keras.callbacks.TerminateOnNaN(),
         keras.callbacks.CSVLogger(str(workdir / "metrics.csv"), append=True),
         JsonLines(workdir / "metrics.jsonl", phase),
@@ -198,6 +223,20 @@ def _callbacks(workdir: Path, phase: str, config: TrainConfig) -> list[keras.cal
     return callbacks
 
 
+def best_validation_loss(workdir: Path) -> float | None:
+    """The lowest val_loss logged in `workdir`, if best.keras holds it (else None: any epoch may save)."""
+    log = workdir / "metrics.jsonl"
+    if not (workdir / "best.keras").is_file() or not log.is_file():
+        return None
+    losses = []
+    for line in log.read_text().splitlines():
+        try:
+            losses.append(float(json.loads(line)["val_loss"]))
+        except (ValueError, KeyError, TypeError):
+            continue  # a line cut short by a kill, or an epoch without validation
+    return min(losses, default=None)
+
+
 def check_backup(backup_dir: Path) -> None:
     """Refuse, with what to do, a backup that BackupAndRestore could not read (and has no older copy of)."""
     import h5py
@@ -209,7 +248,7 @@ def check_backup(backup_dir: Path) -> None:
         with h5py.File(latest, "r"):
             pass
     except OSError as error:
-        raise RuntimeError(
+        raise TrainingError(
             f"the resume state {latest} is unreadable ({error}); it was probably cut short when a run was killed "
             f"while writing it. Delete {backup_dir} to restart this phase from its beginning (earlier phases and "
             "best.keras are kept)."
@@ -226,7 +265,7 @@ def train(
     callbacks: list[keras.callbacks.Callback] | None = None,
     strategy: tf.distribute.Strategy | None = None,
 ) -> ArtNet:
-    """Train `config` in `workdir` (resuming whatever is there) and return the best model.
+    """Train `config` in `workdir` (resuming whatever is there) and return the final model (see the top).
 
     `sources` defaults to the config's data; `callbacks` run after artnet's own (progress UIs, tests);
     `strategy` defaults to `make_strategy(config.strategy)`, which must then run before any other TF work.
@@ -234,6 +273,7 @@ def train(
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     strategy = strategy or make_strategy(config.strategy)
+    refuse_unsupported(strategy)
     keras.utils.set_random_seed(config.seed)
     precision = set_precision(config.precision)
     (workdir / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
@@ -246,14 +286,6 @@ def train(
         json.dumps({"train_examples": len(sources["train"]), "counts": counts, "source": sources["train"].name})
     )
 
-    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        # Measured here with two localhost workers: Keras 3.15's fit() fails inside its own metric building and
-        # per-replica reductions under this strategy (open upstream as keras-team/keras#20585). Say so plainly
-        # rather than fail deep inside Keras; MirroredStrategy over the GPUs of one machine works.
-        raise RuntimeError(
-            "strategy multi_worker: Keras 3.15's fit() cannot train under MultiWorkerMirroredStrategy "
-            "(keras-team/keras#20585, open upstream). Train on one machine with strategy=mirrored (all its GPUs)."
-        )
     replicas = strategy.num_replicas_in_sync
     global_batch = config.data.batch_size * replicas
     with strategy.scope():

@@ -240,6 +240,32 @@ def test_config_files_load_and_overrides_apply(tmp_path):
         apply_overrides(config, ["epoch=5"])
 
 
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("dat.batch_size=4", "unknown config field 'dat.batch_size'"),
+        ("data.augment.nope=1", "unknown config field"),
+        ("epochs=ten", "takes int, not 'ten'"),
+        ("epochs=2.5", "takes int"),
+        ("learning_rate=fast", "takes float"),
+        ("data.cache=1", "takes bool"),
+        ("backbone=null", "takes str"),
+        ("data.augment=1", "takes Augment"),
+    ],
+)
+def test_bad_overrides_are_refused_with_the_field_and_its_type(override, message):
+    with pytest.raises(ValueError, match=message):
+        apply_overrides(tiny_config(), [override])
+
+
+def test_overrides_convert_where_it_is_safe():
+    config = apply_overrides(
+        tiny_config(), ["learning_rate=1", "image_size=null", "data.augment.flip=false", "steps_per_epoch=3"]
+    )
+    assert config.learning_rate == 1.0 and isinstance(config.learning_rate, float)
+    assert config.image_size is None and config.data.augment.flip is False and config.steps_per_epoch == 3
+
+
 MIRRORED_SCRIPT = """
 import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
@@ -347,6 +373,18 @@ def test_a_weights_download_that_cannot_happen_says_what_to_do(monkeypatch):
         build_backbone("nasnet_mobile", weights="imagenet")
 
 
+def test_a_resume_state_cut_short_falls_back_to_the_copy_before_it(synthetic, tmp_path):
+    config = tiny_config(epochs=3)
+    with pytest.raises(RuntimeError, match="killed"):
+        train(config, tmp_path, synthetic, callbacks=[_KillAfter(2)])
+    backup = tmp_path / "backup" / "fine_tune"
+    assert (backup / "latest.weights.h5.bkp").is_file()  # two copies are kept
+    (backup / "latest.weights.h5").write_bytes(b"cut short")  # the kill landed while epoch 2's copy was written
+    train(config, tmp_path, synthetic)
+    epochs = [json.loads(line)["epoch"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert epochs == [1, 2, 2, 3]  # epoch 2 redone from epoch 1's state, then on to the end
+
+
 def test_an_unreadable_resume_state_is_a_clear_error(synthetic, tmp_path):
     backup = tmp_path / "backup" / "fine_tune"
     backup.mkdir(parents=True)
@@ -422,3 +460,20 @@ def test_fine_tuning_reaches_inside_a_wrapped_keras_application(tmp_path):
     assert trainable and trainable <= {id(weight) for layer in layers[start:] for weight in layer.weights}
     with pytest.raises(ValueError, match="is not a layer of efficientnetv2_b0"):
         set_trainable(model, "fine_tune", tiny_config(unfreeze="no_such_layer"))
+
+
+def test_best_keras_is_the_best_of_the_whole_run_not_of_each_phase(tmp_path):
+    """Each phase (and each resumed process) makes a new ModelCheckpoint: it starts from the best logged loss."""
+    import keras
+
+    from artnet.train import _callbacks, best_validation_loss
+
+    log = tmp_path / "metrics.jsonl"
+    log.write_text('{"epoch": 1, "val_loss": 0.9}\n{"epoch": 2, "val_loss": 0.7}\n{"epoch": 3, "val_lo')  # killed
+    assert best_validation_loss(tmp_path) is None  # no best.keras yet: any epoch may write it
+    (tmp_path / "best.keras").write_bytes(b"saved")
+    assert best_validation_loss(tmp_path) == 0.7
+    checkpoint = next(
+        c for c in _callbacks(tmp_path, "fine_tune", tiny_config()) if isinstance(c, keras.callbacks.ModelCheckpoint)
+    )
+    assert checkpoint.best == 0.7
