@@ -21,9 +21,8 @@ import numpy as np
 from PIL import Image
 
 from artnet import labels
-from artnet.data import resize_and_crop
 from artnet.explain import GradCam, overlay
-from artnet.predict import Predictor, load_rgb
+from artnet.predict import Predictor
 from artnet.similar import SimilarityIndex
 from artnet.wga.images import ImageError
 
@@ -94,7 +93,8 @@ class DemoBackend:
         note = (
             "The model is unsure about " + ", ".join(unsure) + ": treat those answers as guesses."
             if unsure
-            else "All three answers are fairly confident (top probability ≥ 50 %)."
+            else f"{'All answers are' if len(self.model.heads) > 1 else 'The answer is'} fairly confident "
+            f"(top probability ≥ {100 * LOW_CONFIDENCE:.0f} %)."
         )
         gallery, links = self.similar(result["embedding"], k_similar)
         return per_head, note, gallery, links
@@ -119,12 +119,11 @@ class DemoBackend:
         if image is None:
             raise gr.Error("Upload a painting first.")
         try:
-            rgb = load_rgb(image)
+            pixels = self.predictor.prepare(image)  # bounded first: a 10 x 1,000,000 strip is not a 22 GB tensor
         except ImageError as error:
             raise unreadable(image, error) from None
         if self._gradcam is None:
             self._gradcam = GradCam(self.model)
-        pixels = np.asarray(resize_and_crop(rgb, self.model.image_size))
         overlays = []
         for head in self.model.heads:
             heatmap = self._gradcam.heatmap(pixels.astype(np.float32), head)
@@ -137,8 +136,11 @@ class DemoBackend:
         the disk."""
         cutoff = time.time() - OVERLAY_MAX_AGE_S
         for old in self._overlays.glob("*.png"):
-            if old.stat().st_mtime < cutoff:
-                old.unlink(missing_ok=True)
+            try:
+                if old.stat().st_mtime < cutoff:
+                    old.unlink()
+            except FileNotFoundError:
+                pass  # a concurrent request removed it first
         handle = tempfile.NamedTemporaryFile(dir=self._overlays, suffix=".png", delete=False)
         with handle:
             Image.fromarray(image).save(handle, format="PNG")

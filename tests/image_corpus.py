@@ -75,6 +75,7 @@ CORPUS = {
     "exif_rotated.jpg": (exif_rotated_jpeg, "ok"),
     "one_pixel.png": (lambda: encode(Image.new("RGB", (1, 1), (90, 60, 30)), "PNG"), "ok"),
     "strip_1x4000.png": (lambda: encode(noise(1, 4000), "PNG"), "ok"),
+    "strip_10x1000000.png": (lambda: encode(Image.new("RGB", (10, 1_000_000), (120, 80, 40)), "PNG"), "ok"),
 }
 
 
