@@ -9,6 +9,7 @@ probability tensor per head; its `labels` signature returns the class names per 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import keras
@@ -40,10 +41,13 @@ def export(model, out_dir: str | Path, card: dict | None = None, index_source=No
     """Write `model.keras`, `saved_model/`, `labels.json`, `model_card.json` into `out_dir`.
 
     With `index_source` (the training collection), also `index/`: embeddings and thumbnails for the demo's
-    similar-paintings search.
+    similar-paintings search. Everything is written to a staging folder that replaces `out_dir` only when
+    complete: an export killed halfway never leaves a folder that looks finished (`make demo` keys on it).
     """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    final_dir = Path(out_dir)
+    out_dir = final_dir.with_name(f".{final_dir.name}.partial")
+    shutil.rmtree(out_dir, ignore_errors=True)  # a previous attempt that was killed
+    out_dir.mkdir(parents=True)
     model.save(str(out_dir / "model.keras"))
     module = ServingModule(model)
     tf.saved_model.save(
@@ -65,7 +69,15 @@ def export(model, out_dir: str | Path, card: dict | None = None, index_source=No
         from artnet.similar import build_index
 
         build_index(model, index_source, out_dir / "index")
-    return out_dir
+    if final_dir.exists():
+        previous = final_dir.with_name(f".{final_dir.name}.previous")
+        shutil.rmtree(previous, ignore_errors=True)
+        final_dir.rename(previous)
+        out_dir.rename(final_dir)
+        shutil.rmtree(previous)
+    else:
+        out_dir.rename(final_dir)
+    return final_dir
 
 
 def load_model(path: str | Path):

@@ -477,3 +477,23 @@ def test_best_keras_is_the_best_of_the_whole_run_not_of_each_phase(tmp_path):
         c for c in _callbacks(tmp_path, "fine_tune", tiny_config()) if isinstance(c, keras.callbacks.ModelCheckpoint)
     )
     assert checkpoint.best == 0.7
+
+
+def test_an_export_killed_halfway_leaves_the_previous_export_whole(tmp_path, monkeypatch):
+    import artnet.similar
+
+    model = ArtNet("tiny", image_size=32)
+    out = tmp_path / "export"
+    export(model, out, card={"train_examples": 8}, index_source=synthetic_source(8))
+    before = sorted(path.relative_to(out) for path in out.rglob("*"))
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(artnet.similar, "build_index", killed)
+    with pytest.raises(KeyboardInterrupt):
+        export(model, out, card={"train_examples": 8}, index_source=synthetic_source(8))
+    assert sorted(path.relative_to(out) for path in out.rglob("*")) == before  # untouched, index included
+    monkeypatch.undo()
+    assert export(model, out, index_source=synthetic_source(8)) == out and (out / "index").is_dir()
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["export"]  # no staging or previous copy left
