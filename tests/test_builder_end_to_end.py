@@ -83,6 +83,9 @@ def test_download_path_equals_manual_build(wga_server, dummy_data, tmp_path, mon
     monkeypatch.setenv("ARTNET_WGA_BACKOFF", "0.01")
     monkeypatch.setenv("ARTNET_WGA_TIMEOUT", "1")
     wga_server.faults["art/p/painter03/work1.jpg"] = [500, "truncate"]
+    shared_manual = tmp_path / "download" / "downloads" / "manual"  # TFDS's default, shared by all datasets
+    shared_manual.mkdir(parents=True)
+    (shared_manual / "another_dataset.zip").write_bytes(b"not ours")
     builder = build("artist", tmp_path / "download")
     assert builder.info.metadata["summary"]["mode"] == "download"
     assert rows_of(tmp_path / "download", "artist") == rows_of(tmp_path / "manual", "artist")

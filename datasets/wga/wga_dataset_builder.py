@@ -95,24 +95,28 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         )
 
     def _manual_dir(self, dl_manager: tfds.download.DownloadManager) -> Path | None:
-        """The mirror to read instead of downloading: --manual_dir, else $ARTNET_WGA_MANUAL_DIR."""
+        """The mirror to read instead of downloading: --manual_dir, else $ARTNET_WGA_MANUAL_DIR, else None."""
+        # TFDS fills in <data_dir>/downloads/manual when --manual_dir is not given: a folder all datasets share,
+        # so files there are a WGA mirror only if they hold a catalogue.
+        default = Path(str(dl_manager.download_dir)) / "manual"
+        asked = getattr(dl_manager, "_manual_dir", None)
+        explicit = asked is not None and Path(str(asked)) != default
         try:
             manual_dir = Path(str(dl_manager.manual_dir))
         except (AssertionError, ValueError):
-            # TFDS refuses a missing or empty folder. Was one asked for, or is it the unused default?
-            asked = getattr(dl_manager, "_manual_dir", None)
-            default = Path(str(dl_manager.download_dir)) / "manual"
-            if asked and Path(str(asked)) != default:
+            # TFDS refuses a missing or empty folder.
+            if explicit:
                 raise FileNotFoundError(
                     f"--manual_dir {asked} does not exist or is empty; give a folder holding data_txt.zip "
                     "and art/, or leave --manual_dir out to download from wga.hu"
                 ) from None
             manual_dir = None
-        if manual_dir is None or not has_catalog(manual_dir):
-            from_env = manual_dir_from_env()
-            if from_env:
-                return from_env  # plan_build says what is wrong with it, if anything
-        return manual_dir
+        if manual_dir is not None and has_catalog(manual_dir):
+            return manual_dir
+        from_env = manual_dir_from_env()
+        if from_env:
+            return from_env  # plan_build says what is wrong with it, if anything
+        return manual_dir if explicit else None  # an explicit folder without a catalogue: plan_build says so
 
     def _work_dir(self, dl_manager: tfds.download.DownloadManager) -> Path:
         """Mirror and prepared-image cache: reused by rebuilds, so interrupted builds resume."""
