@@ -36,7 +36,12 @@ def _train(args: argparse.Namespace) -> int:
     workdir = Path(args.workdir)
     counts = json.loads((workdir / "label_counts.json").read_text())["counts"]
     report = evaluate(model, sources["test"], workdir / "eval_test", train_counts=counts)
-    card = {"data": sources["train"].name, "train_examples": len(sources["train"]), "test": _headline(report)}
+    card = {
+        "data": sources["train"].name,
+        "train_examples": len(sources["train"]),
+        "train_counts": counts,  # travels with the export: `artnet evaluate` reads its majority baselines here
+        "test": _headline(report),
+    }
     export(model, workdir / "export", card=card, index_source=sources["train"])
     print(f"test: {_headline(report)}; report in {workdir / 'eval_test'}, export in {workdir / 'export'}")
     return 0
@@ -62,11 +67,23 @@ def _evaluate(args: argparse.Namespace) -> int:
     from artnet.export import load_model
 
     model = load_model(args.model)
-    counts_file = Path(args.counts) if args.counts else Path(args.model).resolve().parent / "label_counts.json"
-    counts = json.loads(counts_file.read_text())["counts"] if counts_file.is_file() else None
+    counts = _train_counts(Path(args.model), args.counts)
     evaluate(model, _source_from_args(args), args.out, train_counts=counts, batch_size=args.batch_size)
     print((Path(args.out) / "report.md").read_text())
     return 0
+
+
+def _train_counts(model: Path, counts: str | None) -> dict | None:
+    """The training split's label counts (for majority baselines): --counts, else label_counts.json beside the
+    model (a training workdir), else the model card beside it (an export folder), else None."""
+    if counts:
+        return json.loads(Path(counts).read_text())["counts"]
+    folder = (model if model.is_dir() else model.parent).resolve()
+    for path, key in ((folder / "label_counts.json", "counts"), (folder / "model_card.json", "train_counts")):
+        found = json.loads(path.read_text()).get(key) if path.is_file() else None
+        if found:
+            return found
+    return None
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -87,14 +104,13 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from artnet.demo import build_demo, example_images
+    from artnet.demo import build_demo, example_images, launch
 
     export_dir = Path(args.model)
     if export_dir.is_file():
         export_dir = export_dir.parent
     demo = build_demo(export_dir, examples=example_images(export_dir))
-    # show_error: a bad upload reaches the user as its reason (artnet.demo.unreadable says what is wrong).
-    demo.launch(server_name=args.host, server_port=args.port, share=args.share, show_error=True)
+    launch(demo, server_name=args.host, server_port=args.port, share=args.share)
     return 0
 
 

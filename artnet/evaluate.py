@@ -42,6 +42,11 @@ def evaluate(model, source: data.Source, out_dir: str | Path, train_counts=None,
         "model": getattr(model, "backbone_name", model.name),
         "data": source.name,
         "examples": len(source),
+        "majority_baseline_from": (
+            "the training split's label counts"
+            if train_counts
+            else "the evaluated data itself (no training label counts were given: an optimistic baseline)"
+        ),
         "heads": {},
     }
     for head in model.heads:

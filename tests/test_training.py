@@ -359,7 +359,15 @@ def test_artnet_train_command_on_a_labelled_folder(tmp_path):
         )
         == 0
     )
-    assert json.loads((out / "report.json").read_text())["examples"] == 240
+    again = json.loads((out / "report.json").read_text())
+    assert again["examples"] == 240 and again["majority_baseline_from"] == "the training split's label counts"
+    # From the export folder alone (no label_counts.json beside it), the model card carries the counts.
+    exported = tmp_path / "from-export"
+    arguments = ["--model", str(tmp_path / "run" / "export" / "model.keras"), "--folder", str(folder)]
+    assert cli.main(["evaluate", *arguments, "--split", "test", "--out", str(exported)]) == 0
+    from_export = json.loads((exported / "report.json").read_text())
+    assert from_export["majority_baseline_from"] == "the training split's label counts"
+    assert from_export["heads"]["school"] == report["heads"]["school"]
 
 
 def test_a_weights_download_that_cannot_happen_says_what_to_do(monkeypatch):
