@@ -31,6 +31,9 @@ SMALL_MODEL_EXAMPLES = 5_000
 TITLES = {"school": "Where: school", "timeframe": "When: timeframe", "type": "What: type"}
 OVERLAY_MAX_AGE_S = 600  # gradio copies a returned file into its cache at once; ours only need to outlive that
 GRADIO_CACHE_CLEANUP = (3600, 3600)  # every hour, drop uploads and outputs older than an hour
+# gradio keeps each visitor session's copy of the page state in memory, up to 10,000 sessions by default;
+# measured here at roughly 250 KB per session for this page, that default lets a busy demo grow by gigabytes.
+SESSIONS_KEPT = 100
 
 
 def model_card_markdown(card: dict) -> str:
@@ -223,6 +226,14 @@ def build_demo(export_dir: str | Path, examples: list[str] | None = None) -> gr.
     demo.queue(default_concurrency_limit=2, max_size=64)
     demo.backend = backend  # for tests and the CLI
     return demo
+
+
+def launch(demo: gr.Blocks, **options):
+    """`demo.launch` with artnet's serving defaults: errors shown to the user (they say what is wrong with an
+    upload), and the state of at most SESSIONS_KEPT sessions kept in memory (the oldest are dropped)."""
+    options.setdefault("show_error", True)
+    options.setdefault("state_session_capacity", SESSIONS_KEPT)
+    return demo.launch(**options)
 
 
 def example_images(export_dir: str | Path, count: int = 3) -> list[str]:

@@ -5,10 +5,10 @@ with --share / --port options.
 
 import os
 
-from artnet.demo import build_demo, example_images
+from artnet.demo import build_demo, example_images, launch
 
 MODEL = os.environ.get("ARTNET_MODEL", "runs/sample/export")
 demo = build_demo(MODEL, examples=example_images(MODEL))
 
 if __name__ == "__main__":
-    demo.launch(show_error=True)
+    launch(demo)
