@@ -74,6 +74,13 @@ def wga_source(config: str, split: str, data_dir: str | Path) -> Source:
     import tensorflow_datasets as tfds
 
     builder = built_wga_builder(config, data_dir)
+    built = set(builder.info.splits)
+    for name in (part.split("[")[0].strip() for part in split.split("+")):
+        if name not in built:
+            raise ValueError(
+                f"wga/{config} under {data_dir} has no {name!r} split (it has {', '.join(sorted(built))}): its build "
+                "found no paintings for that split; build from a larger mirror or the full download to fill it"
+            )
     dataset = builder.as_dataset(split=split, decoders={"image": tfds.decode.SkipDecoding()}, shuffle_files=False)
     meta_keys = ("author", "title", "date", "url", "catalog_index")
     label_rows = {head: [] for head in labels.HEADS}

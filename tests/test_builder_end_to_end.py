@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from artnet import cli, labels
+from artnet import cli, data, labels
 from artnet.wga.build import MANUAL_DIR_ENV, WORK_DIR_ENV
 from datasets.wga import wga_dataset_builder
 
@@ -105,6 +105,10 @@ def test_data_stats_command_counts_a_built_config(dummy_data, tmp_path, monkeypa
     assert sum(stats["heads"]["school"]["(unknown)"].values()) == 1  # the English guest
     for head in labels.HEADS:
         assert sum(sum(row.values()) for row in stats["heads"][head].values()) == 56
+    # A split the build left out (no paintings fell in it) is named, not TFDS's bare "Unknown split".
+    assert len(data.wga_source("random", "train+test[:50%]", tmp_path / "tfds")) == 32 + 6
+    with pytest.raises(ValueError, match="has no 'holdout' split .*it has test, train, validation"):
+        data.wga_source("random", "train+holdout", tmp_path / "tfds")
 
 
 def test_data_stats_on_a_missing_dataset_says_how_to_build_it(tmp_path, capsys):
