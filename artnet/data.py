@@ -210,7 +210,7 @@ def decode_and_resize(encoded: tf.Tensor, image_size: int) -> tf.Tensor:
     return resize_and_crop(image, image_size)
 
 
-def affine_warp(images: tf.Tensor, augment: Augment, seed: tf.Tensor | None = None) -> tf.Tensor:
+def affine_warp(images: tf.Tensor, augment: Augment) -> tf.Tensor:
     """One random flip + rotation + shift + zoom per image, applied to the whole batch in a single op."""
     batch = tf.shape(images)[0]
     size = tf.cast(tf.shape(images)[1], tf.float32)

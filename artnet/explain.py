@@ -13,7 +13,8 @@ from artnet.models.artnet import POOLED
 
 
 class GradCam:
-    """Heat-maps for every head of an ArtNet model; builds its gradient model once."""
+    """Heat-maps for every head of an ArtNet model: one gradient tape through the model's own backbone,
+    pooling and head layers per map (no second model is built)."""
 
     def __init__(self, model):
         self.model = model

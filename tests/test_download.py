@@ -149,3 +149,19 @@ def test_a_disk_error_stops_the_download_at_once_and_keeps_what_was_written(wga_
         download.mirror_images(many, tmp_path, fast_config(wga_server, workers=2, timeout=10))
     assert sum(wga_server.hits.values()) < 40  # the rest of the 210 queued requests were cancelled
     assert all(path.is_file() for path in written) and not list(tmp_path.rglob("*.part"))
+
+
+@pytest.mark.parametrize("from_environment", [True, False])
+def test_a_manual_dir_without_a_catalogue_says_where_it_came_from(tmp_path, monkeypatch, from_environment):
+    from artnet.wga.build import MANUAL_DIR_ENV
+    from artnet.wga.catalog import CatalogError
+
+    empty = tmp_path / "mirror"
+    empty.mkdir()
+    if from_environment:
+        monkeypatch.setenv(MANUAL_DIR_ENV, str(empty))
+    else:
+        monkeypatch.delenv(MANUAL_DIR_ENV, raising=False)
+    origin = f"\\${MANUAL_DIR_ENV}" if from_environment else "--manual_dir"
+    with pytest.raises(CatalogError, match=f"{empty} \\(from {origin}\\) holds no data_txt.zip"):
+        plan_build(protocol="artist", work_dir=tmp_path / "work", manual_dir=empty)

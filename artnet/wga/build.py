@@ -75,9 +75,15 @@ def plan_build(
     if has_catalog(manual_dir):
         mode, source_dir = "manual", Path(manual_dir)
     elif manual_dir:
+        given_by = (
+            f"${MANUAL_DIR_ENV}"
+            if manual_dir_from_env() and Path(manual_dir) == manual_dir_from_env()
+            else "--manual_dir"
+        )
         raise CatalogError(
-            f"manual dir {manual_dir} holds no data_txt.zip or catalog.csv: put wga.hu's catalogue there "
-            "beside the art/ folder, or give no manual dir to download from wga.hu"
+            f"manual dir {manual_dir} (from {given_by}) holds no data_txt.zip or catalog.csv: put wga.hu's "
+            f"catalogue there beside the art/ folder, or give no manual dir (unset {MANUAL_DIR_ENV}) to download "
+            "from wga.hu"
         )
     else:
         download_config = download_config or DownloadConfig.from_env()

@@ -160,16 +160,22 @@ def read_catalog_bytes(path: str | Path) -> bytes:
             "https://www.wga.hu/database/download/data_txt.zip, or a folder holding it)"
         )
     if zipfile.is_zipfile(path):
-        try:
-            with zipfile.ZipFile(path) as archive:
-                members = [n for n in archive.namelist() if n.lower().endswith(".csv")]
-                if not members:
-                    raise CatalogError(f"{path} holds no .csv file; is it wga.hu's data_txt.zip?")
-                preferred = [n for n in members if Path(n).name.lower() == CATALOG_MEMBER]
-                return archive.read((preferred or members)[0])
-        except (zipfile.BadZipFile, OSError, EOFError) as error:
-            raise CatalogError(f"{path} is a damaged zip ({error}); download it again") from error
+        return _csv_from_zip(path, str(path))
     return path.read_bytes()
+
+
+def _csv_from_zip(archive_file, name: str) -> bytes:
+    """The catalogue inside wga.hu's data_txt.zip (`catalog.csv`, else its only / first .csv member)."""
+    try:
+        with zipfile.ZipFile(archive_file) as archive:
+            members = [n for n in archive.namelist() if n.lower().endswith(".csv")]
+            if not members:
+                raise CatalogError(f"{name} holds no .csv file; is it wga.hu's data_txt.zip?")
+            preferred = [n for n in members if Path(n).name.lower() == CATALOG_MEMBER]
+            return archive.read((preferred or members)[0])
+    except (zipfile.BadZipFile, OSError, EOFError, RuntimeError, NotImplementedError) as error:
+        # RuntimeError: an encrypted member; NotImplementedError: a compression method zipfile lacks.
+        raise CatalogError(f"{name} is a damaged or unreadable zip ({error}); download it again") from error
 
 
 def parse_catalog(data: bytes | str) -> tuple[list[CatalogRow], ParseReport]:
@@ -181,14 +187,7 @@ def parse_catalog(data: bytes | str) -> tuple[list[CatalogRow], ParseReport]:
     report = ParseReport()
     if isinstance(data, bytes):
         if data[:4] == b"PK\x03\x04":
-            try:
-                with zipfile.ZipFile(io.BytesIO(data)) as archive:
-                    names = [n for n in archive.namelist() if n.lower().endswith(".csv")]
-                    if not names:
-                        raise CatalogError("the zip holds no .csv file; is it wga.hu's data_txt.zip?")
-                    data = archive.read(names[0])
-            except (zipfile.BadZipFile, OSError, EOFError, RuntimeError, NotImplementedError) as error:
-                raise CatalogError(f"damaged catalogue zip ({error}); download it again") from error
+            data = _csv_from_zip(io.BytesIO(data), "the catalogue zip")
         text, report.encoding = decode_catalog_bytes(data)
     else:
         text, report.encoding = data.lstrip("\ufeff"), "text"

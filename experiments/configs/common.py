@@ -11,7 +11,8 @@ Variants (the part after `:` in `--config file.py:variant`):
   recipe (SGD, momentum 0.88, lr 2.5e-4 with cosine decay, batch 8 per replica, early stopping on validation
   loss), two phases, mixed precision and MirroredStrategy over the GPUs present. GPU machine with internet.
 - `full_random`: the same on `wga/random` (image-level, comparable with the 2020 report and SemArt).
-- `sample`: the README's main job: the `cpu` recipe on `wga/sample` (minutes on a CPU; a demonstration model).
+- `sample`: the README's main job: the `cpu` backbone, optimiser and augmentation on `wga/sample`, heads only
+  (8 epochs on the frozen backbone: its ~70 training paintings are too few to fine-tune; a minute on a CPU).
 """
 
 from __future__ import annotations
