@@ -42,15 +42,17 @@ def folder_mib(folder: Path) -> float:
     return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file()) / 2**20
 
 
-def start_server(export_dir: Path, port: int, cache: Path) -> subprocess.Popen:
-    """`artnet demo` in its own process, so its memory is the server's alone; waits until it answers."""
+def start_server(export_dir: Path, port: int, cache: Path, log: Path) -> subprocess.Popen:
+    """`artnet demo` in its own process, so its memory is the server's alone (its output goes to `log`, a file:
+    a pipe nobody reads would stall it once full); waits until it answers."""
     command = [sys.executable, "-m", "artnet.cli", "demo", "--model", str(export_dir), "--port", str(port)]
     environment = dict(os.environ, GRADIO_TEMP_DIR=str(cache), GRADIO_ANALYTICS_ENABLED="False")
-    server = subprocess.Popen(command, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    with log.open("w") as output:
+        server = subprocess.Popen(command, env=environment, stdout=output, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         if server.poll() is not None:
-            raise SystemExit(f"the demo server exited ({server.returncode}):\n{server.stderr.read()[-3000:]}")
+            raise SystemExit(f"the demo server exited ({server.returncode}):\n{log.read_text()[-3000:]}")
         try:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2).close()
             return server
@@ -66,21 +68,22 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def tiny_export() -> Path:
+def tiny_export(work: Path) -> Path:
     from artnet.export import export
     from artnet.models.artnet import ArtNet
     from artnet.synthetic import synthetic_source
 
-    folder = Path(tempfile.mkdtemp()) / "export"
+    folder = work / "export"
     export(ArtNet("tiny", image_size=32), folder, card={"train_examples": 32}, index_source=synthetic_source(32))
     return folder
 
 
-def test_images(export_dir: Path, count: int = 8) -> list[str]:
+def test_images(export_dir: Path, work: Path, count: int = 8) -> list[str]:
     thumbs = sorted((export_dir / "index" / "thumbs").glob("*.jpg"))[:count]
     if thumbs:
         return [str(path) for path in thumbs]
-    folder = Path(tempfile.mkdtemp())
+    folder = work / "images"
+    folder.mkdir()
     rng = np.random.default_rng(0)
     for i in range(count):
         Image.fromarray(rng.integers(0, 256, (300, 240, 3), dtype=np.uint8)).save(folder / f"{i}.jpg")
@@ -93,28 +96,34 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--requests", type=int, default=10, help="per client")
     parser.add_argument("--rounds", type=int, default=1, help="repeat the burst; one table row per round")
+    parser.add_argument("--distinct", action="store_true", help="a new file with every request (cache growth)")
     args = parser.parse_args()
 
     from gradio_client import Client, handle_file
 
-    export_dir = args.model or tiny_export()
-    cache = Path(tempfile.mkdtemp(prefix="artnet-demo-cache-"))
-    port = free_port()
-    server = start_server(export_dir, port, cache)
+    work = Path(tempfile.mkdtemp(prefix="artnet-demo-load-"))  # everything this run writes; removed at the end
+    cache = work / "gradio-cache"
+    server = None
     try:
+        export_dir = args.model or tiny_export(work)
+        port = free_port()
+        server = start_server(export_dir, port, cache, work / "server.log")
         url = f"http://127.0.0.1:{port}/"
-        images = test_images(export_dir)
+        images = test_images(export_dir, work)
         Client(url, verbose=False).predict(handle_file(images[0]), api_name="/classify")  # warm up
         memory_start = resident_mib(server.pid)
         print(
             f"model: {export_dir}; {args.clients} clients x {args.requests} requests per round on 127.0.0.1; "
+            f"{'a new file with every request' if args.distinct else f'{len(images)} images in turn'}; "
             f"server in its own process; {os.cpu_count()} cores\n"
         )
         print(f"server RSS after one warm-up request: {memory_start:.0f} MiB; cache {folder_mib(cache):.1f} MiB\n")
         print("| round | requests | errors | p50 ms | p95 ms | requests/s | server RSS MiB | gradio cache MiB |")
         print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
         for round_number in range(1, args.rounds + 1):
-            latencies, errors, wall = burst(url, images, args.clients, args.requests)
+            distinct_into = work / "uploads" / str(round_number) if args.distinct else None
+            uploads = plan_uploads(images, args.clients, args.requests, distinct_into)
+            latencies, errors, wall = burst(url, uploads)
             p50, p95 = (1000 * np.percentile(latencies, q) if latencies else float("nan") for q in (50, 95))
             print(
                 f"| {round_number} | {args.clients * args.requests} | {len(errors)} | {p50:.0f} | {p95:.0f} | "
@@ -124,23 +133,39 @@ def main() -> None:
             for error in errors[:5]:
                 print("error:", error)
     finally:
-        server.terminate()
-        server.wait(timeout=30)
-        shutil.rmtree(cache, ignore_errors=True)
+        if server is not None:
+            server.terminate()
+            server.wait(timeout=30)
+        shutil.rmtree(work, ignore_errors=True)
 
 
-def burst(url: str, images: list[str], clients: int, requests: int) -> tuple[list[float], list[str], float]:
-    """`clients` threads, each its own gradio_client, each sending `requests` classify calls."""
+def plan_uploads(images: list[str], clients: int, requests: int, distinct_into: Path | None) -> list[list[str]]:
+    """The file each client sends with each request: the test images in turn, or, with `distinct_into`, a fresh
+    file per request (a test image with a unique tail after its end marker: decoders ignore it, but gradio's
+    content-addressed cache stores it anew, as it would a new visitor's photo)."""
+    plan = [[images[(number + request) % len(images)] for request in range(requests)] for number in range(clients)]
+    if distinct_into is None:
+        return plan
+    distinct_into.mkdir(parents=True, exist_ok=True)
+    for number, row in enumerate(plan):
+        for request, image in enumerate(row):
+            unique = distinct_into / f"{number:03d}-{request:03d}-{time.time_ns()}{Path(image).suffix}"
+            unique.write_bytes(Path(image).read_bytes() + f"artnet-load-{unique.stem}".encode())
+            row[request] = str(unique)
+    return plan
+
+
+def burst(url: str, uploads: list[list[str]]) -> tuple[list[float], list[str], float]:
+    """One thread per row of `uploads`, each its own gradio_client, sending its files as classify calls."""
     from gradio_client import Client, handle_file
 
     latencies: list[float] = []
     errors: list[str] = []
     lock = threading.Lock()
 
-    def user(number: int) -> None:
+    def user(files: list[str]) -> None:
         client = Client(url, verbose=False)
-        for request in range(requests):
-            image = images[(number + request) % len(images)]
+        for image in files:
             started = time.perf_counter()
             try:
                 client.predict(handle_file(image), api_name="/classify")
@@ -151,7 +176,7 @@ def burst(url: str, images: list[str], clients: int, requests: int) -> tuple[lis
                     errors.append(repr(error)[:200])
 
     started = time.perf_counter()
-    threads = [threading.Thread(target=user, args=(n,)) for n in range(clients)]
+    threads = [threading.Thread(target=user, args=(files,)) for files in uploads]
     for thread in threads:
         thread.start()
     for thread in threads:
