@@ -165,3 +165,26 @@ def test_a_manual_dir_without_a_catalogue_says_where_it_came_from(tmp_path, monk
     origin = f"\\${MANUAL_DIR_ENV}" if from_environment else "--manual_dir"
     with pytest.raises(CatalogError, match=f"{empty} \\(from {origin}\\) holds no data_txt.zip"):
         plan_build(protocol="artist", work_dir=tmp_path / "work", manual_dir=empty)
+
+
+def test_stopping_the_image_check_cancels_the_images_not_yet_started(tmp_path, monkeypatch):
+    import threading
+    import time
+
+    from artnet.wga import build
+
+    started = []
+    lock = threading.Lock()
+
+    def slow_prepare(row, source_dir, cache_dir):
+        with lock:
+            started.append(row)
+        time.sleep(0.05)
+        return row, ""
+
+    monkeypatch.setattr(build, "_prepare_one", slow_prepare)
+    rows = list(range(200))  # stand-ins: only counted
+    checking = build._prepare_all(rows, tmp_path, tmp_path)
+    next(checking)
+    checking.close()  # what a Ctrl-C in the build loop does to the generator
+    assert len(started) < 20  # not the 200 queued (at 50 ms each that would be seconds of work after the stop)

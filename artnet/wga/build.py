@@ -156,10 +156,17 @@ def _prepare_one(row: CatalogRow, source_dir: Path, cache_dir: Path) -> tuple[Ca
 
 
 def _prepare_all(rows: list[CatalogRow], source_dir: Path, cache_dir: Path):
-    """Decode, check and shrink images on all cores (PIL releases the GIL while it decodes)."""
-    with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
+    """Decode, check and shrink images on all cores (PIL releases the GIL while it decodes).
+
+    A Ctrl-C (or any error) in the consumer stops at once: the images not yet started are cancelled instead of
+    being decoded first; those written are complete (atomic renames) and a rebuild reuses them.
+    """
+    pool = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2))
+    try:
         results = pool.map(lambda row: _prepare_one(row, source_dir, cache_dir), rows)
         yield from tqdm(results, total=len(rows), desc="checking images", unit="img")
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _summarise(paintings, status, splits, *, protocol, mode, source_dir, report) -> dict:
