@@ -91,61 +91,54 @@ def test_model_card_says_when_the_model_is_small():
     assert "small sample-scale model" in text and "top-1 50.0 %" in text
 
 
-def test_the_served_demo_answers_gradio_client(export_dir, painting, tmp_path, free_port):
-    from gradio_client import Client, handle_file
-
+@pytest.fixture
+def served_demo(export_dir, free_port):
+    """The demo (with its examples) served on 127.0.0.1: its URL."""
     demo = build_demo(export_dir, examples=example_images(export_dir))
     port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, show_error=True)
     try:
-        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
-        school, timeframe, kind, note, gallery, links = client.predict(handle_file(painting), api_name="/classify")
-        for label in (school, timeframe, kind):
-            assert len(label["confidences"]) == 3
-        assert len(gallery) == 6
-        text = tmp_path / "bad.jpg"
-        text.write_text("not an image")
-        with pytest.raises(Exception, match="cannot be read as an image"):
-            client.predict(handle_file(str(text)), api_name="/classify")
-        assert client.predict(handle_file(painting), api_name="/classify")[0]["label"]  # still serving
-        overlays = client.predict(handle_file(painting), api_name="/explain")
-        assert len(overlays) == 3
-        assert Image.open(overlays[0]["image"]).size == (32, 32)
+        yield f"http://127.0.0.1:{port}/"
     finally:
         demo.close()
 
 
-@pytest.fixture
-def served_demo(export_dir, free_port):
-    """The demo on 127.0.0.1 and a gradio_client connected to it."""
-    from gradio_client import Client
+def test_the_served_demo_answers_gradio_client(served_demo, painting, tmp_path):
+    from gradio_client import Client, handle_file
 
-    demo = build_demo(export_dir)
-    port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, show_error=True)
-    try:
-        yield Client(f"http://127.0.0.1:{port}/", verbose=False)
-    finally:
-        demo.close()
+    client = Client(served_demo, verbose=False)
+    school, timeframe, kind, note, gallery, links = client.predict(handle_file(painting), api_name="/classify")
+    for label in (school, timeframe, kind):
+        assert len(label["confidences"]) == 3
+    assert len(gallery) == 6
+    text = tmp_path / "bad.jpg"
+    text.write_text("not an image")
+    with pytest.raises(Exception, match="cannot be read as an image"):
+        client.predict(handle_file(str(text)), api_name="/classify")
+    assert client.predict(handle_file(painting), api_name="/classify")[0]["label"]  # still serving
+    overlays = client.predict(handle_file(painting), api_name="/explain")
+    assert len(overlays) == 3
+    assert Image.open(overlays[0]["image"]).size == (32, 32)
 
 
 def test_the_bad_input_corpus_through_the_served_demo(served_demo, tmp_path):
     """Every odd file answers, every bad one is a clear error naming the file (not gradio's cache path or its
     "Could not preprocess input component"), for both endpoints, and the server keeps serving."""
-    from gradio_client import handle_file
+    from gradio_client import Client, handle_file
 
+    client = Client(served_demo, verbose=False)
     corpus = write_corpus(tmp_path)
     for name, (_, expected) in CORPUS.items():
         upload = handle_file(str(corpus / name))
         if expected == "ok":
-            school, timeframe, kind, *_ = served_demo.predict(upload, api_name="/classify")
+            school, timeframe, kind, *_ = client.predict(upload, api_name="/classify")
             assert school["label"] in labels.SCHOOLS and timeframe["label"] in labels.TIMEFRAMES, name
             assert kind["label"] in labels.TYPES, name
-            assert len(served_demo.predict(upload, api_name="/explain")) == 3, name
+            assert len(client.predict(upload, api_name="/explain")) == 3, name
             continue
         for endpoint in ("/classify", "/explain"):
             with pytest.raises(Exception, match="cannot be read as an image") as raised:
-                served_demo.predict(upload, api_name=endpoint)
+                client.predict(upload, api_name=endpoint)
             message = str(raised.value)
             assert f"({name}: " in message and expected in message, (endpoint, message)
             assert "gradio" not in message.lower(), message  # no server paths, no framework internals
@@ -166,7 +159,7 @@ def test_a_pasted_image_arrives_as_a_data_url(export_dir, painting):
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 
 
-def test_a_browser_uploads_a_painting_and_reads_three_labels(export_dir, painting, tmp_path, free_port):
+def test_a_browser_uploads_a_painting_and_reads_three_labels(served_demo, painting, tmp_path):
     """End to end in headless Chromium: what a person does, and what they see."""
     if not (CHROMIUM.is_file() and CHROMEDRIVER.is_file()):
         pytest.skip("needs Debian's chromium and chromium-driver (.ci/run installs them)")
@@ -175,9 +168,6 @@ def test_a_browser_uploads_a_painting_and_reads_three_labels(export_dir, paintin
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    demo = build_demo(export_dir)
-    port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, show_error=True)
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
     for flag in (
@@ -195,7 +185,7 @@ def test_a_browser_uploads_a_painting_and_reads_three_labels(export_dir, paintin
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
     try:
-        driver.get(f"http://127.0.0.1:{port}/")
+        driver.get(served_demo)
         WebDriverWait(driver, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, "input[type=file]"))
         driver.find_element(By.CSS_SELECTOR, "input[type=file]").send_keys(painting)
         selector = '[data-testid="label-output-value"]'
@@ -208,4 +198,3 @@ def test_a_browser_uploads_a_painting_and_reads_three_labels(export_dir, paintin
         assert (tmp_path / "demo.png").stat().st_size > 10_000
     finally:
         driver.quit()
-        demo.close()

@@ -135,7 +135,7 @@ def test_a_tls_failure_mid_body_is_retried(wga_server, tmp_path, monkeypatch):
 
 def test_a_disk_error_stops_the_download_at_once_and_keeps_what_was_written(wga_server, tmp_path, monkeypatch):
     """Not a per-image fault: it aborts, without first working through every queued download."""
-    real_write, written = download._write_atomically, []
+    real_write, written = download.write_atomically, []
 
     def write_then_fill_the_disk(path, body):
         if written:  # (not `len(written) == 1`: two threads can both write before either checks)
@@ -143,7 +143,7 @@ def test_a_disk_error_stops_the_download_at_once_and_keeps_what_was_written(wga_
         real_write(path, body)
         written.append(path)
 
-    monkeypatch.setattr(download, "_write_atomically", write_then_fill_the_disk)
+    monkeypatch.setattr(download, "write_atomically", write_then_fill_the_disk)
     many = [GOOD, *OTHERS] + [f"art/z/nowhere/{i}.jpg" for i in range(200)]  # 404s: quick to serve, many to queue
     with pytest.raises(OSError, match="No space left"):
         download.mirror_images(many, tmp_path, fast_config(wga_server, workers=2, timeout=10))

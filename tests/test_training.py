@@ -472,8 +472,6 @@ def test_fine_tuning_reaches_inside_a_wrapped_keras_application(tmp_path):
 
 def test_best_keras_is_the_best_of_the_whole_run_not_of_each_phase(tmp_path):
     """Each phase (and each resumed process) makes a new ModelCheckpoint: it starts from the best logged loss."""
-    import keras
-
     from artnet.train import _callbacks, best_validation_loss
 
     log = tmp_path / "metrics.jsonl"

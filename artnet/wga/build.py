@@ -27,6 +27,7 @@ from artnet.wga.download import (
     DownloadConfig,
     fetch_catalog,
     mirror_images,
+    write_atomically,
 )
 from artnet.wga.splits import SPLITS, assign_splits, select_sample, split_of
 
@@ -75,11 +76,7 @@ def plan_build(
     if has_catalog(manual_dir):
         mode, source_dir = "manual", Path(manual_dir)
     elif manual_dir:
-        given_by = (
-            f"${MANUAL_DIR_ENV}"
-            if manual_dir_from_env() and Path(manual_dir) == manual_dir_from_env()
-            else "--manual_dir"
-        )
+        given_by = f"${MANUAL_DIR_ENV}" if Path(manual_dir) == manual_dir_from_env() else "--manual_dir"
         raise CatalogError(
             f"manual dir {manual_dir} (from {given_by}) holds no data_txt.zip or catalog.csv: put wga.hu's "
             f"catalogue there beside the art/ folder, or give no manual dir (unset {MANUAL_DIR_ENV}) to download "
@@ -148,10 +145,7 @@ def _prepare_one(row: CatalogRow, source_dir: Path, cache_dir: Path) -> tuple[Ca
         return row, str(error)
     except OSError as error:
         return row, f"cannot read {source_dir / row.image_path}: {error}"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.name}.{os.getpid()}.part")
-    partial.write_bytes(data)
-    os.replace(partial, target)
+    write_atomically(target, data)
     return row, ""
 
 

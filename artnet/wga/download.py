@@ -170,7 +170,9 @@ class MirrorResult:
         return counts
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write `data` to `path` through a temporary file in the same folder and a rename: readers never see half a
+    file, and a kill leaves either the old file or the new one (the build's image cache uses it too)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
     try:
@@ -197,7 +199,7 @@ def fetch_catalog(config: DownloadConfig, mirror_dir: Path) -> Path:
             raise ImageError(f"catalogue is not a zip: {error}") from error
 
     body = Fetcher(config).get(config.base_url + CATALOG_URL_PATH, verify=verify_zip)
-    _write_atomically(target, body)
+    write_atomically(target, body)
     return target
 
 
@@ -233,7 +235,7 @@ def mirror_images(
             return path, (MISSING if error.status in (404, 410) else FAILED), str(error)
         except ImageError as error:
             return path, CORRUPT, str(error)
-        _write_atomically(mirror_dir / path, body)
+        write_atomically(mirror_dir / path, body)
         return path, FOUND, ""
 
     if todo:
@@ -256,7 +258,7 @@ def mirror_images(
     newly_missing = {path for path, outcome in status.items() if outcome == MISSING}
     if newly_missing - known_missing:
         mirror_dir.mkdir(parents=True, exist_ok=True)
-        _write_atomically(missing_log, json.dumps(sorted(known_missing | newly_missing), indent=0).encode())
+        write_atomically(missing_log, json.dumps(sorted(known_missing | newly_missing), indent=0).encode())
     return MirrorResult(
         status=status,
         errors=errors,
