@@ -2,8 +2,9 @@
 
     .venv/bin/artnet train --config experiments/configs/single_school.py:cpu --workdir runs/cpu/single_school
 
-Expect (cpu, WikiArt split by painter): well above the majority baseline, within a few points of the
-multi-head model's `school` head; see experiments/results/ for the measured numbers.
+Measured (cpu, WikiArt split by painter): top-1 62.9 % is below the majority baseline (86.3 %, French);
+balanced accuracy 28.5 % vs chance 16.7 %; within the 95 % interval of the multi-head model's `school` head.
+Numbers: experiments/results/wikiart_cpu.md.
 """
 
 import sys

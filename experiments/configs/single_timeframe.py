@@ -2,8 +2,9 @@
 
     .venv/bin/artnet train --config experiments/configs/single_timeframe.py:cpu --workdir runs/cpu/single_timeframe
 
-Expect (cpu, WikiArt split by painter): well above the majority baseline, within a few points of the
-multi-head model's `timeframe` head; see experiments/results/ for the measured numbers.
+Measured (cpu, WikiArt split by painter): top-1 60.7 % is below the majority baseline (75.9 %); balanced
+accuracy 35.4 % vs chance 10 %; within the 95 % interval of the multi-head model's `timeframe` head.
+Numbers: experiments/results/wikiart_cpu.md.
 """
 
 import sys

@@ -2,8 +2,9 @@
 
     .venv/bin/artnet train --config experiments/configs/single_type.py:cpu --workdir runs/cpu/single_type
 
-Expect (cpu, WikiArt split by painter): well above the majority baseline, within a few points of the
-multi-head model's `type` head; see experiments/results/ for the measured numbers.
+Measured (cpu, WikiArt split by painter): top-1 78.0 % against a majority baseline of 18.5 %; balanced
+accuracy 77.6 %; within the 95 % interval of the multi-head model's `type` head.
+Numbers: experiments/results/wikiart_cpu.md.
 """
 
 import sys
