@@ -28,10 +28,15 @@ demo: data stats model
 model: $(SAMPLE_RUN)/export/model.keras
 
 $(SAMPLE_RUN)/export/model.keras: | install
-	$(BIN)/artnet train --config experiments/configs/multihead.py:sample --workdir $(SAMPLE_RUN)
+	$(BIN)/artnet train --config experiments/configs/sample.py:multihead --workdir $(SAMPLE_RUN)
+
+# The builder refuses a catalogue that datasets/wga/checksums.tsv does not pin (wga.hu updates its export). The
+# newcomer's demo takes whichever export wga.hu serves today; its build summary records the sha256 it used.
+# Set WGA_CATALOG_SHA256=<sha256> (or leave it empty) to be strict here too.
+WGA_CATALOG_SHA256 ?= any
 
 data: install
-	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/tfds build datasets/wga --config sample --data_dir $(DATA_DIR) $(MANUAL_FLAG)
+	ARTNET_WGA_CATALOG_SHA256=$(WGA_CATALOG_SHA256) TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/tfds build datasets/wga --config sample --data_dir $(DATA_DIR) $(MANUAL_FLAG)
 
 stats: install
 	$(BIN)/artnet data-stats --config sample --data-dir $(DATA_DIR)

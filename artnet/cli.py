@@ -8,6 +8,8 @@ import os
 import sys
 from pathlib import Path
 
+from artnet.workdir import Evaluation, Export, Workdir, read_json
+
 
 def _data_stats(args: argparse.Namespace) -> int:
     from artnet.stats import to_markdown, wga_statistics
@@ -20,46 +22,26 @@ def _data_stats(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     from artnet.config import apply_overrides, load_config
-    from artnet.evaluate import evaluate
-    from artnet.export import export
-    from artnet.train import TrainingError, load_sources, make_strategy, refuse_unsupported, train
+    from artnet.run import headline, run_experiment
+    from artnet.train import TrainingError
 
     config = apply_overrides(load_config(args.config), args.set or [])
     try:
-        strategy = make_strategy(config.strategy)  # first: multi-worker collectives must precede other TF work
-        refuse_unsupported(strategy)
-        sources = load_sources(config)
-        model = train(config, args.workdir, sources, strategy=strategy)
+        result = run_experiment(config, args.workdir)
     except TrainingError as error:  # a message that says what to do; no traceback needed
         print(f"artnet train: error: {error}", file=sys.stderr)
         return 2
-    workdir = Path(args.workdir)
-    counts = json.loads((workdir / "label_counts.json").read_text())["counts"]
-    report = evaluate(model, sources["test"], workdir / "eval_test", train_counts=counts)
-    card = {
-        "data": sources["train"].name,
-        "train_examples": len(sources["train"]),
-        "train_counts": counts,  # travels with the export: `artnet evaluate` reads its majority baselines here
-        "test": _headline(report),
-    }
-    export(model, workdir / "export", card=card, index_source=sources["train"])
-    print(f"test: {_headline(report)}; report in {workdir / 'eval_test'}, export in {workdir / 'export'}")
+    files = result.workdir
+    print(f"test: {headline(result.report)}; report in {files.test_evaluation.root}, export in {files.export.root}")
     return 0
 
 
-def _headline(report: dict) -> dict:
-    return {
-        head: {k: result[k] for k in ("n", "top1", "top3", "balanced_accuracy")}
-        for head, result in report["heads"].items()
-    }
-
-
 def _source_from_args(args: argparse.Namespace):
-    from artnet import data
+    from artnet.sources import folder_source, wga_source
 
     if args.folder:
-        return data.folder_source(args.folder, args.csv, split=args.split if args.split != "all" else None)
-    return data.wga_source(args.wga_config, args.split, args.data_dir)
+        return folder_source(args.folder, args.csv, split=args.split if args.split != "all" else None)
+    return wga_source(args.wga_config, args.split, args.data_dir)
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -69,7 +51,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     model = load_model(args.model)
     counts = _train_counts(Path(args.model), args.counts)
     evaluate(model, _source_from_args(args), args.out, train_counts=counts, batch_size=args.batch_size)
-    print((Path(args.out) / "report.md").read_text())
+    print(Evaluation(Path(args.out)).report_md.read_text())
     return 0
 
 
@@ -79,8 +61,8 @@ def _train_counts(model: Path, counts: str | None) -> dict | None:
     if counts:
         return json.loads(Path(counts).read_text())["counts"]
     folder = (model if model.is_dir() else model.parent).resolve()
-    for path, key in ((folder / "label_counts.json", "counts"), (folder / "model_card.json", "train_counts")):
-        found = json.loads(path.read_text()).get(key) if path.is_file() else None
+    for path, key in ((Workdir(folder).label_counts, "counts"), (Export(folder).card, "train_counts")):
+        found = read_json(path).get(key)
         if found:
             return found
     return None
@@ -95,8 +77,8 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
+    from artnet.batch_predict import run_batch_prediction
     from artnet.export import load_model
-    from artnet.predict import run_batch_prediction
 
     return run_batch_prediction(
         load_model(args.model), args.paths, args.out, top_k=args.top_k, batch_size=args.batch_size
@@ -106,9 +88,7 @@ def _predict(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from artnet.demo import build_demo, example_images, launch
 
-    export_dir = Path(args.model)
-    if export_dir.is_file():
-        export_dir = export_dir.parent
+    export_dir = Export.of(args.model).root
     demo = build_demo(export_dir, examples=example_images(export_dir))
     launch(demo, server_name=args.host, server_port=args.port, share=args.share)
     return 0

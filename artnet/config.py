@@ -1,20 +1,35 @@
-"""Training configuration as code (big_vision style): one Python file per experiment arm.
+"""Training configuration as code (big_vision style), plain dataclasses: importing this needs no TensorFlow.
 
-A config file defines `get_config(variant: str | None) -> TrainConfig`; `artnet train --config
-path.py:variant` loads it, `--set epochs=2 --set data.batch_size=4` overrides fields, and the run's workdir
-gets the resolved `config.json`.
+A recipe is one Python file defining `get_config(arg: str | None) -> TrainConfig`; `artnet train --config
+experiments/configs/cpu.py:multihead` loads it, and the part after `:` names the arm (`multihead`,
+`single_school`, ...; see `ARMS`) and options. `--set epochs=2 --set data.batch_size=4` overrides fields, and
+the run's workdir gets the resolved `config.json`. Configs are validated once, here: a misspelt head or
+loss-weight key is refused with the name it was probably meant to be.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import importlib
 import importlib.util
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 from artnet import labels
-from artnet.data import Augment
+
+
+@dataclasses.dataclass
+class Augment:
+    """The 2020 report's augmentations, as ranges; all zero = none."""
+
+    flip: bool = True
+    rotation_degrees: float = 10.0
+    shift: float = 0.1  # fraction of the image size
+    zoom: float = 0.1  # +- fraction
+    randaugment: bool = False
 
 
 @dataclasses.dataclass
@@ -62,8 +77,44 @@ class TrainConfig:
     seed: int = 0
     description: str = ""
 
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self) -> TrainConfig:
+        """Normalise `heads` (fixed order) and refuse what would otherwise be silently ignored."""
+        self.heads = labels.validate_heads(self.heads)
+        labels.validate_head_keys(self.loss_weights, "loss_weights")
+        if not 0.0 <= float(self.label_smoothing) < 1.0:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        return self
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+# An arm is (recipe, heads): the same recipe file makes the multi-head model and each single-head model.
+ARMS: dict[str, tuple[str, ...]] = {
+    "multihead": labels.HEADS,
+    **{f"single_{head}": (head,) for head in labels.HEADS},
+}
+
+
+def parse_arm(arg: str | None, default: str = "multihead") -> tuple[str, dict[str, str]]:
+    """`"multihead"` or `"single_school,split=image"` -> (arm name, {option: value}); unknown arms refused."""
+    parts = [part.strip() for part in (arg or "").split(",") if part.strip()]
+    name = default
+    options = {}
+    for part in parts:
+        key, sep, value = part.partition("=")
+        if sep:
+            options[key.strip()] = value.strip()
+        else:
+            name = part
+    if name not in ARMS:
+        close = difflib.get_close_matches(name, ARMS, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(f"unknown arm {name!r}{hint}; the arms are {', '.join(ARMS)}")
+    return name, options
 
 
 def from_dict(data: dict) -> TrainConfig:
@@ -71,26 +122,55 @@ def from_dict(data: dict) -> TrainConfig:
     data = dict(data)
     data_config = dict(data.pop("data", {}))
     augment = Augment(**data_config.pop("augment", {}))
-    config = TrainConfig(**data, data=DataConfig(**data_config, augment=augment))
-    config.heads = tuple(config.heads)
-    return config
+    return TrainConfig(**data, data=DataConfig(**data_config, augment=augment))
 
 
 def load_config(spec: str) -> TrainConfig:
-    """`path/to/config.py[:variant]` -> the config its `get_config(variant)` returns."""
-    path_text, _, variant = spec.partition(":")
+    """`path/to/recipe.py[:arg]` -> the validated config its `get_config(arg)` returns."""
+    path_text, _, arg = spec.partition(":")
     path = Path(path_text)
     if not path.is_file():
         raise FileNotFoundError(f"config file not found: {path}")
-    module_spec = importlib.util.spec_from_file_location(f"artnet_config_{path.stem}", path)
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
+    module = import_config_file(path)
     if not hasattr(module, "get_config"):
-        raise ValueError(f"{path} defines no get_config(variant)")
-    config = module.get_config(variant or None)
+        raise ValueError(f"{path} defines no get_config(arg)")
+    config = module.get_config(arg or None)
     if not isinstance(config, TrainConfig):
         raise ValueError(f"{path}: get_config must return an artnet.config.TrainConfig")
-    return config
+    return config.validate()
+
+
+def import_config_file(path: Path):
+    """Import a config file as a module of its package, so recipes can import each other relatively.
+
+    A file inside folders that hold `__init__.py` (experiments/configs/cpu.py) is imported as
+    `experiments.configs.cpu`, each enclosing package registered from its own folder: no `sys.path` edits,
+    and the same file is imported once however it is named on the command line.
+    """
+    path = path.resolve()
+    packages = []
+    folder = path.parent
+    while (folder / "__init__.py").is_file():
+        packages.insert(0, folder)
+        folder = folder.parent
+    names = [package.name for package in packages]
+    for index, package in enumerate(packages):
+        name = ".".join(names[: index + 1])
+        known = sys.modules.get(name)
+        if known is not None and Path(getattr(known, "__file__", "") or "").resolve().parent == package:
+            continue
+        spec = importlib.util.spec_from_file_location(
+            name, package / "__init__.py", submodule_search_locations=[str(package)]
+        )
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    if names:
+        return importlib.import_module(".".join([*names, path.stem]))
+    spec = importlib.util.spec_from_file_location(f"artnet_config_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def apply_overrides(config: TrainConfig, overrides: list[str]) -> TrainConfig:
@@ -113,7 +193,7 @@ def apply_overrides(config: TrainConfig, overrides: list[str]) -> TrainConfig:
             value = raw
         annotation = fields[leaf].type  # a string under `from __future__ import annotations`, else a type
         setattr(target, leaf, _typed(value, getattr(annotation, "__name__", str(annotation)), item))
-    return config
+    return config.validate()
 
 
 def _typed(value: Any, annotation: str, item: str) -> Any:

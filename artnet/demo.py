@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import shutil
 import tempfile
 import time
@@ -22,9 +21,10 @@ from PIL import Image
 
 from artnet import labels
 from artnet.explain import GradCam, overlay
+from artnet.images import ImageError
 from artnet.predict import Predictor
 from artnet.similar import SimilarityIndex
-from artnet.wga.images import ImageError
+from artnet.workdir import Export
 
 LOW_CONFIDENCE = 0.5
 SMALL_MODEL_EXAMPLES = 5_000
@@ -65,17 +65,11 @@ class DemoBackend:
     """What the UI calls: plain Python, testable without a browser."""
 
     def __init__(self, export_dir: str | Path, top_k: int = 3):
-        export_dir = Path(export_dir)
-        self.predictor = Predictor(export_dir, top_k=top_k)
+        files = Export(export_dir)
+        self.predictor = Predictor(files.model, top_k=top_k)
         self.model = self.predictor.model
-        self.card = (
-            json.loads((export_dir / "model_card.json").read_text())
-            if (export_dir / "model_card.json").is_file()
-            else {}
-        )
-        self.index = (
-            SimilarityIndex.load(export_dir / "index") if (export_dir / "index" / "embeddings.npy").is_file() else None
-        )
+        self.card = files.read_card()
+        self.index = SimilarityIndex.load(files.index.root) if files.index.embeddings.is_file() else None
         self._gradcam = None
         self._overlays = Path(tempfile.mkdtemp(prefix="artnet-gradcam-"))
         weakref.finalize(self, shutil.rmtree, self._overlays, ignore_errors=True)
@@ -239,6 +233,6 @@ def launch(demo: gr.Blocks, **options):
 
 def example_images(export_dir: str | Path, count: int = 3) -> list[str]:
     """A few thumbnails of the training collection as examples (the user's own copies, never shipped)."""
-    thumbs = sorted((Path(export_dir) / "index" / "thumbs").glob("*.jpg"))
+    thumbs = sorted(Export(export_dir).index.thumbs.glob("*.jpg"))
     step = max(1, len(thumbs) // max(1, count))
     return [str(path) for path in thumbs[::step][:count]]

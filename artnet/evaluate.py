@@ -11,17 +11,20 @@ from pathlib import Path
 
 import numpy as np
 
-from artnet import data, labels, metrics
+from artnet import labels, metrics
+from artnet.pipeline import make_dataset
+from artnet.sources import Source
+from artnet.workdir import Evaluation
 
 
-def predict_probabilities(model, source: data.Source, batch_size: int = 32) -> dict[str, np.ndarray]:
-    dataset = data.make_dataset(source, model.heads, model.image_size, batch_size, training=False)
+def predict_probabilities(model, source: Source, batch_size: int = 32) -> dict[str, np.ndarray]:
+    dataset = make_dataset(source, model.heads, model.image_size, batch_size, training=False)
     images_only = dataset.map(lambda images, y, w: images)
     outputs = model.predict(images_only, verbose=0)
     return {head: np.asarray(outputs[head], dtype=np.float64) for head in model.heads}
 
 
-def majority_classes(counts: dict[str, list[int]] | None, source: data.Source) -> dict[str, int]:
+def majority_classes(counts: dict[str, list[int]] | None, source: Source) -> dict[str, int]:
     """Per head, the train split's most frequent class (or, lacking counts, the evaluated split's)."""
     majority = {}
     for head in labels.HEADS:
@@ -33,9 +36,9 @@ def majority_classes(counts: dict[str, list[int]] | None, source: data.Source) -
     return majority
 
 
-def evaluate(model, source: data.Source, out_dir: str | Path, train_counts=None, batch_size: int = 32) -> dict:
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+def evaluate(model, source: Source, out_dir: str | Path, train_counts=None, batch_size: int = 32) -> dict:
+    files = Evaluation(Path(out_dir))
+    files.root.mkdir(parents=True, exist_ok=True)
     probabilities = predict_probabilities(model, source, batch_size)
     majority = majority_classes(train_counts, source)
     report = {
@@ -55,13 +58,11 @@ def evaluate(model, source: data.Source, out_dir: str | Path, train_counts=None,
         result = metrics.head_metrics(y_true, probabilities[head], names, majority[head])
         report["heads"][head] = result
         if result["n"]:
-            metrics.plot_reliability_diagram(y_true, probabilities[head], out_dir / f"reliability_{head}.png", head)
+            metrics.plot_reliability_diagram(y_true, probabilities[head], files.reliability_png(head), head)
             metrics.plot_confusion_matrix(
-                np.asarray(result["confusion_matrix"]), names, out_dir / f"confusion_{head}.png", head
+                np.asarray(result["confusion_matrix"]), names, files.confusion_png(head), head
             )
-    (out_dir / "report.json").write_text(json.dumps(report, indent=2))
-    (out_dir / "report.md").write_text(metrics.format_report_markdown(report))
-    np.savez_compressed(
-        out_dir / "predictions.npz", **probabilities, **{f"{h}_true": source.labels[h] for h in labels.HEADS}
-    )
+    files.report_json.write_text(json.dumps(report, indent=2))
+    files.report_md.write_text(metrics.format_report_markdown(report))
+    np.savez_compressed(files.predictions, **probabilities, **{f"{h}_true": source.labels[h] for h in labels.HEADS})
     return report

@@ -16,21 +16,17 @@ import keras
 import tensorflow as tf
 
 from artnet import labels
-from artnet.data import resize_and_crop
+from artnet.workdir import Export
 
 
 class ServingModule(tf.Module):
+    """The model's own serving function (`ArtNet.serving_function`) and the class names, for a SavedModel."""
+
     def __init__(self, model):
         super().__init__(name="artnet_serving")
-        self.model = model
+        self.model = model  # tracked: its variables are saved with the module
         self._heads = tuple(model.heads)
-        self._image_size = int(model.image_size)
-
-    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")])
-    def serve(self, images):
-        pixels = tf.cast(resize_and_crop(images, self._image_size), tf.float32)
-        outputs = self.model(pixels, training=False)
-        return {head: tf.cast(outputs[head], tf.float32) for head in self._heads}
+        self.serve = model.serving_function()
 
     @tf.function(input_signature=[])
     def label_names(self):
@@ -45,18 +41,18 @@ def export(model, out_dir: str | Path, card: dict | None = None, index_source=No
     complete: an export killed halfway never leaves a folder that looks finished (`make demo` keys on it).
     """
     final_dir = Path(out_dir)
-    out_dir = final_dir.with_name(f".{final_dir.name}.partial")
-    shutil.rmtree(out_dir, ignore_errors=True)  # a previous attempt that was killed
-    out_dir.mkdir(parents=True)
-    model.save(str(out_dir / "model.keras"))
+    staging = Export(final_dir.with_name(f".{final_dir.name}.partial"))
+    shutil.rmtree(staging.root, ignore_errors=True)  # a previous attempt that was killed
+    staging.root.mkdir(parents=True)
+    model.save(str(staging.model))
     module = ServingModule(model)
     tf.saved_model.save(
         module,
-        str(out_dir / "saved_model"),
+        str(staging.saved_model),
         signatures={"serving_default": module.serve, "labels": module.label_names},
     )
     label_table = {head: list(labels.VOCABULARIES[head]) for head in model.heads}
-    (out_dir / "labels.json").write_text(json.dumps(label_table, indent=2))
+    staging.labels.write_text(json.dumps(label_table, indent=2))
     card = {
         "backbone": model.backbone_name,
         "heads": list(model.heads),
@@ -64,19 +60,19 @@ def export(model, out_dir: str | Path, card: dict | None = None, index_source=No
         "parameters": int(model.count_params()),
         **(card or {}),
     }
-    (out_dir / "model_card.json").write_text(json.dumps(card, indent=2))
+    staging.card.write_text(json.dumps(card, indent=2))
     if index_source is not None:
         from artnet.similar import build_index
 
-        build_index(model, index_source, out_dir / "index")
+        build_index(model, index_source, staging.index.root)
     if final_dir.exists():
         previous = final_dir.with_name(f".{final_dir.name}.previous")
         shutil.rmtree(previous, ignore_errors=True)
         final_dir.rename(previous)
-        out_dir.rename(final_dir)
+        staging.root.rename(final_dir)
         shutil.rmtree(previous)
     else:
-        out_dir.rename(final_dir)
+        staging.root.rename(final_dir)
     return final_dir
 
 
@@ -84,7 +80,7 @@ def load_model(path: str | Path):
     """A `.keras` file (or an export folder holding model.keras) -> the ArtNet model."""
     path = Path(path)
     if path.is_dir():
-        path = path / "model.keras"
+        path = Export(path).model
     if not path.is_file():
         raise FileNotFoundError(f"no model at {path}: train one with `artnet train` or give a .keras file")
     import artnet.models.artnet  # noqa: F401  (registers ArtNet for deserialisation)

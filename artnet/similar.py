@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from artnet import data
+from artnet.preprocessing import decode_and_resize
+from artnet.workdir import SimilarityFiles
+
+if TYPE_CHECKING:  # serving never imports the training data code; only the type is named
+    from artnet.sources import Source
 
 THUMB_SIZE = 160
 
@@ -25,6 +30,7 @@ class SimilarityIndex:
         self.embeddings = (embeddings / np.maximum(norms, 1e-12)).astype(np.float32)
         self.items = items
         self.folder = folder
+        self.files = SimilarityFiles(Path(folder)) if folder else None
 
     def __len__(self) -> int:
         return len(self.items)
@@ -38,36 +44,36 @@ class SimilarityIndex:
         results = []
         for index in best:
             item = dict(self.items[index], score=float(scores[index]))
-            thumb = self.folder / "thumbs" / f"{index:06d}.jpg" if self.folder else None
+            thumb = self.files.thumb(index) if self.files else None
             item["thumbnail"] = str(thumb) if thumb is not None and thumb.is_file() else None
             results.append(item)
         return results
 
     @classmethod
     def load(cls, folder: str | Path) -> SimilarityIndex:
-        folder = Path(folder)
-        if not (folder / "embeddings.npy").is_file():
+        files = SimilarityFiles(Path(folder))
+        if not files.embeddings.is_file():
             raise FileNotFoundError(f"no similarity index in {folder}: export the model with an index")
-        items = json.loads((folder / "items.json").read_text())
-        return cls(np.load(folder / "embeddings.npy"), items, folder)
+        items = json.loads(files.items.read_text())
+        return cls(np.load(files.embeddings), items, files.root)
 
 
-def build_index(model, source: data.Source, folder: str | Path, batch_size: int = 32) -> SimilarityIndex:
+def build_index(model, source: Source, folder: str | Path, batch_size: int = 32) -> SimilarityIndex:
     """Embed every image of `source` with `model` and save the index (with thumbnails) in `folder`."""
-    folder = Path(folder)
-    (folder / "thumbs").mkdir(parents=True, exist_ok=True)
+    files = SimilarityFiles(Path(folder))
+    files.thumbs.mkdir(parents=True, exist_ok=True)
     embedder = model.embedding_model()
     size = model.image_size
-    pixels = source.images.map(lambda encoded: data.decode_and_resize(encoded, size), num_parallel_calls=data.AUTOTUNE)
+    pixels = source.images.map(lambda encoded: decode_and_resize(encoded, size), num_parallel_calls=tf.data.AUTOTUNE)
     embeddings = []
-    for number, batch in enumerate(pixels.batch(batch_size).prefetch(data.AUTOTUNE)):
+    for number, batch in enumerate(pixels.batch(batch_size).prefetch(tf.data.AUTOTUNE)):
         embeddings.append(np.asarray(embedder(tf.cast(batch, tf.float32), training=False)))
         for offset, image in enumerate(batch.numpy()):
             thumb = Image.fromarray(image)
             thumb.thumbnail((THUMB_SIZE, THUMB_SIZE))
-            thumb.save(folder / "thumbs" / f"{number * batch_size + offset:06d}.jpg", quality=85)
+            thumb.save(files.thumb(number * batch_size + offset), quality=85)
     matrix = np.concatenate(embeddings) if embeddings else np.zeros((0, 1), np.float32)
     items = source.meta if len(source.meta) == len(matrix) else [{} for _ in range(len(matrix))]
-    np.save(folder / "embeddings.npy", matrix.astype(np.float32))
-    (folder / "items.json").write_text(json.dumps(items, ensure_ascii=False))
-    return SimilarityIndex(matrix, items, folder)
+    np.save(files.embeddings, matrix.astype(np.float32))
+    files.items.write_text(json.dumps(items, ensure_ascii=False))
+    return SimilarityIndex(matrix, items, files.root)

@@ -84,7 +84,7 @@ def wga_statistics(config: str, data_dir: str | Path, out_dir: str | Path | None
     import tensorflow as tf
     import tensorflow_datasets as tfds
 
-    from artnet.data import built_wga_builder
+    from artnet.sources import built_wga_builder
 
     builder = built_wga_builder(config, data_dir)
     splits = [s for s in ("train", "validation", "test") if s in builder.info.splits]

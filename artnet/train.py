@@ -1,12 +1,10 @@
 """Joint training of ArtNet's heads: strategy, precision, two phases, resumable, logged to a workdir.
 
-workdir/
-  config.json          the resolved config
-  label_counts.json    train-split counts per head and class (majority baselines, model card)
-  metrics.csv, metrics.jsonl, tensorboard/   one row / line per epoch
-  backup/              BackupAndRestore state (two copies): a killed run resumes where it stopped
-  best.keras           the lowest validation loss of the whole run (both phases, across resumes)
-  model.keras          the final model: the last epoch's weights, or, with early stopping, its phase's best
+What lands in the workdir (names in `artnet.workdir.Workdir`): the resolved config, the train-split label counts
+(majority baselines, model card), one metrics row / JSON line per epoch and TensorBoard logs, BackupAndRestore
+state (two copies: a killed run resumes where it stopped), `best.keras` (the lowest validation loss of the whole
+run, both phases, across resumes) and `model.keras` (the last epoch's weights, or, with early stopping, its
+phase's best).
 """
 
 from __future__ import annotations
@@ -20,9 +18,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from artnet import data, labels
+from artnet import labels, pipeline
 from artnet.config import TrainConfig
 from artnet.models.artnet import ArtNet
+from artnet.models.losses import head_loss
+from artnet.sources import Source, folder_source, wga_source
+from artnet.workdir import Workdir
 
 
 class TrainingError(RuntimeError):
@@ -73,19 +74,19 @@ def set_precision(name: str) -> str:
 # --- data ------------------------------------------------------------------------------------------------
 
 
-def load_sources(config: TrainConfig) -> dict[str, data.Source]:
+def load_sources(config: TrainConfig) -> dict[str, Source]:
     settings = config.data
     if settings.source == "wga":
-        return {s: data.wga_source(settings.wga_config, s, settings.data_dir) for s in ("train", "validation", "test")}
+        return {s: wga_source(settings.wga_config, s, settings.data_dir) for s in ("train", "validation", "test")}
     if settings.source == "folder":
         return {
-            s: data.folder_source(settings.folder, settings.csv or None, split=s, split_by=settings.split_by)
+            s: folder_source(settings.folder, settings.csv or None, split=s, split_by=settings.split_by)
             for s in ("train", "validation", "test")
         }
     raise ValueError(f"unknown data source {settings.source!r}: wga or folder")
 
 
-def label_counts(source: data.Source) -> dict[str, list[int]]:
+def label_counts(source: Source) -> dict[str, list[int]]:
     return {
         head: np.bincount(values[values >= 0], minlength=len(labels.VOCABULARIES[head])).tolist()
         for head, values in source.labels.items()
@@ -122,7 +123,7 @@ def compile_model(model: ArtNet, config: TrainConfig, learning_rate: float, step
     heads = model.heads
     model.compile(
         optimizer=make_optimizer(config, learning_rate, steps),
-        loss={h: keras.losses.SparseCategoricalCrossentropy(name=f"{h}_loss") for h in heads},
+        loss={h: head_loss(h, len(labels.VOCABULARIES[h]), config.label_smoothing) for h in heads},
         loss_weights={h: float(config.loss_weights.get(h, 1.0)) for h in heads},
         # Weighted, so that unknown labels (weight 0) count in no metric.
         weighted_metrics={
@@ -188,10 +189,11 @@ class JsonLines(keras.callbacks.Callback):
             out.write(json.dumps(record) + "\n")
 
 
-def _callbacks(workdir: Path, phase: str, config: TrainConfig) -> list[keras.callbacks.Callback]:
+def _callbacks(workdir: Workdir | Path, phase: str, config: TrainConfig) -> list[keras.callbacks.Callback]:
+    workdir = workdir if isinstance(workdir, Workdir) else Workdir(workdir)
     callbacks = [
         keras.callbacks.BackupAndRestore(
-            str(workdir / "backup" / phase),
+            str(workdir.backup(phase)),
             save_freq=config.backup_every_steps or "epoch",
             double_checkpoint=True,  # a state cut short by a kill falls back to the previous one
             delete_checkpoint=False,
@@ -199,14 +201,14 @@ def _callbacks(workdir: Path, phase: str, config: TrainConfig) -> list[keras.cal
         # A new callback per phase and per process: seed it with the best so far, or the first epoch of each
         # phase (and of each resumed run) would overwrite best.keras whatever its loss.
         keras.callbacks.ModelCheckpoint(
-            str(workdir / "best.keras"),
+            str(workdir.best_model),
             monitor="val_loss",
             save_best_only=True,
             initial_value_threshold=best_validation_loss(workdir),
         ),
         keras.callbacks.TerminateOnNaN(),
-        keras.callbacks.CSVLogger(str(workdir / "metrics.csv"), append=True),
-        JsonLines(workdir / "metrics.jsonl", phase),
+        keras.callbacks.CSVLogger(str(workdir.metrics_csv), append=True),
+        JsonLines(workdir.metrics_jsonl, phase),
     ]
     if config.early_stopping_patience:
         callbacks.append(
@@ -217,16 +219,17 @@ def _callbacks(workdir: Path, phase: str, config: TrainConfig) -> list[keras.cal
     try:
         import tensorboard  # noqa: F401  (TF 2.21 no longer brings it)
 
-        callbacks.append(keras.callbacks.TensorBoard(str(workdir / "tensorboard"), write_graph=False))
+        callbacks.append(keras.callbacks.TensorBoard(str(workdir.tensorboard), write_graph=False))
     except ImportError:
         pass
     return callbacks
 
 
-def best_validation_loss(workdir: Path) -> float | None:
+def best_validation_loss(workdir: Workdir | Path) -> float | None:
     """The lowest val_loss logged in `workdir`, if best.keras holds it (else None: any epoch may save)."""
-    log = workdir / "metrics.jsonl"
-    if not (workdir / "best.keras").is_file() or not log.is_file():
+    workdir = workdir if isinstance(workdir, Workdir) else Workdir(workdir)
+    log = workdir.metrics_jsonl
+    if not workdir.best_model.is_file() or not log.is_file():
         return None
     losses = []
     for line in log.read_text().splitlines():
@@ -261,28 +264,30 @@ def check_backup(backup_dir: Path) -> None:
 def train(
     config: TrainConfig,
     workdir: str | Path,
-    sources: dict[str, data.Source] | None = None,
+    sources: dict[str, Source] | None = None,
     callbacks: list[keras.callbacks.Callback] | None = None,
     strategy: tf.distribute.Strategy | None = None,
 ) -> ArtNet:
     """Train `config` in `workdir` (resuming whatever is there) and return the final model (see the top).
 
-    `sources` defaults to the config's data; `callbacks` run after artnet's own (progress UIs, tests);
+    `sources` (train / validation / test) defaults to the config's data; `callbacks` run after artnet's own
+    (progress UIs, tests);
     `strategy` defaults to `make_strategy(config.strategy)`, which must then run before any other TF work.
     """
-    workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
+    workdir = workdir if isinstance(workdir, Workdir) else Workdir(workdir)
+    workdir.root.mkdir(parents=True, exist_ok=True)
+    config.validate()
     strategy = strategy or make_strategy(config.strategy)
     refuse_unsupported(strategy)
     keras.utils.set_random_seed(config.seed)
     precision = set_precision(config.precision)
-    (workdir / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
+    workdir.config.write_text(json.dumps(config.to_dict(), indent=2))
 
     sources = sources or load_sources(config)
-    heads = tuple(h for h in labels.HEADS if h in config.heads)
-    tables = data.head_weight_tables(sources["train"].labels, heads, config.class_weight_power)
+    heads = config.heads
+    tables = pipeline.head_weight_tables(sources["train"].labels, heads, config.class_weight_power)
     counts = label_counts(sources["train"])
-    (workdir / "label_counts.json").write_text(
+    workdir.label_counts.write_text(
         json.dumps({"train_examples": len(sources["train"]), "counts": counts, "source": sources["train"].name})
     )
 
@@ -297,7 +302,7 @@ def train(
             backbone_weights=config.backbone_weights,
         )
     size = model.image_size
-    train_ds = data.make_dataset(
+    train_ds = pipeline.make_dataset(
         sources["train"],
         heads,
         size,
@@ -310,7 +315,7 @@ def train(
         drop_remainder=replicas > 1,
     )
     # Validation weighs every known label 1: its loss and accuracy are the plain ones.
-    val_ds = data.make_dataset(
+    val_ds = pipeline.make_dataset(
         sources["validation"], heads, size, global_batch, training=False, cache=config.data.cache
     )
     batches = -(-len(sources["train"]) // global_batch) if replicas == 1 else len(sources["train"]) // global_batch
@@ -324,13 +329,13 @@ def train(
     plan.append(("fine_tune", head_epochs, config.epochs, config.fine_tune_learning_rate))
     started = time.monotonic()
     for phase, first_epoch, last_epoch, learning_rate in plan:
-        done_marker = workdir / f"{phase}.done.weights.h5"
+        done_marker = workdir.phase_done(phase)
         if last_epoch <= first_epoch:
             continue
         if done_marker.is_file():  # finished in an earlier run: take its weights and move on
             model.load_weights(str(done_marker))
             continue
-        check_backup(workdir / "backup" / phase)
+        check_backup(workdir.backup(phase))
         with strategy.scope():
             set_trainable(model, phase, config)
             compile_model(model, config, learning_rate, steps * (last_epoch - first_epoch))
@@ -349,8 +354,8 @@ def train(
             verbose=2,
         )
         model.save_weights(str(done_marker))
-    model.save(str(workdir / "model.keras"))
-    (workdir / "train_summary.json").write_text(
+    model.save(str(workdir.model))
+    workdir.train_summary.write_text(
         json.dumps(
             {
                 "seconds": round(time.monotonic() - started, 1),

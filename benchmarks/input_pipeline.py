@@ -25,7 +25,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from artnet import data  # noqa: E402
+from artnet.config import Augment  # noqa: E402
+from artnet.pipeline import make_dataset  # noqa: E402
+from artnet.sources import Source  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,8 +50,8 @@ def artnet_pipeline(files: list[Path], size: int, batch: int) -> float:
 
     labels = {head: np.zeros(len(files), np.int64) for head in ("school", "timeframe", "type")}
     images = tf.data.Dataset.from_tensor_slices([str(f) for f in files]).map(tf.io.read_file)
-    source = data.Source(name="bench", images=images, labels=labels)
-    dataset = data.make_dataset(source, labels, size, batch, training=True, augment=data.Augment())
+    source = Source(name="bench", images=images, labels=labels)
+    dataset = make_dataset(source, labels, size, batch, training=True, augment=Augment())
     started = time.perf_counter()
     count = sum(int(images.shape[0]) for images, _, _ in dataset)
     return count / (time.perf_counter() - started)

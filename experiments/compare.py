@@ -1,22 +1,24 @@
 """Compare finished runs: per head and run, top-1 / top-3 / balanced accuracy with 95 % bootstrap intervals over
 the test images, the majority baseline, parameters, training time and inference cost (timed side by side).
 
-    # train the four arms of a variant (skipping finished ones), then tabulate them:
-    .venv/bin/python experiments/compare.py --name wikiart_cpu --train experiments/configs --variant cpu \\
+    # train the four arms of a recipe (skipping finished ones), then tabulate them:
+    .venv/bin/python experiments/compare.py --name wikiart_cpu --train experiments/configs/cpu.py \\
         --runs runs/cpu --timing
+    # the same recipe with an option (here: split by image), every arm gets it:
+    .venv/bin/python experiments/compare.py --name x --train experiments/configs/cpu.py:split=image --runs runs/x
     # any finished runs or evaluation folders, labelled:
     .venv/bin/python experiments/compare.py --name wikiart_protocols \\
         --run "painter split=runs/cpu/multihead" --run "image split=runs/cpu_random/multihead"
 
-A run is a training workdir (its `eval_test/` is read) or an evaluation folder written by `artnet evaluate`
-(holding `predictions.npz` and `report.json`). Writes `experiments/results/<name>.csv` and `.md`.
+A run is a training workdir (its test evaluation is read) or an evaluation folder written by `artnet evaluate`
+(holding `predictions.npz` and `report.json`). Baselines come from each run's own report, which computed them
+from its training counts (`artnet.evaluate`). Writes `experiments/results/<name>.csv` and `.md`.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-import json
 import os
 import shlex
 import sys
@@ -28,8 +30,9 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from artnet import labels, metrics  # noqa: E402
+from artnet.config import ARMS  # noqa: E402
+from artnet.workdir import Evaluation, Workdir, read_json  # noqa: E402
 
-ARMS = ("multihead", "single_school", "single_timeframe", "single_type")
 RESULTS = Path(__file__).resolve().parent / "results"
 COLUMNS = (
     "run",
@@ -50,38 +53,43 @@ COLUMNS = (
 )
 
 
-def train_missing_arms(config_dir: Path, variant: str, runs_dir: Path, overrides: list[str]) -> None:
-    """Train each arm whose workdir has no finished model (a killed arm resumes)."""
-    from artnet import cli
+def arm_spec(recipe: str, arm: str) -> str:
+    """`experiments/configs/cpu.py` or `cpu.py:split=image` and an arm -> `cpu.py:<arm>[,split=image]`."""
+    path, _, options = recipe.partition(":")
+    return f"{path}:{arm}" + (f",{options}" if options else "")
+
+
+def train_missing_arms(recipe: str, runs_dir: Path, overrides: list[str]) -> None:
+    """Train each arm of `recipe` whose workdir is not finished (a killed arm resumes)."""
+    from artnet.config import apply_overrides, load_config
+    from artnet.run import run_experiment
 
     for arm in ARMS:
-        workdir = runs_dir / arm
-        if (workdir / "eval_test" / "predictions.npz").is_file():
+        workdir = Workdir(runs_dir / arm)
+        if workdir.finished():
             continue
-        args = ["train", "--config", f"{config_dir / arm}.py:{variant}", "--workdir", str(workdir)]
-        for item in overrides:
-            args += ["--set", item]
-        print(f"training {arm} ({variant}) in {workdir}", flush=True)
-        if cli.main(args) != 0:
-            raise SystemExit(f"training {arm} failed; see the messages above")
+        spec = arm_spec(recipe, arm)
+        print(f"training {spec} in {workdir.root}", flush=True)
+        run_experiment(apply_overrides(load_config(spec), overrides), workdir.root)
 
 
-def _eval_dir(path: Path) -> Path:
-    return path / "eval_test" if (path / "eval_test" / "predictions.npz").is_file() else path
-
-
-def _read_json(path: Path) -> dict:
-    return json.loads(path.read_text()) if path.is_file() else {}
+def evaluation_of(path: Path) -> tuple[Evaluation, Workdir | None]:
+    """A training workdir's test evaluation (and the workdir), or an evaluation folder itself."""
+    workdir = Workdir(path)
+    if workdir.test_evaluation.exists():
+        return workdir.test_evaluation, workdir
+    return Evaluation(path), None
 
 
 def rows_for_run(label: str, path: Path, seed: int = 0) -> list[dict]:
-    evaluation = _eval_dir(path)
-    if not (evaluation / "predictions.npz").is_file():
-        raise FileNotFoundError(f"{path}: no predictions.npz (is the run finished? train it or run artnet evaluate)")
-    predictions = np.load(evaluation / "predictions.npz")
-    report = _read_json(evaluation / "report.json")
-    workdir = evaluation.parent if evaluation != path else path
-    summary = _read_json(workdir / "train_summary.json")
+    evaluation, workdir = evaluation_of(path)
+    if not evaluation.exists():
+        raise FileNotFoundError(
+            f"{path}: no predictions.npz and report.json (is the run finished? train it or run artnet evaluate)"
+        )
+    predictions = np.load(evaluation.predictions)
+    report = read_json(evaluation.report_json)
+    summary = workdir.read_train_summary() if workdir else {}
     rows = []
     for head in labels.HEADS:
         if head not in predictions.files:
@@ -92,9 +100,9 @@ def rows_for_run(label: str, path: Path, seed: int = 0) -> list[dict]:
             continue
         y_pred = probs.argmax(axis=1)
         correct = (y_pred[known] == y_true[known]).astype(np.float64)
-        result = report.get("heads", {}).get(head) or metrics.head_metrics(
-            y_true, probs, list(labels.VOCABULARIES[head]), int(np.bincount(y_true[known]).argmax())
-        )
+        result = report["heads"].get(head)
+        if result is None:
+            raise ValueError(f"{evaluation.report_json} has no {head!r} head, but its predictions do: re-evaluate it")
         top1_low, top1_high = metrics.bootstrap_interval(correct, seed=seed)
         bal_low, bal_high = metrics.bootstrap_balanced_accuracy_interval(y_true, y_pred, seed=seed)
         rows.append(
@@ -171,8 +179,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", required=True, help="results file stem: experiments/results/<name>.csv/.md")
     parser.add_argument("--run", action="append", default=[], metavar="LABEL=PATH", help="a finished run (repeatable)")
     parser.add_argument("--runs", type=Path, help="a folder with one workdir per arm (multihead, single_*)")
-    parser.add_argument("--train", type=Path, metavar="CONFIG_DIR", help="train missing arms from these configs")
-    parser.add_argument("--variant", default="cpu", help="config variant for --train (default: cpu)")
+    parser.add_argument(
+        "--train", metavar="RECIPE[:OPTIONS]", help="train missing arms of this recipe, e.g. experiments/configs/cpu.py"
+    )
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for --train")
     parser.add_argument("--timing", action="store_true", help="time each run's model side by side")
     parser.add_argument("--title", default=None)
@@ -183,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     runs: dict[str, Path] = {}
     if args.runs:
         if args.train:
-            train_missing_arms(args.train, args.variant, args.runs, args.set)
+            train_missing_arms(args.train, args.runs, args.set)
         runs.update({arm: args.runs / arm for arm in ARMS if (args.runs / arm).exists()})
     for item in args.run:
         label, sep, path = item.partition("=")
@@ -197,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     command = shlex.join([".venv/bin/python", "experiments/compare.py", *(argv if argv is not None else sys.argv[1:])])
     notes = list(args.note) + [f"command: `{command}`"]
     if args.timing:
-        models = {label: path / "model.keras" for label, path in runs.items() if (path / "model.keras").is_file()}
+        models = {label: Workdir(path).model for label, path in runs.items() if Workdir(path).model.is_file()}
         timings = time_models(models)
         for row in rows:
             row["ms_per_image"] = timings.get(row["run"])

@@ -8,14 +8,27 @@ from pathlib import Path
 
 import pytest
 
-from artnet.wga.dummy_mirror import write_mirror
-from artnet.wga.fake_server import FaultyWgaServer
+from artnet.testing.dummy_mirror import write_mirror
+from artnet.testing.fake_server import FaultyWgaServer
+from artnet.wga.build import CATALOG_SHA256_ENV
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 WGA_SAMPLE = SHARED / "wga-sample"
+
+
+@pytest.fixture(autouse=True)
+def _catalogue_check_as_committed(monkeypatch):
+    """Every test starts with the catalogue pinned by checksums.tsv, whatever the shell running pytest has set."""
+    monkeypatch.delenv(CATALOG_SHA256_ENV, raising=False)
+
+
+@pytest.fixture
+def accept_any_catalog(monkeypatch):
+    """For builds through the TFDS builder from the dummy mirror, whose catalogue is not wga.hu's pinned export."""
+    monkeypatch.setenv(CATALOG_SHA256_ENV, "any")
 
 
 @pytest.fixture

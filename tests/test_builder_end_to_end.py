@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from artnet import cli, data, labels
-from artnet.wga.build import MANUAL_DIR_ENV, WORK_DIR_ENV
+from artnet import cli, labels
+from artnet.sources import wga_source
+from artnet.wga.build import CATALOG_SHA256_ENV, MANUAL_DIR_ENV, WORK_DIR_ENV, CatalogMismatchError
 from datasets.wga import wga_dataset_builder
 
 
@@ -53,7 +54,7 @@ def test_real_sample_mirror_builds_to_the_expected_counts(wga_sample, tmp_path):
     assert rows_of(tmp_path / "again", "artist") == rows_of(tmp_path / "tfds", "artist")
 
 
-def test_images_follow_the_size_policy_and_are_rgb(dummy_data, tmp_path, monkeypatch):
+def test_images_follow_the_size_policy_and_are_rgb(dummy_data, accept_any_catalog, tmp_path, monkeypatch):
     monkeypatch.setenv(WORK_DIR_ENV, str(tmp_path / "work"))
     build("random", tmp_path / "tfds", manual_dir=dummy_data)
     dataset = tfds.load("wga/random", split="train", data_dir=str(tmp_path / "tfds"))
@@ -63,11 +64,20 @@ def test_images_follow_the_size_policy_and_are_rgb(dummy_data, tmp_path, monkeyp
         assert min(image.shape[:2]) <= 400
 
 
-def test_manual_dir_from_environment_variable(dummy_data, tmp_path, monkeypatch):
+def test_manual_dir_from_environment_variable(dummy_data, accept_any_catalog, tmp_path, monkeypatch):
     monkeypatch.setenv(MANUAL_DIR_ENV, str(dummy_data))
     monkeypatch.setenv(WORK_DIR_ENV, str(tmp_path / "work"))
     builder = build("sample", tmp_path / "tfds")
     assert builder.info.metadata["summary"]["mode"] == "manual"
+
+
+def test_the_builder_refuses_a_catalogue_checksums_tsv_does_not_pin(dummy_data, tmp_path, monkeypatch):
+    """The builder hands its checksums.tsv to the build: without the accept variable the dummy catalogue stops it."""
+    monkeypatch.setenv(WORK_DIR_ENV, str(tmp_path / "work"))
+    with pytest.raises(CatalogMismatchError, match=f"{dummy_data / 'catalog.csv'} \\(in the manual dir\\)") as error:
+        build("random", tmp_path / "tfds", manual_dir=dummy_data)
+    assert f"{CATALOG_SHA256_ENV}=" in str(error.value) and "checksums.tsv" in str(error.value)
+    assert not list((tmp_path / "work").glob("prepared-*")), "refused before any image was prepared"
 
 
 def test_missing_manual_dir_is_a_clear_error(tmp_path):
@@ -75,7 +85,7 @@ def test_missing_manual_dir_is_a_clear_error(tmp_path):
         build("artist", tmp_path / "tfds", manual_dir=tmp_path / "typo")
 
 
-def test_download_path_equals_manual_build(wga_server, dummy_data, tmp_path, monkeypatch):
+def test_download_path_equals_manual_build(wga_server, dummy_data, accept_any_catalog, tmp_path, monkeypatch):
     monkeypatch.setenv(WORK_DIR_ENV, str(tmp_path / "work-manual"))
     build("artist", tmp_path / "manual", manual_dir=dummy_data)
     monkeypatch.setenv(WORK_DIR_ENV, str(tmp_path / "work-download"))
@@ -93,7 +103,7 @@ def test_download_path_equals_manual_build(wga_server, dummy_data, tmp_path, mon
     assert saved["download"]["retries"] >= 2
 
 
-def test_data_stats_command_counts_a_built_config(dummy_data, tmp_path, monkeypatch, capsys):
+def test_data_stats_command_counts_a_built_config(dummy_data, accept_any_catalog, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv(WORK_DIR_ENV, str(tmp_path / "work"))
     build("random", tmp_path / "tfds", manual_dir=dummy_data)
     assert cli.main(["data-stats", "--config", "random", "--data-dir", str(tmp_path / "tfds")]) == 0
@@ -106,9 +116,9 @@ def test_data_stats_command_counts_a_built_config(dummy_data, tmp_path, monkeypa
     for head in labels.HEADS:
         assert sum(sum(row.values()) for row in stats["heads"][head].values()) == 56
     # A split the build left out (no paintings fell in it) is named, not TFDS's bare "Unknown split".
-    assert len(data.wga_source("random", "train+test[:50%]", tmp_path / "tfds")) == 32 + 6
+    assert len(wga_source("random", "train+test[:50%]", tmp_path / "tfds")) == 32 + 6
     with pytest.raises(ValueError, match="has no 'holdout' split .*it has test, train, validation"):
-        data.wga_source("random", "train+holdout", tmp_path / "tfds")
+        wga_source("random", "train+holdout", tmp_path / "tfds")
 
 
 def test_data_stats_on_a_missing_dataset_says_how_to_build_it(tmp_path, capsys):

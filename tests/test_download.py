@@ -1,9 +1,12 @@
 """The download path against a local server on 127.0.0.1 that injects faults (no internet needed)."""
 
+import hashlib
+from pathlib import Path
+
 import pytest
 
 from artnet.wga import download
-from artnet.wga.build import plan_build
+from artnet.wga.build import CATALOG_SHA256_ENV, CatalogMismatchError, plan_build, read_checksums, verify_catalog
 from artnet.wga.catalog import parse_catalog, read_catalog_bytes, usable_paintings
 
 GOOD = "art/p/painter00/work0.jpg"
@@ -188,3 +191,82 @@ def test_stopping_the_image_check_cancels_the_images_not_yet_started(tmp_path, m
     next(checking)
     checking.close()  # what a Ctrl-C in the build loop does to the generator
     assert len(started) < 20  # not the 200 queued (at 50 ms each that would be seconds of work after the stop)
+
+
+# The catalogue pin: datasets/wga/checksums.tsv, and $ARTNET_WGA_CATALOG_SHA256 to accept another export on purpose.
+CHECKSUMS = Path(__file__).resolve().parents[1] / "datasets" / "wga" / "checksums.tsv"
+
+
+def sha256_of(path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def test_a_catalogue_checksums_tsv_does_not_pin_is_refused_saying_what_was_found(dummy_data, tmp_path):
+    catalogue = dummy_data / "catalog.csv"
+    found = sha256_of(catalogue)
+    with pytest.raises(CatalogMismatchError) as error:
+        plan_build(protocol="artist", work_dir=tmp_path / "work", manual_dir=dummy_data, checksums_file=CHECKSUMS)
+    message = str(error.value)
+    # 54 ordinary rows + 6 tricky ones + 2 malformed (the blank line is not a row).
+    size = catalogue.stat().st_size
+    assert f"found:    {catalogue} (in the manual dir): {size:,} bytes, sha256 {found}, 62 data rows" in message
+    pinned = read_checksums(CHECKSUMS)["catalog.csv"]  # a bare catalog.csv is held to the pinned zip's member
+    assert f"expected: catalog.csv of {pinned.size:,} bytes, sha256 {pinned.sha256}" in message
+    assert str(CHECKSUMS) in message
+    assert f"set {CATALOG_SHA256_ENV}={found} (or {CATALOG_SHA256_ENV}=any to skip this check)" in message
+    assert not list((tmp_path / "work").glob("prepared-*")), "refused before any image was prepared"
+
+
+def test_the_accept_variable_takes_the_named_catalogue_only_or_any(dummy_data, tmp_path, monkeypatch):
+    found = sha256_of(dummy_data / "catalog.csv")
+
+    def build():
+        work_dir = tmp_path / "work"
+        return plan_build(protocol="random", work_dir=work_dir, manual_dir=dummy_data, checksums_file=CHECKSUMS)
+
+    monkeypatch.setenv(CATALOG_SHA256_ENV, found)
+    plan = build()
+    assert sum(len(rows) for rows in plan.splits.values()) == 56
+    assert plan.summary["catalogue"]["file"] == "catalog.csv" and plan.summary["catalogue"]["sha256"] == found
+
+    other = "0" * 64  # an export pinned on purpose that is not the one in the mirror: still refused
+    monkeypatch.setenv(CATALOG_SHA256_ENV, other)
+    with pytest.raises(CatalogMismatchError, match=f"expected: sha256 {other}, set by \\${CATALOG_SHA256_ENV}"):
+        build()
+
+    monkeypatch.setenv(CATALOG_SHA256_ENV, "any")
+    assert build().summary["catalogue"]["sha256"] == found
+
+    monkeypatch.setenv(CATALOG_SHA256_ENV, "yes")
+    with pytest.raises(ValueError, match=f"{CATALOG_SHA256_ENV}='yes' is neither a sha256"):
+        build()
+
+
+def test_a_downloaded_catalogue_that_does_not_match_stops_before_any_image_is_fetched(wga_server, tmp_path):
+    with pytest.raises(CatalogMismatchError) as error:
+        config = fast_config(wga_server)
+        plan_build(protocol="artist", work_dir=tmp_path / "dl", download_config=config, checksums_file=CHECKSUMS)
+    message = str(error.value)
+    zipped = tmp_path / "dl" / "mirror" / "data_txt.zip"
+    # The zip as served is what is hashed, and it is held to the zip's entry.
+    assert f"{zipped}, downloaded from {wga_server.base_url}{download.CATALOG_URL_PATH}" in message
+    assert f"sha256 {sha256_of(zipped)}, 62 data rows" in message
+    pinned = read_checksums(CHECKSUMS)["data_txt.zip"]
+    assert f"expected: data_txt.zip of {pinned.size:,} bytes, sha256 {pinned.sha256}" in message
+    assert set(wga_server.hits) == {download.CATALOG_URL_PATH.lstrip("/")}
+
+
+def test_the_real_sample_catalogue_is_the_pinned_export_zipped_or_unzipped(wga_sample, tmp_path):
+    pinned = read_checksums(CHECKSUMS)
+    zipped = wga_sample / "data_txt.zip"
+    assert verify_catalog(zipped, checksums_file=CHECKSUMS, origin=str(zipped)) == pinned["data_txt.zip"].sha256
+    bare = tmp_path / "catalog.csv"
+    bare.write_bytes(read_catalog_bytes(zipped))
+    assert verify_catalog(bare, checksums_file=CHECKSUMS, origin=str(bare)) == pinned["catalog.csv"].sha256
+
+
+def test_a_malformed_checksums_line_is_named(tmp_path):
+    bad = tmp_path / "checksums.tsv"
+    bad.write_text("https://www.wga.hu/database/download/data_txt.zip\t1522461\tnot-a-sha\tdata_txt.zip\n")
+    with pytest.raises(ValueError, match="checksums.tsv line 1: expected url<TAB>size<TAB>sha256<TAB>filename"):
+        read_checksums(bad)

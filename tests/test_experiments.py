@@ -7,17 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from artnet.config import load_config
+from artnet.config import ARMS, load_config
 from artnet.synthetic import write_synthetic_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "experiments" / "configs"
-ARMS = {
-    "multihead": ("school", "timeframe", "type"),
-    "single_school": ("school",),
-    "single_timeframe": ("timeframe",),
-    "single_type": ("type",),
-}
 
 
 def _compare_module():
@@ -27,48 +21,62 @@ def _compare_module():
     return module
 
 
-@pytest.mark.parametrize("variant", ["cpu", "cpu_random", "full", "full_random", "sample"])
-def test_arms_differ_only_in_their_heads(variant):
-    configs = {arm: load_config(f"{CONFIGS / arm}.py:{variant}") for arm in ARMS}
+@pytest.mark.parametrize(
+    "recipe", ["cpu.py", "cpu.py:{arm},split=image", "full.py", "full.py:{arm},split=random", "sample.py"]
+)
+def test_arms_differ_only_in_their_heads(recipe):
+    path, _, arg = recipe.partition(":")
+    configs = {arm: load_config(f"{CONFIGS / path}:{(arg or '{arm}').format(arm=arm)}") for arm in ARMS}
     for arm, config in configs.items():
         assert config.heads == ARMS[arm]
     shared = [{k: v for k, v in c.to_dict().items() if k not in ("heads", "description")} for c in configs.values()]
     assert all(entry == shared[0] for entry in shared)
 
 
-def test_variants_say_what_they_are():
-    cpu, full = load_config(f"{CONFIGS}/multihead.py:cpu"), load_config(f"{CONFIGS}/multihead.py:full")
+def test_recipes_say_what_they_are():
+    cpu, full = load_config(f"{CONFIGS}/cpu.py:multihead"), load_config(f"{CONFIGS}/full.py:multihead")
     assert (cpu.backbone, cpu.data.source, cpu.data.split_by) == ("efficientnet_lite0", "folder", "author")
-    assert load_config(f"{CONFIGS}/multihead.py:cpu_random").data.split_by == "file"
+    assert load_config(f"{CONFIGS}/cpu.py:multihead,split=image").data.split_by == "file"
     assert (full.backbone, full.image_size, full.optimizer, full.momentum) == ("nasnet_large", 331, "sgd", 0.88)
     assert (full.data.batch_size, full.data.wga_config, full.strategy) == (8, "artist", "auto")
-    assert load_config(f"{CONFIGS}/multihead.py:full_random").data.wga_config == "random"
-    with pytest.raises(ValueError, match="unknown variant"):
-        load_config(f"{CONFIGS}/multihead.py:gpu")
+    assert load_config(f"{CONFIGS}/full.py:multihead,split=random").data.wga_config == "random"
+    sample = load_config(f"{CONFIGS}/sample.py")  # the arm defaults to multihead
+    assert (sample.heads, sample.data.wga_config, sample.backbone) == (ARMS["multihead"], "sample", cpu.backbone)
+    with pytest.raises(ValueError, match="unknown arm 'single_shcool' \\(did you mean 'single_school'\\?\\)"):
+        load_config(f"{CONFIGS}/cpu.py:single_shcool")
+    with pytest.raises(ValueError, match="options are split=painter\\|image"):
+        load_config(f"{CONFIGS}/cpu.py:multihead,split=random")
+
+
+def test_recipe_files_import_each_other_as_a_package_without_sys_path_edits():
+    import sys
+
+    before = list(sys.path)
+    config = load_config(f"{CONFIGS}/sample.py:single_type")  # sample.py does `from . import cpu`
+    assert config.heads == ("type",) and sys.path == before
+    assert sys.modules["experiments.configs.cpu"].__file__ == str(CONFIGS / "cpu.py")
 
 
 def test_runner_trains_the_arms_and_writes_a_complete_table(tmp_path):
     folder = write_synthetic_folder(tmp_path / "paintings", 200)
-    configs = tmp_path / "configs"
-    configs.mkdir()
-    for arm, heads in ARMS.items():
-        (configs / f"{arm}.py").write_text(
-            textwrap.dedent(
-                f"""
-                from artnet.config import DataConfig, TrainConfig
-                from artnet.data import Augment
-                def get_config(variant=None):
-                    return TrainConfig(backbone="tiny", backbone_weights=None, image_size=32, heads={heads!r},
-                        optimizer="adam", learning_rate=0.01, fine_tune_learning_rate=0.01, epochs=1,
-                        head_epochs=0, early_stopping_patience=0,
-                        data=DataConfig(source="folder", folder={str(folder)!r}, batch_size=32,
-                                        augment=Augment(flip=False)))
-                """
-            )
+    recipe = tmp_path / "tiny_recipe.py"
+    recipe.write_text(
+        textwrap.dedent(
+            f"""
+            from artnet.config import ARMS, Augment, DataConfig, TrainConfig, parse_arm
+            def get_config(arg=None):
+                arm, _ = parse_arm(arg)
+                return TrainConfig(backbone="tiny", backbone_weights=None, image_size=32, heads=ARMS[arm],
+                    optimizer="adam", learning_rate=0.01, fine_tune_learning_rate=0.01, epochs=1,
+                    head_epochs=0, early_stopping_patience=0,
+                    data=DataConfig(source="folder", folder={str(folder)!r}, batch_size=32,
+                                    augment=Augment(flip=False)))
+            """
         )
+    )
     compare = _compare_module()
     out = tmp_path / "results"
-    argv = ["--name", "tiny", "--train", str(configs), "--runs", str(tmp_path / "runs"), "--timing"]
+    argv = ["--name", "tiny", "--train", str(recipe), "--runs", str(tmp_path / "runs"), "--timing"]
     assert compare.main([*argv, "--out-dir", str(out)]) == 0
     rows = list(csv.DictReader((out / "tiny.csv").open()))
     assert sorted((r["run"], r["head"]) for r in rows) == sorted(

@@ -14,18 +14,10 @@ from image_corpus import CORPUS, noise, write_corpus
 from PIL import Image
 
 from artnet import labels
-from artnet.models.artnet import ArtNet
-from artnet.predict import (
-    EMBEDDING,
-    Predictor,
-    bound_size,
-    csv_columns,
-    expand_inputs,
-    load_rgb,
-    predict_paths,
-    run_batch_prediction,
-)
-from artnet.wga.images import ImageError
+from artnet.batch_predict import csv_columns, expand_inputs, predict_paths, run_batch_prediction
+from artnet.images import ImageError, bound_size, load_rgb
+from artnet.models.artnet import EMBEDDING, ArtNet
+from artnet.predict import Predictor
 
 IMAGE_SIZE = 32
 
@@ -110,7 +102,7 @@ def test_a_folder_is_not_an_image(predictor, tmp_path):
 
 
 def test_file_size_limit_is_checked_before_reading(predictor, corpus, monkeypatch):
-    monkeypatch.setattr("artnet.predict.MAX_BYTES", 100)
+    monkeypatch.setattr("artnet.images.MAX_BYTES", 100)
     with pytest.raises(ImageError, match="file too large"):
         predictor.predict(corpus / "cmyk.jpg")
 
@@ -248,16 +240,16 @@ def test_run_batch_prediction_with_nothing_to_predict(predictor, tmp_path):
 
 
 def test_an_unexpected_decoder_failure_is_one_failed_record(predictor, corpus, monkeypatch):
-    import artnet.predict
+    import artnet.batch_predict
 
-    real_load = artnet.predict._load_path
+    real_load = artnet.batch_predict.load_path
 
     def flaky_load(path):
         if path.name == "cmyk.jpg":
             raise RuntimeError("decoder crashed")
         return real_load(path)
 
-    monkeypatch.setattr(artnet.predict, "_load_path", flaky_load)
+    monkeypatch.setattr(artnet.batch_predict, "load_path", flaky_load)
     paths = [corpus / "one_pixel.png", corpus / "cmyk.jpg", corpus / "rgba.png"]
     records = list(predict_paths(predictor, paths))
     assert [record["ok"] for record in records] == [True, False, True]
@@ -266,7 +258,7 @@ def test_an_unexpected_decoder_failure_is_one_failed_record(predictor, corpus, m
 
 def test_resize_and_crop_is_the_identity_at_the_model_size():
     """`Predictor.prepare` skips resizing images already at the model size: only right if this holds."""
-    from artnet.data import resize_and_crop
+    from artnet.preprocessing import resize_and_crop
 
     pixels = np.asarray(noise(IMAGE_SIZE, IMAGE_SIZE, seed=8))
     np.testing.assert_array_equal(resize_and_crop(pixels, IMAGE_SIZE).numpy(), pixels)

@@ -38,7 +38,7 @@ WORKER = textwrap.dedent(
     from artnet.train import make_strategy
     strategy = make_strategy("multi_worker")  # before any other TensorFlow work
     from artnet.config import DataConfig, TrainConfig
-    from artnet.data import Augment
+    from artnet.config import Augment
     from artnet.synthetic import synthetic_source
     from artnet.train import train
     config = TrainConfig(backbone="tiny", backbone_weights=None, image_size=32, optimizer="adam",

@@ -10,16 +10,17 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from artnet import data, labels
-from artnet.config import DataConfig, TrainConfig, apply_overrides, from_dict, load_config
+from artnet import labels, pipeline, preprocessing
+from artnet.config import Augment, DataConfig, TrainConfig, apply_overrides, from_dict, load_config
 from artnet.evaluate import evaluate
 from artnet.export import export, load_model
 from artnet.models.artnet import ArtNet
 from artnet.models.backbones import BackboneError, build_backbone
+from artnet.sources import Source, folder_source
 from artnet.synthetic import synthetic_source
 from artnet.train import train
 
-NO_AUGMENT = data.Augment(flip=False, rotation_degrees=0, shift=0, zoom=0)
+NO_AUGMENT = Augment(flip=False, rotation_degrees=0, shift=0, zoom=0)
 
 
 def tiny_config(**overrides) -> TrainConfig:
@@ -76,7 +77,7 @@ def test_keras_and_savedmodel_round_trips_give_the_same_probabilities(trained, t
     out = export(model, tmp_path / "export")
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, size=(4, 45, 37, 3), dtype=np.uint8)
-    pixels = tf.cast(data.resize_and_crop(images, 32), tf.float32)
+    pixels = tf.cast(preprocessing.resize_and_crop(images, 32), tf.float32)
     expected = model.predict(pixels, verbose=0)
     reloaded = load_model(out / "model.keras")
     assert isinstance(reloaded, ArtNet) and reloaded.heads == model.heads
@@ -96,7 +97,7 @@ def test_heads_are_ordered_named_and_float32():
     outputs = model(np.zeros((2, 32, 32, 3), np.float32))
     assert list(outputs) == ["school", "type"]
     assert outputs["school"].shape == (2, 6) and outputs["type"].shape == (2, 7)
-    with pytest.raises(ValueError, match="subset"):
+    with pytest.raises(ValueError, match="unknown head 'style' \\(did you mean 'type'\\?\\)"):
         ArtNet("tiny", heads=("style",), image_size=32)
 
 
@@ -128,7 +129,7 @@ def test_routing_a_label_reaches_the_head_of_its_name():
 def test_unknown_labels_add_no_loss_and_count_in_no_metric():
     model = _fixed_model(school_class=0, type_class=3)
     n = 8
-    source = data.Source(
+    source = Source(
         name="masking",
         images=tf.data.Dataset.from_tensor_slices(tf.constant([_png()] * n)),
         labels={
@@ -137,7 +138,7 @@ def test_unknown_labels_add_no_loss_and_count_in_no_metric():
             "type": np.full(n, -1),  # all unknown
         },
     )
-    batches = data.make_dataset(source, ("school", "type"), 32, n, training=False)
+    batches = pipeline.make_dataset(source, ("school", "type"), 32, n, training=False)
     result = model.evaluate(batches, return_dict=True, verbose=0)
     assert result["school_top1"] == pytest.approx(4 / 5)
     assert result["type_loss"] == pytest.approx(0.0, abs=1e-6)
@@ -152,11 +153,11 @@ def _png() -> bytes:
 
 def test_class_weights_on_a_known_distribution():
     label_array = np.array([0] * 6 + [1] * 3 + [2] * 1 + [-1] * 10)
-    weights = data.class_weights(label_array, 4)
+    weights = pipeline.class_weights(label_array, 4)
     np.testing.assert_allclose(weights, [10 / 18, 10 / 9, 10 / 3, 0.0])
-    assert data.class_weights(label_array, 4, power=0).tolist() == [1.0, 1.0, 1.0, 0.0]
-    table = data.head_weight_tables({"school": label_array}, ("school",))["school"]
-    per_example = data.sample_weights(label_array, table)
+    assert pipeline.class_weights(label_array, 4, power=0).tolist() == [1.0, 1.0, 1.0, 0.0]
+    table = pipeline.head_weight_tables({"school": label_array}, ("school",))["school"]
+    per_example = pipeline.sample_weights(label_array, table)
     assert per_example.mean() == pytest.approx(1.0)  # the loss keeps its scale
     assert (per_example[label_array < 0] == 0).all()
     assert per_example[label_array == 2][0] / per_example[label_array == 0][0] == pytest.approx(6.0)
@@ -164,19 +165,19 @@ def test_class_weights_on_a_known_distribution():
 
 def test_pipeline_weights_match_the_numpy_twin():
     source = synthetic_source(64, seed=3)
-    tables = data.head_weight_tables(source.labels, labels.HEADS)
-    batches = list(data.make_dataset(source, labels.HEADS, 32, 64, training=False, weight_tables=tables))
+    tables = pipeline.head_weight_tables(source.labels, labels.HEADS)
+    batches = list(pipeline.make_dataset(source, labels.HEADS, 32, 64, training=False, weight_tables=tables))
     _, _, weights = batches[0]
     for head in labels.HEADS:
-        np.testing.assert_allclose(weights[head].numpy(), data.sample_weights(source.labels[head], tables[head]))
+        np.testing.assert_allclose(weights[head].numpy(), pipeline.sample_weights(source.labels[head], tables[head]))
 
 
 def test_augmentation_is_training_only_and_keeps_shape():
     source = synthetic_source(16, size=48, seed=4)
-    plain = next(iter(data.make_dataset(source, labels.HEADS, 32, 16, training=False)))[0].numpy()
-    augmented = next(iter(data.make_dataset(source, labels.HEADS, 32, 16, training=True, augment=data.Augment())))
+    plain = next(iter(pipeline.make_dataset(source, labels.HEADS, 32, 16, training=False)))[0].numpy()
+    augmented = next(iter(pipeline.make_dataset(source, labels.HEADS, 32, 16, training=True, augment=Augment())))
     assert augmented[0].shape == plain.shape == (16, 32, 32, 3)
-    identity = data.affine_warp(tf.constant(plain), NO_AUGMENT).numpy()
+    identity = preprocessing.affine_warp(tf.constant(plain), NO_AUGMENT).numpy()
     np.testing.assert_allclose(identity, plain, atol=1e-3)
 
 
@@ -272,7 +273,7 @@ cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 import json, sys
 from artnet.synthetic import synthetic_source
-from artnet.data import Augment
+from artnet.config import Augment
 from artnet.config import TrainConfig, DataConfig
 from artnet.train import train
 config = TrainConfig(backbone="tiny", backbone_weights=None, image_size=32, optimizer="adam", learning_rate=0.01,
@@ -329,7 +330,7 @@ def test_artnet_train_command_on_a_labelled_folder(tmp_path):
         textwrap.dedent(
             f"""
             from artnet.config import DataConfig, TrainConfig
-            from artnet.data import Augment
+            from artnet.config import Augment
             def get_config(variant=None):
                 return TrainConfig(backbone="tiny", backbone_weights=None, image_size=32, optimizer="adam",
                     learning_rate=0.01, fine_tune_learning_rate=0.01, epochs=2, head_epochs=0,
@@ -438,7 +439,7 @@ def test_a_labelled_folder_with_missing_files_keeps_each_label_with_its_image(tm
         Image.new("RGB", (8, 8), (40 * i, 0, 0)).save(tmp_path / f"{school}.png")
     (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
 
-    source = data.folder_source(tmp_path)
+    source = folder_source(tmp_path)
 
     assert "3 files listed" in capsys.readouterr().out
     assert len(source) == 3 and [row["file"] for row in source.meta] == ["Flemish.png", "German.png", "Spanish.png"]

@@ -3,24 +3,25 @@
 A single-head model is the same class with `heads=("school",)`. Heads always appear in the fixed order of
 `artnet.labels.HEADS`, whatever order they are asked for in, and their softmax runs in float32 under any
 mixed-precision policy. The pooled features are exposed (`embedding_model`) for search and explanations.
+
+The model owns its serving preprocessing, as keras-hub's image converters do: `serving_function()` takes uint8
+images of any size, resizes and centre-crops them exactly as the training pipeline does, and returns float32
+probabilities. The SavedModel export and the `Predictor` both serve through it.
 """
 
 from __future__ import annotations
 
 import keras
+import tensorflow as tf
 
 from artnet import labels
 from artnet.models.backbones import build_backbone, get_spec
+from artnet.preprocessing import resize_and_crop
 
 POOLED = "pooled"
-
-
-def ordered_heads(heads) -> tuple[str, ...]:
-    heads = tuple(heads)
-    unknown = [head for head in heads if head not in labels.HEADS]
-    if unknown or not heads:
-        raise ValueError(f"heads must be a non-empty subset of {labels.HEADS}; got {heads}")
-    return tuple(head for head in labels.HEADS if head in heads)
+EMBEDDING = "embedding"
+# What serving takes: a batch of uint8 RGB images, any height and width (each resized to the model's size).
+SERVING_INPUT = tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")
 
 
 @keras.saving.register_keras_serializable(package="artnet")
@@ -36,7 +37,7 @@ class ArtNet(keras.Model):
         backbone_weights: str | None = None,
         **kwargs,
     ):
-        heads = ordered_heads(heads)
+        heads = labels.validate_heads(heads)
         image_size = image_size or get_spec(backbone).image_size
 
         # === Layers ===
@@ -77,6 +78,24 @@ class ArtNet(keras.Model):
     @classmethod
     def from_config(cls, config: dict) -> ArtNet:
         return cls(**config)
+
+    def serving_function(self, embedding: bool = False):
+        """A `tf.function` over `SERVING_INPUT`: uint8 images of any size -> {head: float32 probabilities}, plus
+        the pooled features under `EMBEDDING` when asked (from the same forward pass)."""
+        network = self
+        if embedding:
+            outputs = {head: self.get_layer(head).output for head in self.heads}
+            outputs[EMBEDDING] = self.get_layer(POOLED).output
+            network = keras.Model(self.input, outputs, name=f"{self.name}_serving")
+        image_size = self.image_size
+
+        @tf.function(input_signature=[SERVING_INPUT])
+        def serve(images):
+            pixels = tf.cast(resize_and_crop(images, image_size), tf.float32)
+            results = network(pixels, training=False)
+            return {name: tf.cast(tensor, tf.float32) for name, tensor in results.items()}
+
+        return serve
 
     def embedding_model(self) -> keras.Model:
         """Images -> pooled backbone features (before dropout)."""

@@ -10,16 +10,17 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from artnet import labels
-from artnet.wga import images
+from artnet import images, labels
 from artnet.wga.catalog import CatalogError, CatalogRow, parse_catalog, read_catalog_bytes, usable_paintings
 from artnet.wga.download import (
+    CATALOG_URL_PATH,
     CORRUPT,
     FAILED,
     FOUND,
@@ -33,7 +34,10 @@ from artnet.wga.splits import SPLITS, assign_splits, select_sample, split_of
 
 MANUAL_DIR_ENV = "ARTNET_WGA_MANUAL_DIR"
 WORK_DIR_ENV = "ARTNET_WGA_WORK_DIR"  # mirror + prepared images; default <download_dir>/wga
+# Accept a catalogue other than the one checksums.tsv pins: its sha256 (that export only), or "any" (no check).
+CATALOG_SHA256_ENV = "ARTNET_WGA_CATALOG_SHA256"
 _POLICY = f"s{images.MAX_SHORT_SIDE}-l{images.MAX_LONG_SIDE}-q{images.JPEG_QUALITY}"
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclasses.dataclass
@@ -43,6 +47,102 @@ class BuildPlan:
     splits: dict[str, list[CatalogRow]]
     image_files: dict[int, Path]  # catalog_index -> prepared JPEG
     summary: dict
+
+
+@dataclasses.dataclass(frozen=True)
+class CatalogChecksum:
+    """One line of the builder's checksums.tsv (TFDS's format): a catalogue file, its size and sha256."""
+
+    url: str
+    size: int
+    sha256: str
+    filename: str
+
+
+class CatalogMismatchError(CatalogError):
+    """The catalogue found is not the export the build is pinned to; the message says how to accept it."""
+
+
+def read_checksums(path: str | os.PathLike) -> dict[str, CatalogChecksum]:
+    """`checksums.tsv` as {filename: entry}: tab-separated url, size, sha256, filename; `#` comments allowed."""
+    entries = {}
+    for number, line in enumerate(Path(path).read_text().splitlines(), start=1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        fields = line.split("\t")
+        if len(fields) != 4 or not fields[1].isdigit() or not _SHA256.fullmatch(fields[2]):
+            raise ValueError(f"{path} line {number}: expected url<TAB>size<TAB>sha256<TAB>filename, got {line!r}")
+        url, size, sha256, filename = fields
+        entries[filename] = CatalogChecksum(url=url, size=int(size), sha256=sha256, filename=filename)
+    return entries
+
+
+def catalog_file_in(directory: Path) -> Path:
+    """The file a mirror's catalogue is read from: `data_txt.zip` when present, else `catalog.csv`.
+
+    The same order as `read_catalog_bytes`, so the file whose sha256 is checked is the file that is parsed.
+    """
+    zipped = Path(directory) / "data_txt.zip"
+    return zipped if zipped.is_file() else Path(directory) / "catalog.csv"
+
+
+def verify_catalog(
+    catalog_file: Path,
+    *,
+    checksums_file: str | os.PathLike,
+    origin: str,
+    data_rows: int | None = None,
+    accept: str | None = None,
+) -> str:
+    """The sha256 of `catalog_file` if it is the pinned export, else `CatalogMismatchError`.
+
+    What is hashed is the file as found: wga.hu's `data_txt.zip` itself when the catalogue came zipped (downloaded,
+    or a mirror holding it), else the bare `catalog.csv`; each is compared with the checksums.tsv entry of that
+    name (the `catalog.csv` entry is the member inside the pinned zip, so an unzipped copy of the same export
+    passes too). `accept` is the value of $ARTNET_WGA_CATALOG_SHA256: a sha256 pins that export instead of
+    checksums.tsv's, `any` skips the check.
+    """
+    data = Path(catalog_file).read_bytes()
+    found = hashlib.sha256(data).hexdigest()
+    accept = (accept or "").strip().lower()
+    if accept == "any":
+        return found
+    if accept and not _SHA256.fullmatch(accept):
+        raise ValueError(
+            f"{CATALOG_SHA256_ENV}={accept!r} is neither a sha256 (64 hex digits) nor 'any'; set it to the sha256 "
+            "the build error printed for the catalogue you mean to accept, or unset it"
+        )
+    if accept:
+        if found == accept:
+            return found
+        expected = f"sha256 {accept}, set by ${CATALOG_SHA256_ENV}"
+        advice = (
+            f"set {CATALOG_SHA256_ENV}={found} to accept this one, or unset it to build the export "
+            f"{checksums_file} pins"
+        )
+    else:
+        entry = read_checksums(checksums_file).get(Path(catalog_file).name)
+        if entry is not None and entry.sha256 == found:
+            return found
+        expected = (
+            f"{entry.filename} of {entry.size:,} bytes, sha256 {entry.sha256} ({entry.url}), as {checksums_file} pins"
+            if entry is not None
+            else f"an entry named {Path(catalog_file).name} in {checksums_file}, which has none"
+        )
+        advice = (
+            f"to build from this catalogue on purpose, set {CATALOG_SHA256_ENV}={found} "
+            f"(or {CATALOG_SHA256_ENV}=any to skip this check)"
+        )
+    rows = f", {data_rows:,} data rows" if data_rows is not None else ""
+    raise CatalogMismatchError(
+        "the WGA catalogue found is not the export this build is pinned to, so it stops before reading any image.\n"
+        f"  found:    {origin}: {len(data):,} bytes, sha256 {found}{rows}\n"
+        f"  expected: {expected}\n"
+        "wga.hu may have published a newer export, or the mirror holds another or a hand-edited catalogue: "
+        f"{advice}. Paintings of the pinned export keep their splits in a newer one (hash splits), but the counts "
+        "quoted in datasets/wga/README.md will differ."
+    )
 
 
 def manual_dir_from_env() -> Path | None:
@@ -69,8 +169,14 @@ def plan_build(
     sample_per_cell: int | None = None,
     download_config: DownloadConfig | None = None,
     config_name: str = "",
+    checksums_file: str | os.PathLike | None = None,
 ) -> BuildPlan:
-    """Gather and check every image a config needs; see the module docstring."""
+    """Gather and check every image a config needs; see the module docstring.
+
+    `checksums_file` (the builder's checksums.tsv) pins the catalogue: one that does not match it (or
+    $ARTNET_WGA_CATALOG_SHA256) is refused before any image is read; see `verify_catalog`. None: no check, for
+    plain-Python callers over test mirrors.
+    """
     started = time.monotonic()
     work_dir = Path(work_dir)
     if has_catalog(manual_dir):
@@ -87,8 +193,24 @@ def plan_build(
         mode, source_dir = "download", work_dir / "mirror"
         fetch_catalog(download_config, source_dir)
 
-    catalog_bytes = read_catalog_bytes(source_dir)
-    rows, report = parse_catalog(catalog_bytes)
+    catalog_file = catalog_file_in(source_dir)
+    rows, report = parse_catalog(read_catalog_bytes(catalog_file))
+    if checksums_file is not None:
+        origin = (
+            f"{catalog_file}, downloaded from {download_config.base_url}{CATALOG_URL_PATH} (a copy kept from an "
+            "earlier build is reused: delete it to fetch wga.hu's current one)"
+            if mode == "download"
+            else f"{catalog_file} (in the manual dir)"
+        )
+        catalog_sha256 = verify_catalog(
+            catalog_file,
+            checksums_file=checksums_file,
+            origin=origin,
+            data_rows=report.data_rows,
+            accept=os.environ.get(CATALOG_SHA256_ENV),
+        )
+    else:
+        catalog_sha256 = hashlib.sha256(catalog_file.read_bytes()).hexdigest()
     paintings = usable_paintings(rows)
     if sample_per_cell:
         exists = (lambda row: (source_dir / row.image_path).is_file()) if mode == "manual" else None
@@ -128,7 +250,9 @@ def plan_build(
     summary = _summarise(
         paintings, status, splits, protocol=protocol, mode=mode, source_dir=source_dir, report=report.as_dict()
     )
-    summary["catalogue"]["sha256"] = hashlib.sha256(catalog_bytes).hexdigest()
+    # The sha256 of the file as found (data_txt.zip or catalog.csv): what verify_catalog compares, so it can be
+    # given to $ARTNET_WGA_CATALOG_SHA256 as it stands.
+    summary["catalogue"].update(file=catalog_file.name, sha256=catalog_sha256)
     summary.update(config=config_name, download=download_figures, seconds=round(time.monotonic() - started, 1))
     summary["errors"] = dict(list(sorted(errors.items()))[:50])
     _write_summary(work_dir / f"summary-{config_name or protocol}.json", summary)

@@ -28,7 +28,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from artnet import __version__
-from artnet.wga.images import ImageError, verify_image
+from artnet.images import ImageError, verify_image
 
 DEFAULT_BASE_URL = "https://www.wga.hu"
 CATALOG_URL_PATH = "/database/download/data_txt.zip"

@@ -12,13 +12,13 @@ The work (parsing, splits, downloading, image checks) lives in `artnet.wga`; see
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import tensorflow_datasets as tfds
 
-from artnet import labels
-from artnet.wga import images
+from artnet import images, labels
 from artnet.wga.build import (
     MANUAL_DIR_ENV,
     format_summary,
@@ -30,6 +30,9 @@ from artnet.wga.build import (
 from artnet.wga.splits import SAMPLE_PER_CELL
 
 _TEXT_FIELDS = ("author", "born_died", "title", "date", "technique", "location", "url", "form")
+# The catalogue export this builder was checked against: a build from another one stops unless it is accepted on
+# purpose with $ARTNET_WGA_CATALOG_SHA256 (see artnet.wga.build.verify_catalog).
+_CHECKSUMS = Path(__file__).with_name("checksums.tsv")
 
 
 class WgaConfig(tfds.core.BuilderConfig):
@@ -68,6 +71,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         ),
     ]
     DEFAULT_CONFIG_NAME = "artist"
+    _asked_manual_dir = None  # DownloadConfig.manual_dir as given to download_and_prepare; see _manual_dir
     MANUAL_DOWNLOAD_INSTRUCTIONS = f"""\
     Optional. Without --manual_dir the builder downloads the catalogue and images from wga.hu.
     For an offline build, pass --manual_dir DIR (or set {MANUAL_DIR_ENV}=DIR) where DIR holds
@@ -94,13 +98,24 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             metadata=tfds.core.MetadataDict(),
         )
 
+    def download_and_prepare(self, *, download_config: tfds.download.DownloadConfig | None = None, **kwargs):
+        """TFDS's own (same arguments), remembering whether a manual dir was asked for.
+
+        The download manager's public `manual_dir` cannot tell: without --manual_dir TFDS fills in
+        <download_dir>/manual, and it raises the same AssertionError for a missing --manual_dir as for that
+        default when it is absent. `tfds build --manual_dir`, `tfds.load` and the TFDS test harness all come
+        through here with a public `DownloadConfig`.
+        """
+        self._asked_manual_dir = download_config.manual_dir if download_config is not None else None
+        return super().download_and_prepare(download_config=download_config, **kwargs)
+
     def _manual_dir(self, dl_manager: tfds.download.DownloadManager) -> Path | None:
         """The mirror to read instead of downloading: --manual_dir, else $ARTNET_WGA_MANUAL_DIR, else None."""
         # TFDS fills in <data_dir>/downloads/manual when --manual_dir is not given: a folder all datasets share,
         # so files there are a WGA mirror only if they hold a catalogue.
         default = Path(str(dl_manager.download_dir)) / "manual"
-        asked = getattr(dl_manager, "_manual_dir", None)
-        explicit = asked is not None and Path(str(asked)) != default
+        asked = self._asked_manual_dir
+        explicit = asked is not None and Path(os.fspath(asked)).expanduser() != default
         try:
             manual_dir = Path(str(dl_manager.manual_dir))
         except (AssertionError, ValueError):
@@ -129,6 +144,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             manual_dir=self._manual_dir(dl_manager),
             work_dir=self._work_dir(dl_manager),
             config_name=self.builder_config.name,
+            checksums_file=_CHECKSUMS,
         )
         print(format_summary(plan.summary), flush=True)
         self.info.metadata.update(

@@ -13,6 +13,15 @@ import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from artnet.wga.catalog import CATALOG_MEMBER
+from artnet.wga.download import CATALOG_URL_PATH
+
+# The path the downloader asks for the catalogue, taken from the downloader itself so the two cannot disagree.
+_CATALOG_PATH = CATALOG_URL_PATH.lstrip("/")
+# A fixed timestamp for the zip served from a bare catalog.csv: the same mirror then always serves the same bytes
+# (and the same sha256), as wga.hu does for one export.
+_ZIP_TIME = (2018, 1, 20, 0, 0, 0)
+
 
 class FaultyWgaServer:
     """Serves a mirror folder over HTTP on 127.0.0.1, like wga.hu, with faults queued per path.
@@ -87,12 +96,14 @@ class FaultyWgaServer:
         self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     def body(self, path: str) -> bytes | None:
-        if path == "database/download/data_txt.zip":
+        if path == _CATALOG_PATH:
             if (self.mirror / "data_txt.zip").is_file():
                 return (self.mirror / "data_txt.zip").read_bytes()
             out = io.BytesIO()
             with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
-                archive.writestr("catalog.csv", (self.mirror / "catalog.csv").read_bytes())
+                member = zipfile.ZipInfo(CATALOG_MEMBER, date_time=_ZIP_TIME)
+                member.compress_type = zipfile.ZIP_DEFLATED
+                archive.writestr(member, (self.mirror / CATALOG_MEMBER).read_bytes())
             return out.getvalue()
         file = (self.mirror / path).resolve()
         if self.mirror.resolve() in file.parents and file.is_file():

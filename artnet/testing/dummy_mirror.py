@@ -1,10 +1,14 @@
 """A mini WGA mirror in the real format, with the rows that trip parsers: the builder's dummy data.
 
-    python -m artnet.wga.dummy_mirror OUT_DIR
+    python -m artnet.testing.dummy_mirror OUT_DIR
 
 Writes `catalog.csv` (`;`-separated, Windows-1252, CRLF, as wga.hu serves it) and tiny synthetic JPEGs under
 `art/`. Nothing here comes from wga.hu: authors, titles and pictures are invented. It is generated, not
 committed, so that no image file in the repository can be mistaken for a copy of a WGA image.
+
+Labels come from `artnet.labels`' vocabularies and image paths from `artnet.wga.catalog.image_path_of`, the rules
+the builder itself applies, so the fixture cannot drift from them. Its catalogue is not wga.hu's export: builds
+from it set `ARTNET_WGA_CATALOG_SHA256=any` (see `artnet.wga.build.CATALOG_SHA256_ENV`).
 """
 
 from __future__ import annotations
@@ -16,10 +20,13 @@ from pathlib import Path
 
 from PIL import Image
 
+from artnet.labels import SCHOOLS, TIMEFRAMES, TYPES
+from artnet.wga.catalog import image_path_of
+
+# wga.hu's header, spelt out rather than taken from artnet.wga.catalog.COLUMNS: it is the format under test, and
+# the rows below list their fields in this order.
 HEADER = "AUTHOR;BORN-DIED;TITLE;DATE;TECHNIQUE;LOCATION;URL;FORM;TYPE;SCHOOL;TIMEFRAME"
-SCHOOLS = ["Italian", "Dutch", "Flemish", "French", "German", "Spanish"]
-TYPES = ["religious", "portrait", "landscape", "genre", "mythological", "still-life", "historical"]
-TIMEFRAMES = [f"{start}-{start + 49}" for start in range(1401, 1900, 50)]
+URL_FIELD = HEADER.split(";").index("URL")
 DATES = ["1510", "c. 1510", "1620s", "-", "1598-1602", "after 1650"]
 
 
@@ -184,8 +191,10 @@ def write_mirror(target: str | Path) -> Path:
             continue
         lines.append(";".join(fields))
         if image is not None:
-            path = fields[6].split("/html/", 1)[1].rsplit(".", 1)[0] + ".jpg"
-            image_file = target / "art" / path
+            path = image_path_of(fields[URL_FIELD])
+            if path is None:  # a fixture row whose image the builder could never find: a bug in this file
+                raise ValueError(f"dummy row {fields} has an image but no wga.hu page URL to place it at")
+            image_file = target / path
             image_file.parent.mkdir(parents=True, exist_ok=True)
             image_file.write_bytes(image)
     (target / "catalog.csv").write_bytes(("\r\n".join(lines) + "\r\n").encode("cp1252"))

@@ -1,0 +1,155 @@
+"""Batch prediction over files: folders and files in, one JSON line (or CSV row) per image out.
+
+A bad file gives an error record and never stops the rest; decoding runs in a small thread pool a little ahead
+of the forward passes (PIL and TF release the GIL), so memory stays bounded to a few batches.
+"""
+
+from __future__ import annotations
+
+import collections
+import csv
+import json
+import os
+import sys
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from artnet.images import ImageError, load_path
+from artnet.predict import Predictor, check_top_k
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff"})
+
+
+# --- batch prediction over files -------------------------------------------------------------------------
+
+
+def expand_inputs(inputs: Iterable[str]) -> list[Path]:
+    """Files as given (whatever their extension, so a bad one gets its error line), folders recursively
+    (sorted) for image extensions. A path that does not exist is kept: it gets a "no such file" line."""
+    paths = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found = (p for p in path.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+            paths.extend(sorted(found))
+        else:
+            paths.append(path)
+    return paths
+
+
+def predict_paths(
+    predictor: Predictor, paths: list[Path], batch_size: int = 16, top_k: int | None = None
+) -> Iterator[dict]:
+    """One JSON-friendly record per path, in input order; a bad file gives `ok: False` and never stops the rest.
+
+    Files are decoded and resized in a small thread pool (PIL and TF release the GIL) a little ahead of the
+    forward passes, so decoding overlaps inference while memory stays bounded to a few batches.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+
+    def prepare(path: Path):
+        try:
+            return predictor.fit_pixels(load_path(Path(path))), None
+        except ImageError as error:
+            return None, str(error)
+        except Exception as error:  # noqa: BLE001 (one strange file must not abort a batch of thousands)
+            return None, f"{type(error).__name__}: {error}"
+
+    workers = max(1, min(4, os.cpu_count() or 1))
+    pending: collections.deque = collections.deque()
+    remaining = iter(paths)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="artnet-decode") as pool:
+
+        def submit_next() -> None:
+            path = next(remaining, None)
+            if path is not None:
+                pending.append((path, pool.submit(prepare, path)))
+
+        for _ in range(2 * batch_size):
+            submit_next()
+        chunk: list[tuple[Path, np.ndarray | None, str | None]] = []
+        while pending:
+            path, future = pending.popleft()
+            submit_next()
+            chunk.append((path, *future.result()))
+            if len(chunk) == batch_size or not pending:
+                yield from _predict_chunk(predictor, chunk, top_k)
+                chunk = []
+
+
+def _predict_chunk(predictor: Predictor, chunk: list, top_k: int | None) -> Iterator[dict]:
+    good = [pixels for _, pixels, _ in chunk if pixels is not None]
+    predictions = iter(predictor.predict_batch(good, top_k=top_k))
+    for path, pixels, error in chunk:
+        if pixels is None:
+            yield {"path": str(path), "ok": False, "error": error}
+            continue
+        prediction = next(predictions)
+        record = {"path": str(path), "ok": True}
+        for head in predictor.heads:
+            record[head] = [[label, round(probability, 6)] for label, probability in prediction[head]]
+        yield record
+
+
+def csv_columns(heads: Iterable[str], top_k: int) -> list[str]:
+    """path, ok, error, then `<head>_<rank>` and `<head>_<rank>_p` for each head and rank."""
+    columns = ["path", "ok", "error"]
+    for head in heads:
+        for rank in range(1, top_k + 1):
+            columns += [f"{head}_{rank}", f"{head}_{rank}_p"]
+    return columns
+
+
+def _csv_row(record: dict, heads: Iterable[str]) -> dict:
+    row = {"path": record["path"], "ok": record["ok"], "error": record.get("error", "")}
+    for head in heads:
+        for rank, (label, probability) in enumerate(record.get(head, []), start=1):
+            row[f"{head}_{rank}"] = label
+            row[f"{head}_{rank}_p"] = probability
+    return row
+
+
+def run_batch_prediction(model, inputs: list[str], out: str | None, top_k: int = 3, batch_size: int = 16) -> int:
+    """Predict every image under `inputs` into `out` (JSON lines; CSV when it ends in .csv; stdout for None/"-").
+
+    Returns 0 when the batch completed, even if some files failed (each has its own error record); 1 when the
+    inputs hold no file at all (likely a wrong folder). `model` is an ArtNet, a model path or a `Predictor`.
+    """
+    from tqdm import tqdm
+
+    paths = expand_inputs(inputs)
+    if not paths:
+        print(f"no image files found in {', '.join(map(str, inputs)) or 'the inputs'}", file=sys.stderr)
+        return 1
+    top_k = check_top_k(top_k)
+    predictor = model if isinstance(model, Predictor) else Predictor(model, top_k=top_k)
+    to_stdout = out is None or str(out) == "-"
+    as_csv = not to_stdout and str(out).lower().endswith(".csv")
+    if not to_stdout:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+    stream = sys.stdout if to_stdout else open(out, "w", newline="" if as_csv else None, encoding="utf-8")
+    counts = collections.Counter()
+    try:
+        writer = None
+        if as_csv:
+            writer = csv.DictWriter(stream, fieldnames=csv_columns(predictor.heads, top_k))
+            writer.writeheader()
+        with tqdm(total=len(paths), unit="img", file=sys.stderr, desc="predict") as progress:
+            for record in predict_paths(predictor, paths, batch_size=batch_size, top_k=top_k):
+                if writer is not None:
+                    writer.writerow(_csv_row(record, predictor.heads))
+                else:
+                    stream.write(json.dumps(record) + "\n")
+                counts["ok" if record["ok"] else "failed"] += 1
+                progress.update(1)
+        stream.flush()
+    finally:
+        if not to_stdout:
+            stream.close()
+    destination = "stdout" if to_stdout else out
+    print(f"{counts['ok']} ok, {counts['failed']} failed, {len(paths)} files -> {destination}", file=sys.stderr)
+    return 0

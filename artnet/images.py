@@ -1,0 +1,212 @@
+"""The one place that opens untrusted image files and bytes (PIL only, no TensorFlow).
+
+Everything that reads an image someone else made comes through here: the dataset builder (`prepare_image`,
+`verify_image`), the predictor and batch prediction (`load_rgb`), and the demo (`ImageError`). Each input gets
+the same guards: a byte limit checked before reading, a pixel limit checked before decoding, EXIF orientation,
+any colour mode to RGB (transparency on white, 16-bit scaled), an animated GIF's first frame.
+
+Dataset size policy: the headline model reads 331 x 331 px, and augmentation zooms and crops into that, so
+the dataset stores each image with its **shorter side at most 400 px** (and its longer side at most
+1200 px, which only binds for strips), never upscaled, re-encoded as JPEG quality 92. That keeps the
+whole WGA set near 2 GB instead of tens of GB of originals, while every backbone of the registry
+(224-331 px) still gets full resolution.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+MAX_SHORT_SIDE = 400
+MAX_LONG_SIDE = 1200
+JPEG_QUALITY = 92
+# Decompression-bomb guard: WGA's largest images are a few megapixels; refuse above 100 Mpx
+# (a 10000 x 10000 scan) before decoding a single pixel.
+MAX_PIXELS = 100_000_000
+MAX_BYTES = 64 * 1024 * 1024
+
+
+class ImageError(ValueError):
+    """The bytes are not a usable image; the message says why."""
+
+
+def open_image(data: bytes) -> Image.Image:
+    """Decode `data` fully into an RGB, EXIF-upright PIL image, or raise `ImageError`."""
+    if not data:
+        raise ImageError("empty file (0 bytes)")
+    if len(data) > MAX_BYTES:
+        raise ImageError(f"file too large: {len(data) / 2**20:.0f} MiB > {MAX_BYTES / 2**20:.0f} MiB")
+    try:
+        with warnings.catch_warnings():
+            # PIL warns above 89 Mpx; our own limit, checked below, is MAX_PIXELS.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            width, height = image.size
+            if width * height > MAX_PIXELS:
+                raise ImageError(
+                    f"image too large: {width}x{height} = {width * height / 1e6:.0f} Mpx "
+                    f"> {MAX_PIXELS / 1e6:.0f} Mpx (decompression-bomb guard)"
+                )
+            if image.format == "JPEG":
+                # Let libjpeg decode at 1/2, 1/4 or 1/8 scale when the target is that much smaller.
+                image.draft("RGB", _target_size(width, height))
+            image.load()
+    except ImageError:
+        raise
+    except Image.DecompressionBombError as error:
+        # PIL refuses above twice its warning limit while reading the header, before our check above runs.
+        raise ImageError(
+            f"image too large: over {2 * Image.MAX_IMAGE_PIXELS / 1e6:.0f} Mpx > {MAX_PIXELS / 1e6:.0f} Mpx "
+            "(decompression-bomb guard): downscale it first"
+        ) from error
+    except UnidentifiedImageError as error:
+        # PIL's own message names an in-memory buffer ("cannot identify image file <_io.BytesIO ...>").
+        raise ImageError(
+            "not a readable image: its bytes are in no image format PIL knows (JPEG, PNG, GIF, WebP, TIFF, BMP, ...)"
+        ) from error
+    except (OSError, SyntaxError, ValueError, EOFError) as error:
+        # PIL reports a truncated or corrupt stream as OSError ("image file is truncated").
+        raise ImageError(f"corrupt or truncated image: {error}") from error
+    image = ImageOps.exif_transpose(image)
+    return to_rgb(image)
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    if image.mode == "RGB":
+        return image
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        # 16-bit greyscale: scale to 8 bits rather than clip everything above 255 to white.
+        image = image.point(lambda value: value / 256).convert("L")
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        image = image.convert("RGBA")
+        background = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, image).convert("RGB")
+    return image.convert("RGB")
+
+
+def _target_size(width: int, height: int) -> tuple[int, int]:
+    scale = min(1.0, MAX_SHORT_SIDE / max(1, min(width, height)), MAX_LONG_SIDE / max(1, width, height))
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def prepare_image(data: bytes) -> tuple[bytes, tuple[int, int]]:
+    """JPEG bytes of the image shrunk to the size policy, and its (width, height)."""
+    image = open_image(data)
+    size = _target_size(*image.size)
+    if size != image.size:
+        image = image.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+    out = io.BytesIO()
+    image.save(out, format="JPEG", quality=JPEG_QUALITY, optimize=True)
+    return out.getvalue(), image.size
+
+
+def verify_image(data: bytes) -> None:
+    """Raise `ImageError` unless `data` decodes completely."""
+    open_image(data)
+
+
+# --- any input -> RGB array (serving) ----------------------------------------------------------------------
+
+# The centre crop keeps only the middle square, so a strip longer than this many times its short side is cut
+# down first: resizing a 1 x 4000 strip whole would make a 331 x 1.3 M float tensor (5 GB). The dataset stores
+# images at most 3:1, so nothing the model was trained on is affected.
+MAX_ASPECT = 4
+# Images whose short side exceeds this many times the model's input size are box-reduced first (bounded memory
+# for a 100 Mpx scan); the antialiased resize that follows would average those pixels anyway.
+MAX_OVERSIZE = 4
+
+
+def load_rgb(image) -> np.ndarray:
+    """A path, encoded bytes, a PIL image or a uint8 array -> uint8 (H, W, 3) RGB, or `ImageError` saying why.
+
+    One entry point for every input type, so each gets the same guards (file size, pixel count, colour modes,
+    EXIF orientation; an animated GIF gives its first frame).
+    """
+    if isinstance(image, str | os.PathLike):
+        path = Path(image)
+        try:
+            return load_path(path)
+        except ImageError as error:
+            raise ImageError(f"{path}: {error}") from error
+    if isinstance(image, bytes | bytearray | memoryview):
+        return np.asarray(open_image(bytes(image)))
+    if isinstance(image, Image.Image):
+        return _pil_to_rgb(image)
+    if isinstance(image, np.ndarray):
+        return _array_to_rgb(image)
+    raise ImageError(
+        f"cannot read an image from a {type(image).__name__}: give a path, encoded bytes, a PIL image "
+        "or a uint8 numpy array (H, W, 3) or (H, W)"
+    )
+
+
+def load_path(path: Path) -> np.ndarray:
+    """An image file -> uint8 RGB array; the byte limit is checked before a single byte is read."""
+    if not path.exists():
+        raise ImageError("no such file")
+    if path.is_dir():
+        raise ImageError("is a folder, not an image file")
+    try:
+        size = path.stat().st_size
+        if size > MAX_BYTES:  # checked before reading, so a huge file is never loaded into memory
+            raise ImageError(f"file too large: {size / 2**20:.0f} MiB > {MAX_BYTES / 2**20:.0f} MiB")
+        data = path.read_bytes()
+    except OSError as error:
+        raise ImageError(f"cannot read the file: {error.strerror or error}") from error
+    return np.asarray(open_image(data))
+
+
+def _pil_to_rgb(image: Image.Image) -> np.ndarray:
+    width, height = image.size
+    if width * height > MAX_PIXELS:
+        raise ImageError(f"image too large: {width}x{height} > {MAX_PIXELS / 1e6:.0f} Mpx")
+    try:
+        image.load()  # an image fresh from Image.open is lazy: a truncated file fails here
+        image = ImageOps.exif_transpose(image)
+        return np.asarray(to_rgb(image))
+    except (OSError, SyntaxError, ValueError, EOFError) as error:
+        raise ImageError(f"unreadable PIL image: {error}") from error
+
+
+def _array_to_rgb(array: np.ndarray) -> np.ndarray:
+    if array.dtype != np.uint8:
+        raise ImageError(f"a numpy image must be uint8 in [0, 255], got {array.dtype}: convert it first")
+    if array.ndim == 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if array.ndim == 2:
+        array = np.stack([array] * 3, axis=-1)
+    if array.ndim != 3 or array.shape[-1] not in (3, 4):
+        raise ImageError(f"a numpy image must be (H, W, 3), (H, W, 4) or (H, W); got shape {array.shape}")
+    height, width = array.shape[:2]
+    if height == 0 or width == 0:
+        raise ImageError(f"empty image: shape {array.shape}")
+    if height * width > MAX_PIXELS:
+        raise ImageError(f"image too large: {width}x{height} > {MAX_PIXELS / 1e6:.0f} Mpx")
+    if array.shape[-1] == 4:  # transparency goes on white, as in the dataset
+        return np.asarray(to_rgb(Image.fromarray(array, "RGBA")))
+    return np.ascontiguousarray(array)
+
+
+def bound_size(array: np.ndarray, image_size: int) -> np.ndarray:
+    """Cut extreme strips to their centre and box-reduce huge images, so resizing needs bounded memory.
+
+    A no-op for every image of aspect ratio up to `MAX_ASPECT` and short side up to `MAX_OVERSIZE` x
+    `image_size`: those are resized exactly as in training.
+    """
+    height, width = array.shape[:2]
+    longest = MAX_ASPECT * min(height, width)
+    if height > longest:
+        top = (height - longest) // 2
+        array = array[top : top + longest]
+    if width > longest:
+        left = (width - longest) // 2
+        array = array[:, left : left + longest]
+    factor = min(array.shape[:2]) // (2 * image_size)
+    if min(array.shape[:2]) > MAX_OVERSIZE * image_size and factor >= 2:
+        array = np.asarray(Image.fromarray(np.ascontiguousarray(array)).reduce(factor))
+    return array

@@ -1,0 +1,116 @@
+"""The training pipeline: a `Source` in, batches of (images, labels, per-head sample weights) out.
+
+Unknown labels are masked, not dropped: they become class 0 with sample weight 0, so they add no loss and
+count in no weighted metric. A known label's weight is its head's balanced class weight, scaled so that the
+mean weight over *all* training examples is 1 and the loss keeps its scale. Decoding, resizing and the
+augmentation warp come from `artnet.preprocessing`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from artnet import labels
+from artnet.config import Augment
+from artnet.preprocessing import affine_warp, decode_and_resize
+from artnet.sources import Source
+
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+def class_weights(label_array: np.ndarray, num_classes: int, power: float = 1.0) -> np.ndarray:
+    """Balanced class weights n_known / (C * n_c), raised to `power` (0 = no weighting).
+
+    Classes absent from `label_array` get weight 0 (there is nothing to weigh).
+    """
+    known = label_array[label_array >= 0]
+    counts = np.bincount(known, minlength=num_classes).astype(np.float64)
+    weights = np.zeros(num_classes)
+    present = counts > 0
+    weights[present] = (len(known) / (present.sum() * counts[present])) ** power
+    return weights
+
+
+def head_weight_tables(train_labels: dict[str, np.ndarray], heads, power: float = 1.0) -> dict[str, np.ndarray]:
+    """Per head, the weight of each class, scaled so the mean sample weight over all examples is 1."""
+    tables = {}
+    for head in heads:
+        label_array = train_labels[head]
+        weights = class_weights(label_array, len(labels.VOCABULARIES[head]), power)
+        known = label_array[label_array >= 0]
+        mean = weights[known].sum() / max(1, len(label_array))
+        tables[head] = (weights / mean if mean > 0 else weights).astype(np.float32)
+    return tables
+
+
+def sample_weights(label_array: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """Numpy twin of the pipeline's lookup: table[label] for known labels, 0 for unknown."""
+    return np.where(label_array >= 0, table[np.clip(label_array, 0, None)], 0.0).astype(np.float32)
+
+
+def make_dataset(
+    source: Source,
+    heads,
+    image_size: int,
+    batch_size: int,
+    *,
+    training: bool,
+    weight_tables: dict[str, np.ndarray] | None = None,
+    augment: Augment | None = None,
+    cache: bool | str = False,
+    shuffle_buffer: int = 2048,
+    seed: int = 0,
+    drop_remainder: bool = False,
+) -> tf.data.Dataset:
+    """Batches of (float32 images in [0, 255], {head: label}, {head: sample weight}).
+
+    `weight_tables` (from `head_weight_tables` on the TRAIN labels) weighs known labels; without it every
+    known label weighs 1. Unknown labels always weigh 0.
+    """
+    heads = labels.validate_heads(heads)
+    label_tensors = {head: tf.constant(source.labels[head], dtype=tf.int64) for head in heads}
+    tables = {
+        head: tf.constant(
+            weight_tables[head]
+            if weight_tables is not None
+            else np.ones(len(labels.VOCABULARIES[head]), dtype=np.float32),
+            dtype=tf.float32,
+        )
+        for head in heads
+    }
+    dataset = tf.data.Dataset.zip(source.images, tf.data.Dataset.from_tensor_slices(label_tensors))
+    dataset = dataset.map(lambda encoded, y: (decode_and_resize(encoded, image_size), y), num_parallel_calls=AUTOTUNE)
+    if cache:
+        dataset = dataset.cache(cache if isinstance(cache, str) else "")
+    if training:
+        dataset = dataset.shuffle(min(shuffle_buffer, max(1, len(source))), seed=seed, reshuffle_each_iteration=True)
+
+    def with_weights(image, y):
+        known = {head: y[head] >= 0 for head in heads}
+        targets = {head: tf.where(known[head], y[head], 0) for head in heads}
+        weights = {head: tf.where(known[head], tf.gather(tables[head], targets[head]), 0.0) for head in heads}
+        return image, targets, weights
+
+    dataset = dataset.map(with_weights, num_parallel_calls=AUTOTUNE)
+    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=AUTOTUNE)
+    augment = augment if training else None
+    if augment is not None:
+        randaugment = _randaugment() if augment.randaugment else None
+
+        def augment_batch(images, y, w):
+            images = affine_warp(images, augment)
+            if randaugment is not None:
+                images = randaugment(images)
+            return images, y, w
+
+        dataset = dataset.map(augment_batch, num_parallel_calls=AUTOTUNE)
+    else:
+        dataset = dataset.map(lambda images, y, w: (tf.cast(images, tf.float32), y, w), num_parallel_calls=AUTOTUNE)
+    return dataset.prefetch(AUTOTUNE)
+
+
+def _randaugment():
+    import keras_cv
+
+    return keras_cv.layers.RandAugment(value_range=(0, 255), augmentations_per_image=2, magnitude=0.3)

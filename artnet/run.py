@@ -1,0 +1,73 @@
+"""One experiment, start to finish: train -> evaluate on test -> export with its model card.
+
+`artnet train` and the comparison runner (`experiments/compare.py`) both call `run_experiment`, so a run made
+either way leaves the same workdir (`artnet.workdir.Workdir`) and the same card.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from artnet.config import TrainConfig
+from artnet.evaluate import evaluate
+from artnet.export import export
+from artnet.sources import Source
+from artnet.train import load_sources, make_strategy, refuse_unsupported, train
+from artnet.workdir import Workdir
+
+HEADLINE_METRICS = ("n", "top1", "top3", "balanced_accuracy")
+
+
+@dataclasses.dataclass
+class RunResult:
+    """What `run_experiment` made: the trained model, its test report and where everything lies."""
+
+    workdir: Workdir
+    model: object  # the trained ArtNet
+    report: dict  # the test report (see `artnet.evaluate.evaluate`)
+    card: dict  # the model card that travels with the export
+
+    @property
+    def export_dir(self) -> Path:
+        return self.workdir.export.root
+
+
+def headline(report: dict) -> dict:
+    """Per head, the figures a model card and a log line show."""
+    return {head: {k: result[k] for k in HEADLINE_METRICS} for head, result in report["heads"].items()}
+
+
+def model_card(sources: dict[str, Source], train_counts: dict, report: dict) -> dict:
+    return {
+        "data": sources["train"].name,
+        "train_examples": len(sources["train"]),
+        "train_counts": train_counts,  # travels with the export: `artnet evaluate` reads its majority baselines here
+        "test": headline(report),
+    }
+
+
+def run_experiment(
+    config: TrainConfig,
+    workdir: str | Path,
+    sources: dict[str, Source] | None = None,
+    strategy=None,
+    callbacks=None,
+) -> RunResult:
+    """Train `config` in `workdir` (resuming whatever is there), evaluate on the test split, export.
+
+    `strategy` defaults to `make_strategy(config.strategy)`, created here before any other TensorFlow work
+    (multi-worker collectives must come first); `sources` defaults to the config's data.
+    """
+    workdir = Workdir(Path(workdir))
+    config.validate()
+    if strategy is None:
+        strategy = make_strategy(config.strategy)
+    refuse_unsupported(strategy)
+    sources = sources or load_sources(config)
+    model = train(config, workdir, sources, strategy=strategy, callbacks=callbacks)
+    counts = workdir.read_label_counts()["counts"]
+    report = evaluate(model, sources["test"], workdir.test_evaluation.root, train_counts=counts)
+    card = model_card(sources, counts, report)
+    export(model, workdir.export.root, card=card, index_source=sources["train"])
+    return RunResult(workdir=workdir, model=model, report=report, card=card)

@@ -1,0 +1,1 @@
+"""Experiments: recipes as code (configs/), the comparison runner (compare.py) and committed results (results/)."""
