@@ -86,13 +86,19 @@ def _predict_chunk(predictor: Predictor, chunk: list, top_k: int | None) -> Iter
     predictions = iter(predictor.predict_batch(good, top_k=top_k))
     for path, pixels, error in chunk:
         if pixels is None:
-            yield {"path": str(path), "ok": False, "error": error}
+            yield {"path": display_path(path), "ok": False, "error": error}
             continue
         prediction = next(predictions)
-        record = {"path": str(path), "ok": True}
+        record = {"path": display_path(path), "ok": True}
         for head in predictor.heads:
             record[head] = [[label, round(probability, 6)] for label, probability in prediction[head]]
         yield record
+
+
+def display_path(path: Path) -> str:
+    """`path` as printable UTF-8 text: bytes of a name that is not valid UTF-8 (kept by Python as surrogate
+    escapes) become `\\xNN`, so JSON and CSV writers accept every name and the record still says which file."""
+    return os.fsencode(path).decode("utf-8", errors="backslashreplace")
 
 
 def csv_columns(heads: Iterable[str], top_k: int) -> list[str]:
@@ -131,7 +137,11 @@ def run_batch_prediction(model, inputs: list[str], out: str | None, top_k: int =
     as_csv = not to_stdout and str(out).lower().endswith(".csv")
     if not to_stdout:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
-    stream = sys.stdout if to_stdout else open(out, "w", newline="" if as_csv else None, encoding="utf-8")
+    stream = (
+        sys.stdout
+        if to_stdout
+        else open(out, "w", newline="" if as_csv else None, encoding="utf-8", errors="backslashreplace")
+    )
     counts = collections.Counter()
     try:
         writer = None

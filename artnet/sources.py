@@ -14,6 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from artnet import labels
+from artnet.wga.catalog import parse_date
 from artnet.wga.splits import split_of_fraction, stable_fraction
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -30,6 +31,12 @@ class Source:
 
     def __len__(self) -> int:
         return len(next(iter(self.labels.values())))
+
+    @property
+    def years(self) -> np.ndarray:
+        """Each example's year (the `year` of its meta: a wga best estimate, a folder's `year` column), -1 unknown."""
+        metas = self.meta or [{} for _ in range(len(self))]
+        return np.asarray([_year_or_unknown(item.get("year")) for item in metas], dtype=np.int64)
 
 
 def built_wga_builder(config: str, data_dir: str | Path):
@@ -62,7 +69,7 @@ def wga_source(config: str, split: str, data_dir: str | Path) -> Source:
                 "found no paintings for that split; build from a larger mirror or the full download to fill it"
             )
     dataset = builder.as_dataset(split=split, decoders={"image": tfds.decode.SkipDecoding()}, shuffle_files=False)
-    meta_keys = ("author", "title", "date", "url", "catalog_index")
+    meta_keys = ("author", "title", "date", "year", "url", "catalog_index")
     label_rows = {head: [] for head in labels.HEADS}
     meta = []
     for example in dataset.map(lambda ex: {k: ex[k] for k in (*labels.HEADS, *meta_keys)}).as_numpy_iterator():
@@ -84,12 +91,15 @@ def folder_source(
     csv: str | Path | None = None,
     split: str | None = None,
     split_by: str = "author",
+    stratify: bool = True,
 ) -> Source:
     """A labelled folder: `labels.csv` (or `csv`) with a `file` column and blank-for-unknown label columns.
 
     Files are looked up as `<folder>/<file>`, else `<folder>/images/<file>`; missing ones are skipped with a
-    warning. With `split`, keep only that part of a deterministic 70/15/15 split by the hash of `split_by`
-    (default: author, so no painter is in two splits), the same rule as the `wga` builder's `artist` protocol.
+    warning. With `split`, keep only that part of a deterministic 70/15/15 split of the groups of `split_by`
+    (default: author, so no painter is in two splits): group-stratified (`stratified_group_splits`) so that every
+    class with at least 3 painters has training painters, or, with `stratify=False`, by the hash of each group
+    alone (the rule of the `wga` builder's `artist` protocol).
     """
     import pandas as pd
 
@@ -103,8 +113,14 @@ def folder_source(
     if split is not None:
         if split_by not in table.columns:
             raise ValueError(f"cannot split {csv_path} by {split_by!r}: no such column")
-        keys = table[split_by].map(lambda key: " ".join(str(key).split()).casefold())
-        table = table[[split_of_fraction(stable_fraction(k, f"folder-{split_by}")) == split for k in keys]]
+        keys = table[split_by].map(lambda key: " ".join(str(key).split()).casefold()).tolist()
+        salt = f"folder-{split_by}"
+        if stratify:
+            all_labels = {head: _label_column(table, head) for head in labels.HEADS}
+            of_group = stratified_group_splits(keys, all_labels, salt)
+        else:
+            of_group = {key: split_of_fraction(stable_fraction(key, salt)) for key in set(keys)}
+        table = table[[of_group[key] == split for key in keys]]
     paths = [_find_image(folder, name) for name in table["file"]]
     found = np.asarray([path is not None for path in paths], dtype=bool)
     if not found.any():
@@ -114,17 +130,90 @@ def folder_source(
         print(f"warning: {len(missing)} files listed in {csv_path} are missing and skipped (e.g. {missing[0]})")
         table, paths = table[found], [path for path in paths if path is not None]
     # Labels from the filtered table only: images and labels are zipped by position downstream.
-    head_labels = {
-        head: np.asarray([labels.label_index(head, v) for v in table.get(head, [""] * len(table))], dtype=np.int64)
-        for head in labels.HEADS
-    }
+    head_labels = {head: _label_column(table, head) for head in labels.HEADS}
     meta_columns = [c for c in ("author", "title", "year", "file") if c in table.columns]
     meta = table[meta_columns].to_dict("records")
+    for item in meta:  # an optional `year` column: "1520", "c. 1520", "1505-10" -> an int; blank -> None
+        if "year" in item:
+            year = parse_date(item["year"]).year
+            item["year"] = year if year >= 0 else None
     images = tf.data.Dataset.from_tensor_slices(tf.constant(paths, dtype=tf.string)).map(
         tf.io.read_file, num_parallel_calls=AUTOTUNE
     )
     name = f"{folder}" + (f":{split}" if split else "")
     return Source(name=name, images=images, labels=head_labels, meta=meta)
+
+
+def _year_or_unknown(year) -> int:
+    return int(year) if isinstance(year, int | np.integer) and year >= 0 else -1
+
+
+def _label_column(table, head: str) -> np.ndarray:
+    return np.asarray([labels.label_index(head, v) for v in table.get(head, [""] * len(table))], dtype=np.int64)
+
+
+SPLITS = ("train", "validation", "test")
+FRACTIONS = (0.70, 0.15, 0.15)
+STRATUM_HEAD = "school"  # a painter's school is one label; their timeframes and types vary from work to work
+MIN_GROUPS_TO_TRAIN = 3  # a class this many groups hold always has training groups
+
+
+def stratified_group_splits(groups: list[str], head_labels: dict[str, np.ndarray], salt: str) -> dict[str, str]:
+    """Each group (painter) -> train / validation / test, deterministically, no group in two splits.
+
+    Groups are stratified by their most frequent known `STRATUM_HEAD` class, and each stratum is cut 70/15/15 in
+    the order of the groups' hashes (a stratum of 3 or more groups gives each split at least one). Then any class
+    of any head that at least `MIN_GROUPS_TO_TRAIN` groups hold but no training group does gets the first of
+    them (by hash) moved to train. A pure hash split, by contrast, left German (3 painters in the WikiArt
+    sample) without a single training image, so no model could ever answer German.
+    """
+    order = sorted(set(groups), key=lambda group: (stable_fraction(group, salt), group))
+    members: dict[str, list[int]] = {group: [] for group in order}
+    for index, group in enumerate(groups):
+        members[group].append(index)
+
+    def classes_of(group: str, head: str) -> np.ndarray:
+        values = head_labels[head][members[group]]
+        return values[values >= 0]
+
+    strata: dict[int, list[str]] = {}
+    for group in order:
+        known = classes_of(group, STRATUM_HEAD)
+        strata.setdefault(int(np.bincount(known).argmax()) if len(known) else -1, []).append(group)
+    assignment: dict[str, str] = {}
+    for stratum_groups in strata.values():
+        n = len(stratum_groups)
+        n_validation = max(1, round(FRACTIONS[1] * n)) if n >= 3 else 0
+        n_test = max(1, round(FRACTIONS[2] * n)) if n >= 3 else (1 if n == 2 else 0)
+        n_train = n - n_validation - n_test
+        for position, group in enumerate(stratum_groups):
+            assignment[group] = (
+                "train" if position < n_train else "validation" if position < n_train + n_validation else "test"
+            )
+    for head in labels.HEADS:
+        holders: dict[int, list[str]] = {}
+        for group in order:
+            for value in set(classes_of(group, head).tolist()):
+                holders.setdefault(value, []).append(group)
+        for holding in holders.values():
+            if len(holding) >= MIN_GROUPS_TO_TRAIN and not any(assignment[g] == "train" for g in holding):
+                assignment[holding[0]] = "train"
+    return assignment
+
+
+def concat_sources(parts: list[Source]) -> Source:
+    """Several sources as one (e.g. a wga split plus the same split of extra labelled folders)."""
+    if len(parts) == 1:
+        return parts[0]
+    images = parts[0].images
+    for part in parts[1:]:
+        images = images.concatenate(part.images)
+    return Source(
+        name=" + ".join(part.name for part in parts),
+        images=images,
+        labels={head: np.concatenate([part.labels[head] for part in parts]) for head in labels.HEADS},
+        meta=[item for part in parts for item in (part.meta or [{} for _ in range(len(part))])],
+    )
 
 
 def _find_image(folder: Path, name: str) -> str | None:

@@ -124,3 +124,29 @@ def test_data_stats_command_counts_a_built_config(dummy_data, accept_any_catalog
 def test_data_stats_on_a_missing_dataset_says_how_to_build_it(tmp_path, capsys):
     assert cli.main(["data-stats", "--config", "artist", "--data-dir", str(tmp_path)]) == 2
     assert "tfds build datasets/wga --config artist" in capsys.readouterr().err
+
+
+def test_the_builder_parses_dates(dummy_data, accept_any_catalog, tmp_path, monkeypatch):
+    from artnet.wga.catalog import DATE_PRECISIONS, parse_date
+
+    monkeypatch.setenv(WORK_DIR_ENV, str(tmp_path / "work"))
+    builder = build("random", tmp_path / "tfds", manual_dir=dummy_data)
+    assert str(builder.info.version) == "1.1.0" and "1.1.0" in builder.RELEASE_NOTES
+    seen = set()
+    for split in ("train", "validation", "test"):
+        dataset = tfds.load(
+            "wga/random", split=split, data_dir=str(tmp_path / "tfds"), decoders={"image": tfds.decode.SkipDecoding()}
+        )
+        for ex in dataset.as_numpy_iterator():
+            parsed = parse_date(ex["date"].decode())
+            precision = DATE_PRECISIONS[int(ex["date_precision"])]
+            assert (int(ex["year"]), int(ex["year_min"]), int(ex["year_max"]), precision) == (
+                parsed.year,
+                parsed.year_min,
+                parsed.year_max,
+                parsed.precision,
+            )
+            seen.add(precision)
+    assert seen == set(DATE_PRECISIONS)  # the dummy mirror holds every form
+    source = wga_source("random", "test", tmp_path / "tfds")
+    assert len(source.years) == len(source) and (source.years >= 0).any()

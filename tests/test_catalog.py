@@ -7,9 +7,15 @@ from hypothesis import strategies as st
 
 from artnet import labels
 from artnet.wga.catalog import (
+    DATE_FORMS,
+    DATE_PRECISIONS,
     CatalogError,
+    ParsedDate,
+    date_counts,
+    date_form,
     image_path_of,
     parse_catalog,
+    parse_date,
     read_catalog_bytes,
     usable_paintings,
     year_of,
@@ -170,3 +176,125 @@ def test_zip_bytes_are_accepted_directly():
         archive.writestr("catalog.csv", catalogue(f"A;;T;1500;t;l;{URL};painting;genre;Dutch;1601-1650"))
     rows, _ = parse_catalog(out.getvalue())
     assert rows[0].school == "Dutch"
+
+
+@pytest.mark.parametrize(
+    ("date", "expected"),
+    [
+        # the six forms of the issue's table, and the odd ones the real catalogue holds
+        ("1520", (1520, 1520, 1520, "exact")),
+        ("c. 1520", (1520, 1515, 1525, "circa")),
+        ("c.1250", (1250, 1245, 1255, "circa")),
+        ("c 1522", (1522, 1517, 1527, "circa")),
+        ("about. 1528", (1528, 1523, 1533, "circa")),
+        ("around 1200", (1200, 1195, 1205, "circa")),
+        ("ca. 1565", (1565, 1560, 1570, "circa")),
+        ("c. 1430.", (1430, 1425, 1435, "circa")),
+        ("c. 800", (800, 795, 805, "circa")),
+        ("1655 (?)", (1655, 1650, 1660, "circa")),
+        ("after 1588", (1593, 1588, 1598, "circa")),
+        ("Before 1380", (1375, 1370, 1380, "circa")),
+        ("1480 or later", (1485, 1480, 1490, "circa")),
+        ("1505-10", (1507, 1505, 1510, "range")),
+        ("1503-5", (1504, 1503, 1505, "range")),
+        ("1598-1602", (1600, 1598, 1602, "range")),
+        ("1595-05", (1600, 1595, 1605, "range")),
+        ("c. 1490-1500", (1495, 1490, 1500, "range")),
+        ("c. 1495/1497", (1496, 1495, 1497, "range")),
+        ("800-30", (815, 800, 830, "range")),
+        ("1825\u201427", (1826, 1825, 1827, "range")),
+        ("1390-95.", (1392, 1390, 1395, "range")),
+        ("1530-40s", (1539, 1530, 1549, "range")),
+        ("1520 and 1527", (1523, 1520, 1527, "range")),
+        ("1475-83, 1508-12", (1493, 1475, 1512, "range")),
+        ("c. 1515 or c. 1545", (1530, 1515, 1545, "range")),
+        ("Winter 1887/88, Paris", (1887, 1887, 1888, "range")),
+        ("November-January 1884-85, Nuenen", (1884, 1884, 1885, "range")),
+        ("1904-06-01 00:00:00", (1905, 1904, 1906, "range")),  # "1904-06" as a spreadsheet read it
+        ("1905-10-01 00:00:00", (1907, 1905, 1910, "range")),
+        ("162628", (1627, 1626, 1628, "range")),  # a lost dash
+        ("1620s", (1624, 1620, 1629, "decade")),
+        ("1740's", (1744, 1740, 1749, "decade")),
+        ("late 1560s", (1568, 1567, 1569, "decade")),
+        ("16th century", (1550, 1501, 1600, "century")),
+        ("early 16th century", (1517, 1501, 1533, "century")),
+        ("mid-16th century", (1550, 1534, 1567, "century")),
+        ("late 16th century", (1584, 1568, 1600, "century")),
+        ("September 1889, Saint-R\u00e9my", (1889, 1889, 1889, "exact")),
+        ("Summer 1886, Paris", (1886, 1886, 1886, "exact")),
+        ("completed 1565", (1565, 1565, 1565, "exact")),
+        ("-", (-1, -1, -1, "unknown")),
+        ("-.", (-1, -1, -1, "unknown")),
+        ("", (-1, -1, -1, "unknown")),
+        (None, (-1, -1, -1, "unknown")),
+        ("11757", (-1, -1, -1, "unknown")),
+        ("unknown", (-1, -1, -1, "unknown")),
+    ],
+)
+def test_parse_date(date, expected):
+    assert parse_date(date) == ParsedDate(*expected)
+
+
+def _check_parsed(parsed):
+    assert parsed.precision in DATE_PRECISIONS
+    if parsed.precision == "unknown":
+        assert (parsed.year, parsed.year_min, parsed.year_max) == (-1, -1, -1)
+    else:
+        assert 0 <= parsed.year_min <= parsed.year <= parsed.year_max
+        assert parsed.year == (parsed.year_min + parsed.year_max) // 2
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text())
+def test_parse_date_never_raises_and_keeps_its_bounds(date):
+    _check_parsed(parse_date(date))
+    assert date_form(date) in DATE_FORMS
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.integers(-20, 99_999).map(str),
+            st.sampled_from(["c.", "c. ", "-", "/", "s", "'s", "th century", " or ", ", ", "after ", "early ", "(?)"]),
+            st.sampled_from(["00:00:00", "-01 ", "\u2014", " ", "."]),
+        ),
+        max_size=6,
+    ).map("".join)
+)
+def test_parse_date_on_date_like_strings(date):
+    """Strings built from the pieces real DATEs are made of, which plain random text rarely hits."""
+    _check_parsed(parse_date(date))
+
+
+def test_catalog_row_year_is_the_best_estimate():
+    rows, _ = parse_catalog(catalogue(f"A;;T;1505-10;t;l;{URL};painting;genre;Dutch;1501-1550"))
+    assert rows[0].year == 1507
+    assert rows[0].parsed_date == ParsedDate(1507, 1505, 1510, "range")
+
+
+def test_date_counts_per_form_and_precision():
+    counts = date_counts(["1520", "c. 1520", "c.1520", "1505-10", "c. 1490-1500", "1620s", "after 1588", "-", ""])
+    assert counts["form"] == {"year": 1, "circa": 2, "range": 2, "decade": 1, "other": 1, "empty": 2}
+    assert counts["precision"] == {"exact": 1, "circa": 3, "range": 2, "decade": 1, "century": 0, "unknown": 2}
+
+
+# The issue's table of the 30,309 painting rows, which the data card reports.
+REAL_FORMS = {"year": 9732, "circa": 6237, "range": 8539, "decade": 1406, "other": 687, "empty": 3708}
+REAL_PRECISIONS = {"exact": 10057, "circa": 6473, "range": 8626, "decade": 1411, "century": 32, "unknown": 3710}
+
+
+def test_real_catalogue_date_counts(wga_sample):
+    rows, _ = parse_catalog(read_catalog_bytes(wga_sample))
+    counts = date_counts(row.date for row in rows if row.is_painting)
+    assert counts == {"form": REAL_FORMS, "precision": REAL_PRECISIONS}
+
+
+def test_the_data_card_reports_the_date_counts():
+    from pathlib import Path
+
+    card = (Path(__file__).parent.parent / "datasets" / "wga" / "README.md").read_text()
+    for precision, rows in REAL_PRECISIONS.items():
+        assert f"| {precision} | {rows:,} |" in card
+    for rows in REAL_FORMS.values():
+        assert f" | {rows:,} |" in card

@@ -121,17 +121,18 @@ def test_download_build_with_faults_matches_manual_build_and_resumes(wga_server,
 
 def test_a_tls_failure_mid_body_is_retried(wga_server, tmp_path, monkeypatch):
     import ssl
-    import urllib.request
 
-    real_urlopen, failures = urllib.request.urlopen, []
+    import urllib3
 
-    def flaky_urlopen(request, timeout):
+    real_request, failures = urllib3.PoolManager.request, []
+
+    def flaky_request(self, method, url, **kwargs):
         if not failures:
-            failures.append(request.full_url)
+            failures.append(url)
             raise ssl.SSLError("UNEXPECTED_EOF_WHILE_READING")
-        return real_urlopen(request, timeout=timeout)
+        return real_request(self, method, url, **kwargs)
 
-    monkeypatch.setattr(urllib.request, "urlopen", flaky_urlopen)
+    monkeypatch.setattr(urllib3.PoolManager, "request", flaky_request)
     result = download.mirror_images([GOOD], tmp_path, fast_config(wga_server))
     assert failures and result.status == {GOOD: download.FOUND} and result.retried == 1
 

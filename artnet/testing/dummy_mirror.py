@@ -27,7 +27,20 @@ from artnet.wga.catalog import image_path_of
 # the rows below list their fields in this order.
 HEADER = "AUTHOR;BORN-DIED;TITLE;DATE;TECHNIQUE;LOCATION;URL;FORM;TYPE;SCHOOL;TIMEFRAME"
 URL_FIELD = HEADER.split(";").index("URL")
-DATES = ["1510", "c. 1510", "1620s", "-", "1598-1602", "after 1650"]
+# One of each form the real catalogue holds (see artnet.wga.catalog.parse_date).
+DATES = [
+    "1510",
+    "c. 1510",
+    "1620s",
+    "-",
+    "1598-1602",
+    "after 1650",
+    "1505-10",
+    "c. 1490-1500",
+    "September 1889, Saint-Rémy",
+    "16th century",
+    "",
+]
 
 
 def _jpeg(seed: int, mode: str = "RGB") -> bytes:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import collections
 import io
+import sys
 import threading
 import time
 import zipfile
@@ -23,21 +24,36 @@ _CATALOG_PATH = CATALOG_URL_PATH.lstrip("/")
 _ZIP_TIME = (2018, 1, 20, 0, 0, 0)
 
 
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        # A client that hung up (a killed build, a download refused at its cap) is expected here, not a fault of
+        # the server: no traceback for it.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 class FaultyWgaServer:
     """Serves a mirror folder over HTTP on 127.0.0.1, like wga.hu, with faults queued per path.
 
     `faults[path]` is a list consumed one request at a time; each entry is one of
     500 / 503 / 429 (status), "hang" (sleep past the client's timeout), "truncate" (half the body
     with the full Content-Length, then close), "reset" (close without answering), "garbage" (200
-    with bytes that are not an image). A path with no faults left is served normally; a path not in
-    the mirror gets 404. `hits[path]` counts requests. The catalogue is served zipped, as wga.hu does.
+    with bytes that are not an image), and the hostile ones: "endless" (200 without Content-Length, then
+    zeros until the client hangs up), "huge" (a Content-Length of 10^13, then zeros), "trickle" (the
+    body one byte every `trickle_seconds`), ("redirect", location) (302 to `location`). A path with no
+    faults left is served normally; a path not in the mirror gets 404. `hits[path]` counts requests,
+    `sent[path]` the body bytes the hostile faults wrote. The catalogue is served zipped, as wga.hu does.
     """
 
-    def __init__(self, mirror: Path, hang_seconds: float = 2.0, latency: float = 0.0):
+    def __init__(self, mirror: Path, hang_seconds: float = 2.0, latency: float = 0.0, trickle_seconds: float = 0.3):
         self.mirror = Path(mirror)
         self.faults: dict[str, list] = collections.defaultdict(list)
         self.hits: collections.Counter = collections.Counter()
+        self.sent: collections.Counter = collections.Counter()  # body bytes sent per path by the hostile faults
         self.hang_seconds = hang_seconds
+        self.trickle_seconds = trickle_seconds
         self.latency = latency
         self._lock = threading.Lock()
         server = self
@@ -68,12 +84,29 @@ class FaultyWgaServer:
                 if isinstance(fault, int):
                     self._send(fault, b"server error")
                     return
+                if isinstance(fault, tuple) and fault[0] == "redirect":
+                    self.send_response(302)
+                    self.send_header("Location", fault[1])
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                if fault in ("endless", "huge"):
+                    self._flood(path, length=10**13 if fault == "huge" else None)
+                    return
                 body = server.body(path)
                 if body is None:
                     self._send(404, b"not found")
                     return
                 if fault == "garbage":
                     body = b"<html>this is not an image</html>"
+                if fault == "trickle":
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    for at in range(len(body)):
+                        self._write_or_stop(path, body[at : at + 1])
+                        time.sleep(server.trickle_seconds)
+                    return
                 if fault == "truncate":
                     self.send_response(200)
                     self.send_header("Content-Length", str(len(body)))
@@ -84,14 +117,37 @@ class FaultyWgaServer:
                     return
                 self._send(200, body)
 
+            def _flood(self, path, length):
+                self.send_response(200)
+                if length is not None:
+                    self.send_header("Content-Length", str(length))
+                self.end_headers()
+                block = bytes(1 << 16)
+                # Bounded only so that a client that never hangs up cannot keep the test server busy forever.
+                for _ in range(1 << 16):
+                    if not self._write_or_stop(path, block):
+                        return
+                self.close_connection = True
+
+            def _write_or_stop(self, path, data) -> bool:
+                """Write `data`; False once the client hung up (which is how a capped download ends)."""
+                try:
+                    self.wfile.write(data)
+                    self.wfile.flush()
+                except OSError:
+                    self.close_connection = True
+                    return False
+                with server._lock:
+                    server.sent[path] += len(data)
+                return True
+
             def _send(self, status, body):
                 self.send_response(status)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
+        self.httpd = _QuietServer(("127.0.0.1", 0), Handler)
         self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 

@@ -6,6 +6,7 @@ catalogue -> usable paintings -> (sample selection) -> images from a mirror (man
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import hashlib
 import json
@@ -18,7 +19,16 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from artnet import images, labels
-from artnet.wga.catalog import CatalogError, CatalogRow, parse_catalog, read_catalog_bytes, usable_paintings
+from artnet.wga.catalog import (
+    CatalogError,
+    CatalogRow,
+    UnsafePathError,
+    check_image_path,
+    parse_catalog,
+    path_clashes,
+    read_catalog_bytes,
+    usable_paintings,
+)
 from artnet.wga.download import (
     CATALOG_URL_PATH,
     CORRUPT,
@@ -27,6 +37,7 @@ from artnet.wga.download import (
     MISSING,
     DownloadConfig,
     fetch_catalog,
+    is_path_error,
     mirror_images,
     write_atomically,
 )
@@ -212,16 +223,28 @@ def plan_build(
     else:
         catalog_sha256 = hashlib.sha256(catalog_file.read_bytes()).hexdigest()
     paintings = usable_paintings(rows)
-    if sample_per_cell:
-        exists = (lambda row: (source_dir / row.image_path).is_file()) if mode == "manual" else None
-        paintings = select_sample(paintings, per_cell=sample_per_cell, is_available=exists)
-
+    # Paths no mirror can hold are refused up front, over the whole catalogue (not only the sample), so the same
+    # catalogue always refuses the same rows: each is counted as failed with its reason, and the build goes on.
     status: dict[str, str] = {}
     errors: dict[str, str] = {}
+    reasons: dict[str, str] = {}
+    for path, (reason, message) in path_problems(row.image_path for row in paintings).items():
+        status[path], reasons[path], errors[path] = FAILED, reason, message
+    if sample_per_cell:
+        exists = (
+            (lambda row: row.image_path not in status and _locate(source_dir, row.image_path)[0] is None)
+            if mode == "manual"
+            else None
+        )
+        paintings = select_sample(paintings, per_cell=sample_per_cell, is_available=exists)
+
     download_figures = {}
     if mode == "download":
-        result = mirror_images([row.image_path for row in paintings], source_dir, download_config)
-        status, errors = dict(result.status), dict(result.errors)
+        wanted = [row.image_path for row in paintings if row.image_path not in status]
+        result = mirror_images(wanted, source_dir, download_config)
+        status.update(result.status)
+        errors.update(result.errors)
+        reasons.update(result.reasons)
         download_figures = {
             "requested": result.attempted,
             "fetched": result.fetched,
@@ -232,18 +255,41 @@ def plan_build(
         }
     else:
         for row in paintings:
-            if not (source_dir / row.image_path).is_file():
-                status[row.image_path] = MISSING
+            if row.image_path not in status:
+                outcome, reason, message = _locate(source_dir, row.image_path)
+                if outcome:
+                    status[row.image_path], reasons[row.image_path] = outcome, reason
+                if message:
+                    errors[row.image_path] = message
 
     cache_dir = work_dir / f"prepared-{_POLICY}" / hashlib.sha1(str(source_dir.resolve()).encode()).hexdigest()[:10]
     to_prepare = [row for row in paintings if status.get(row.image_path, FOUND) == FOUND]
     image_files: dict[int, Path] = {}
-    for row, error in _prepare_all(to_prepare, source_dir, cache_dir):
+    damaged: list[CatalogRow] = []
+    for row, error, reason in _prepare_all(to_prepare, source_dir, cache_dir):
         if error:
-            status[row.image_path], errors[row.image_path] = CORRUPT, error
+            status[row.image_path], errors[row.image_path], reasons[row.image_path] = CORRUPT, error, reason
+            damaged.append(row)
         else:
             status[row.image_path] = FOUND
             image_files[row.catalog_index] = cache_dir / row.image_path
+    if mode == "download" and damaged:
+        # Each of these decoded when it was fetched, so the copy on disk went bad since (a cut-short write, a
+        # damaged disk): fetch it again, once, rather than mark it corrupt on every rebuild.
+        paths = [row.image_path for row in damaged]
+        again = mirror_images(paths, source_dir, download_config, description="re-fetching", refetch=paths)
+        status.update(again.status)
+        errors.update(again.errors)
+        reasons.update(again.reasons)
+        download_figures["refetched"] = again.attempted
+        retry = [row for row in damaged if again.status.get(row.image_path) == FOUND]
+        for row, error, reason in _prepare_all(retry, source_dir, cache_dir):
+            if error:
+                status[row.image_path], errors[row.image_path], reasons[row.image_path] = CORRUPT, error, reason
+            else:
+                status[row.image_path] = FOUND
+                errors.pop(row.image_path, None)
+                image_files[row.catalog_index] = cache_dir / row.image_path
 
     ready = [row for row in paintings if row.catalog_index in image_files]
     splits = assign_splits(ready, protocol)
@@ -254,23 +300,65 @@ def plan_build(
     # given to $ARTNET_WGA_CATALOG_SHA256 as it stands.
     summary["catalogue"].update(file=catalog_file.name, sha256=catalog_sha256)
     summary.update(config=config_name, download=download_figures, seconds=round(time.monotonic() - started, 1))
+    selected = {row.image_path for row in paintings}  # a sample config counts only the rows it chose
+    failed = [path for path in selected if status.get(path) in (FAILED, CORRUPT)]
+    summary["failure_reasons"] = dict(sorted(collections.Counter(reasons[path] for path in failed).items()))
     summary["errors"] = dict(list(sorted(errors.items()))[:50])
     _write_summary(work_dir / f"summary-{config_name or protocol}.json", summary)
     return BuildPlan(splits=splits, image_files=image_files, summary=summary)
 
 
-def _prepare_one(row: CatalogRow, source_dir: Path, cache_dir: Path) -> tuple[CatalogRow, str]:
+def path_problems(paths) -> dict[str, tuple[str, str]]:
+    """{path: (reason, message)} for image paths no mirror can hold: unsafe (`check_image_path`) or clashing."""
+    paths, problems = set(paths), {}
+    for path in paths:
+        try:
+            check_image_path(path)
+        except UnsafePathError as error:
+            problems[path] = ("unsafe path", str(error))
+    for path, message in path_clashes(paths - problems.keys()).items():
+        problems[path] = ("file/folder clash", message)
+    return problems
+
+
+def _locate(source_dir: Path, path: str) -> tuple[str | None, str, str]:
+    """(None, "", "") when `source_dir/path` is a file inside `source_dir` once symlinks are resolved; else
+    (status, reason, message): a symlink out of the mirror is refused, so a mirror admits only its own images."""
+    root = source_dir.resolve()
+    try:
+        file = (root / path).resolve()
+        if not file.is_relative_to(root):
+            return FAILED, "outside the mirror", f"{source_dir / path} leads outside the mirror, to {file}: refused"
+        return (None, "", "") if file.is_file() else (MISSING, "absent", "")
+    except (OSError, RuntimeError) as error:  # RuntimeError: a symlink loop
+        return FAILED, "unreadable", f"cannot look up {source_dir / path}: {error}"
+
+
+def _prepare_one(row: CatalogRow, source_dir: Path, cache_dir: Path) -> tuple[CatalogRow, str, str]:
+    """(row, "", "") once `cache_dir/<image path>` holds the prepared image, else (row, message, reason)."""
     target = cache_dir / row.image_path
-    if target.is_file():
-        return row, ""
+    try:
+        # A cached image is used only if it still decodes: a file cut short by a crash is prepared again.
+        images.verify_image(target.read_bytes())
+        return row, "", ""
+    except (OSError, images.ImageError):
+        pass
+    outcome, reason, message = _locate(source_dir, row.image_path)
+    if outcome:
+        return row, message or f"{source_dir / row.image_path} vanished during the build", reason
     try:
         data, _ = images.prepare_image((source_dir / row.image_path).read_bytes())
     except images.ImageError as error:
-        return row, str(error)
+        return row, str(error), "corrupt image"
     except OSError as error:
-        return row, f"cannot read {source_dir / row.image_path}: {error}"
-    write_atomically(target, data)
-    return row, ""
+        return row, f"cannot read {source_dir / row.image_path}: {error}", "unreadable"
+    try:
+        write_atomically(target, data)
+    except OSError as error:
+        if not is_path_error(error):
+            raise  # a full disk stops the build
+        return row, f"cannot store {target}: {error.strerror or error}", "cannot store"
+    return row, "", ""
 
 
 def _prepare_all(rows: list[CatalogRow], source_dir: Path, cache_dir: Path):
@@ -333,6 +421,9 @@ def format_summary(summary: dict) -> str:
             f"  {name:<11}{counts[FOUND]:>7}{counts[MISSING]:>9}{counts[FAILED]:>8}{counts[CORRUPT]:>9}"
             f"{summary['authors'][name]:>9}"
         )
+    if summary.get("failure_reasons"):
+        reasons = ", ".join(f"{reason} {count}" for reason, count in summary["failure_reasons"].items())
+        lines.append(f"  not found because: {reasons} (examples under 'errors' in the summary file)")
     if summary.get("download"):
         figures = summary["download"]
         lines.append(

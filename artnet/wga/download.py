@@ -10,6 +10,7 @@ ask again); timeouts, resets, truncated bodies, 429 and 5xx are retried with exp
 from __future__ import annotations
 
 import dataclasses
+import errno
 import http.client
 import io
 import json
@@ -18,22 +19,27 @@ import random
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 import zipfile
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
+from urllib.parse import urljoin, urlsplit
 
+import urllib3
 from tqdm.auto import tqdm
 
 from artnet import __version__
 from artnet.images import ImageError, verify_image
+from artnet.wga.catalog import check_member_size
 
 DEFAULT_BASE_URL = "https://www.wga.hu"
 CATALOG_URL_PATH = "/database/download/data_txt.zip"
 USER_AGENT = f"artnet/{__version__} (research dataset builder; one request per image, rate-limited)"
 MISSING_LOG = "missing.json"
+MAX_BODY_BYTES = 64 * 1024 * 1024  # no WGA image or catalogue comes near it; larger bodies are refused
+CHUNK_BYTES = 64 * 1024
+MAX_REDIRECTS = 5
+_REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 
 # Statuses of one image, in the build summary.
 FOUND, MISSING, FAILED, CORRUPT = "found", "missing", "failed", "corrupt"
@@ -46,7 +52,8 @@ class DownloadConfig:
     base_url: str = DEFAULT_BASE_URL
     workers: int = 8  # concurrent connections
     max_rate: float = 10.0  # requests per second across all workers; 0 = unlimited
-    timeout: float = 30.0  # seconds per request (connect and each read)
+    timeout: float = 30.0  # seconds for the connection, and for each read
+    deadline: float = 120.0  # seconds for a whole request, however the server trickles its bytes
     retries: int = 5  # further attempts after the first, for retryable faults
     backoff: float = 1.0  # first retry waits ~backoff s, then 2x, 4x, … (with jitter)
     user_agent: str = USER_AGENT
@@ -60,6 +67,7 @@ class DownloadConfig:
             ("workers", "ARTNET_WGA_WORKERS", int),
             ("max_rate", "ARTNET_WGA_MAX_RATE", float),
             ("timeout", "ARTNET_WGA_TIMEOUT", float),
+            ("deadline", "ARTNET_WGA_DEADLINE", float),
             ("retries", "ARTNET_WGA_RETRIES", int),
             ("backoff", "ARTNET_WGA_BACKOFF", float),
         ):
@@ -77,10 +85,12 @@ class DownloadConfig:
 class DownloadError(RuntimeError):
     """A fetch that did not succeed; `retryable` tells whether trying again may help."""
 
-    def __init__(self, message: str, *, retryable: bool, status: int | None = None):
+    def __init__(self, message: str, *, retryable: bool, status: int | None = None, kind: str = ""):
         super().__init__(message)
         self.retryable = retryable
         self.status = status
+        # A short reason, counted in the build summary.
+        self.kind = kind or (f"http {status}" if status else "network")
 
 
 class RateLimiter:
@@ -103,32 +113,89 @@ class RateLimiter:
 
 
 class Fetcher:
-    """GET with retries and backoff, shared by all worker threads."""
+    """GET with retries and backoff, shared by all worker threads, over urllib3's connection pool.
+
+    Every request is bounded: the body is streamed in chunks and refused past `MAX_BODY_BYTES` (a Content-Length
+    over it is refused before a byte is read), each request has a total deadline on top of urllib3's per-read
+    timeout, and redirects are followed only to https (or the original scheme) on the same host.
+    """
 
     def __init__(self, config: DownloadConfig):
         self.config = config
         self.limiter = RateLimiter(config.max_rate)
         self.retried = 0  # attempts beyond the first, for the summary
         self._lock = threading.Lock()
+        # retries=False: urllib3 raises the first fault and `get` below decides (it also retries bodies that
+        # arrive whole but do not decode, which urllib3's Retry cannot see).
+        self.pool = urllib3.PoolManager(
+            maxsize=config.workers,
+            headers={"User-Agent": config.user_agent},
+            retries=False,
+            timeout=urllib3.Timeout(connect=config.timeout, read=config.timeout),
+        )
 
     def get_once(self, url: str) -> bytes:
         self.limiter.wait()
-        request = urllib.request.Request(url, headers={"User-Agent": self.config.user_agent})
+        deadline = time.monotonic() + self.config.deadline
+        first = urlsplit(url)
         try:
-            with urllib.request.urlopen(request, timeout=self.config.timeout) as response:
-                body = response.read()
-                expected = response.headers.get("Content-Length")
-        except urllib.error.HTTPError as error:
-            retryable = error.code == 429 or error.code >= 500
-            raise DownloadError(f"HTTP {error.code} for {url}", retryable=retryable, status=error.code) from error
-        except (OSError, http.client.HTTPException) as error:
-            # Timeouts, refused or reset connections, TLS failures mid-body (ssl.SSLError), unreachable hosts
-            # (URLError): all OSError; bodies cut short (IncompleteRead) are HTTPException.
+            for _ in range(MAX_REDIRECTS + 1):
+                response = self.pool.request("GET", url, preload_content=False, redirect=False)
+                complete = False
+                try:
+                    if response.status in _REDIRECT_STATUSES:
+                        url = _redirect_target(first, url, response.headers.get("Location"))
+                        continue
+                    if response.status != 200:
+                        retryable = response.status == 429 or response.status >= 500
+                        raise DownloadError(
+                            f"HTTP {response.status} for {url}", retryable=retryable, status=response.status
+                        )
+                    body = self._read_body(response, url, deadline)
+                    complete = True
+                    return body
+                finally:
+                    # A connection with unread bytes on it must not go back to the pool.
+                    if complete:
+                        response.release_conn()
+                    else:
+                        response.close()
+            raise DownloadError(f"more than {MAX_REDIRECTS} redirects from {first.geturl()}", retryable=False)
+        except (urllib3.exceptions.HTTPError, OSError, http.client.HTTPException) as error:
+            # Timeouts, refused or reset connections, TLS failures, bodies cut short: urllib3 HTTPError or OSError.
             reason = getattr(error, "reason", error)
             raise DownloadError(f"{type(error).__name__} for {url}: {reason}", retryable=True) from error
-        if expected is not None and expected.isdigit() and int(expected) != len(body):
-            raise DownloadError(f"truncated body for {url}: {len(body)} of {expected} bytes", retryable=True)
-        return body
+
+    def _read_body(self, response, url: str, deadline: float) -> bytes:
+        declared = response.headers.get("Content-Length")
+        expected = int(declared) if declared is not None and declared.isdigit() else None
+        if expected is not None and expected > MAX_BODY_BYTES:
+            raise DownloadError(
+                f"{url} declares {expected:,} bytes, over the {MAX_BODY_BYTES:,}-byte cap: refused unread",
+                retryable=False,
+                kind="too large",
+            )
+        chunks, size = [], 0
+        while True:
+            if time.monotonic() > deadline:
+                raise DownloadError(
+                    f"{url} was not complete after {self.config.deadline:g} s (the total deadline per request, "
+                    f"$ARTNET_WGA_DEADLINE): {size:,} bytes so far; the server is stalling",
+                    retryable=True,
+                    kind="deadline",
+                )
+            chunk = response.read1(CHUNK_BYTES)  # one socket read at most, so the deadline is checked often
+            if not chunk:
+                break
+            size += len(chunk)
+            if size > MAX_BODY_BYTES:
+                raise DownloadError(
+                    f"{url} sent more than the {MAX_BODY_BYTES:,}-byte cap: refused", retryable=False, kind="too large"
+                )
+            chunks.append(chunk)
+        if expected is not None and expected != size:
+            raise DownloadError(f"truncated body for {url}: {size} of {expected} bytes", retryable=True)
+        return b"".join(chunks)
 
     def get(self, url: str, *, verify=None) -> bytes:
         """The body of `url`, retried on retryable faults; `verify(body)` may raise ImageError."""
@@ -151,12 +218,26 @@ class Fetcher:
             time.sleep(delay * (0.5 + random.random()))
 
 
+def _redirect_target(first, url: str, location: str | None) -> str:
+    """The URL a redirect points to, if it stays on the first URL's host over https (or the first URL's scheme)."""
+    target = urljoin(url, location or "")
+    parts = urlsplit(target)
+    if not location or parts.scheme not in ("https", first.scheme) or parts.hostname != first.hostname:
+        raise DownloadError(
+            f"redirect from {url} to {target!r} refused: only redirects to https on {first.hostname} are followed",
+            retryable=False,
+            kind="redirect refused",
+        )
+    return target
+
+
 @dataclasses.dataclass
 class MirrorResult:
     """Status per relative image path, plus counts for the summary."""
 
     status: dict[str, str]
     errors: dict[str, str]
+    reasons: dict[str, str]  # path -> short reason ("http 500", "too large", ...) of each image not found
     attempted: int  # paths requested from the server this run
     fetched: int  # of those, bodies received (stored, or refused as corrupt)
     cached: int
@@ -170,18 +251,38 @@ class MirrorResult:
         return counts
 
 
+# Per-image write failures that say something about the path, not the disk: that row fails, the build goes on.
+# Anything else (a full disk, a read-only file system, EIO) stops the build.
+_PATH_ERRNOS = frozenset({errno.EEXIST, errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG, errno.EINVAL, errno.EILSEQ})
+
+
+def is_path_error(error: OSError) -> bool:
+    return error.errno in _PATH_ERRNOS
+
+
 def write_atomically(path: Path, data: bytes) -> None:
     """Write `data` to `path` through a temporary file in the same folder and a rename: readers never see half a
-    file, and a kill leaves either the old file or the new one (the build's image cache uses it too)."""
+    file, and a kill leaves either the old file or the new one (the build's image cache uses it too).
+
+    The file is fsynced before the rename and the folder after it, so that after a power cut a name that exists
+    points at complete bytes (a rename alone may reach the disk before the data does).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
     try:
         with os.fdopen(handle, "wb") as out:
             out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+    folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
 
 
 def fetch_catalog(config: DownloadConfig, mirror_dir: Path) -> Path:
@@ -193,6 +294,8 @@ def fetch_catalog(config: DownloadConfig, mirror_dir: Path) -> Path:
     def verify_zip(body: bytes) -> None:
         try:
             with zipfile.ZipFile(io.BytesIO(body)) as archive:
+                for member in archive.infolist():  # a zip bomb is refused (CatalogError) before it is inflated
+                    check_member_size(member, config.base_url + CATALOG_URL_PATH)
                 if archive.testzip() is not None:
                     raise ImageError("damaged catalogue zip")
         except zipfile.BadZipFile as error:
@@ -209,17 +312,26 @@ def mirror_images(
     config: DownloadConfig,
     *,
     description: str = "wga images",
+    refetch: Iterable[str] = (),
 ) -> MirrorResult:
-    """Make `mirror_dir/<path>` exist and decode for every relative `art/…` path, as far as possible."""
+    """Make `mirror_dir/<path>` exist and decode for every relative `art/…` path, as far as possible.
+
+    `paths` must have passed `catalog.check_image_path`. Those in `refetch` are fetched again even if present
+    (images in the mirror that decoded once but failed preparation since: damaged on disk).
+    """
     mirror_dir = Path(mirror_dir)
     started = time.monotonic()
     missing_log = mirror_dir / MISSING_LOG
     known_missing = set(json.loads(missing_log.read_text())) if missing_log.is_file() else set()
     status: dict[str, str] = {}
     errors: dict[str, str] = {}
+    reasons: dict[str, str] = {}
     todo: list[str] = []
+    refetch = set(refetch)
     for path in dict.fromkeys(paths):  # unique, in order
-        if (mirror_dir / path).is_file():
+        if path in refetch:
+            todo.append(path)
+        elif (mirror_dir / path).is_file():
             status[path] = FOUND  # written only after it decoded: verified
         elif path in known_missing:
             status[path] = MISSING
@@ -228,15 +340,20 @@ def mirror_images(
     cached = len(status)
     fetcher = Fetcher(config)
 
-    def fetch(path: str) -> tuple[str, str, str]:
+    def fetch(path: str) -> tuple[str, str, str, str]:
         try:
             body = fetcher.get(f"{config.base_url}/{path}", verify=verify_image)
         except DownloadError as error:
-            return path, (MISSING if error.status in (404, 410) else FAILED), str(error)
+            return path, (MISSING if error.status in (404, 410) else FAILED), str(error), error.kind
         except ImageError as error:
-            return path, CORRUPT, str(error)
-        write_atomically(mirror_dir / path, body)
-        return path, FOUND, ""
+            return path, CORRUPT, str(error), "corrupt image"
+        try:
+            write_atomically(mirror_dir / path, body)
+        except OSError as error:
+            if not is_path_error(error):
+                raise
+            return path, FAILED, f"cannot store {path}: {error.strerror or error}", "cannot store"
+        return path, FOUND, "", ""
 
     if todo:
         with ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="wga-fetch") as pool:
@@ -244,10 +361,10 @@ def mirror_images(
             try:
                 with tqdm(total=len(futures), desc=description, unit="img") as bar:
                     for future in as_completed(futures):
-                        path, outcome, message = future.result()
+                        path, outcome, message, reason = future.result()
                         status[path] = outcome
                         if message:
-                            errors[path] = message
+                            errors[path], reasons[path] = message, reason
                         bar.update()
                         bar.set_postfix(missing=sum(s == MISSING for s in status.values()), refresh=False)
             except BaseException:
@@ -262,6 +379,7 @@ def mirror_images(
     return MirrorResult(
         status=status,
         errors=errors,
+        reasons=reasons,
         attempted=len(todo),
         fetched=sum(status[path] in (FOUND, CORRUPT) for path in todo),
         cached=cached,

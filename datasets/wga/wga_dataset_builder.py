@@ -27,6 +27,7 @@ from artnet.wga.build import (
     plan_build,
     work_dir_for,
 )
+from artnet.wga.catalog import DATE_PRECISIONS
 from artnet.wga.splits import SAMPLE_PER_CELL
 
 _TEXT_FIELDS = ("author", "born_died", "title", "date", "technique", "location", "url", "form")
@@ -47,8 +48,16 @@ class WgaConfig(tfds.core.BuilderConfig):
 class Builder(tfds.core.GeneratorBasedBuilder):
     """DatasetBuilder for the Web Gallery of Art paintings."""
 
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "First release: artist / random / sample configs, 70/15/15 hash splits."}
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {
+        "1.0.0": "First release: artist / random / sample configs, 70/15/15 hash splits.",
+        "1.1.0": (
+            "DATE parsed fully: `year` is now the best estimate (the middle of a range, decade or century; it was "
+            "the first four-digit year, so '1505-10' gave 1505 and now gives 1507, '1620s' 1620 and now 1624), and "
+            "new features `year_min`, `year_max` and `date_precision` (exact / circa / range / decade / century / "
+            "unknown). Images, labels and splits are unchanged."
+        ),
+    }
     BUILDER_CONFIGS = [
         WgaConfig(
             name="artist",
@@ -86,7 +95,12 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             **{head: tfds.features.ClassLabel(names=list(labels.VOCABULARIES[head])) for head in labels.HEADS},
             **{f"{head}_raw": tfds.features.Text() for head in labels.HEADS},
             **{name: tfds.features.Text() for name in _TEXT_FIELDS},
-            "year": tfds.features.Scalar(dtype=np.int32, doc="First year in DATE, -1 when none."),
+            "year": tfds.features.Scalar(
+                dtype=np.int32, doc="Best-estimate year of DATE (middle of its range), -1 when unknown."
+            ),
+            "year_min": tfds.features.Scalar(dtype=np.int32, doc="Earliest year DATE allows, -1 when unknown."),
+            "year_max": tfds.features.Scalar(dtype=np.int32, doc="Latest year DATE allows, -1 when unknown."),
+            "date_precision": tfds.features.ClassLabel(names=list(DATE_PRECISIONS)),
             "catalog_index": tfds.features.Scalar(
                 dtype=np.int64, doc="0-based row of catalog.csv (header excluded) = SemArt's image number."
             ),
@@ -159,12 +173,16 @@ class Builder(tfds.core.GeneratorBasedBuilder):
 
     def _generate_examples(self, rows, image_files):
         for row in rows:
+            date = row.parsed_date
             example = {
                 "image": image_files[row.catalog_index],
                 **{head: index for head, index in row.label_indices.items()},
                 **{f"{head}_raw": getattr(row, head) for head in labels.HEADS},
                 **{name: getattr(row, name) for name in _TEXT_FIELDS},
-                "year": row.year,
+                "year": date.year,
+                "year_min": date.year_min,
+                "year_max": date.year_max,
+                "date_precision": date.precision,
                 "catalog_index": row.catalog_index,
             }
             yield row.catalog_index, example
