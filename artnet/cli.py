@@ -12,10 +12,16 @@ from artnet.workdir import Evaluation, Export, Workdir, read_json
 
 
 def _data_stats(args: argparse.Namespace) -> int:
-    from artnet.stats import to_markdown, wga_statistics
+    from artnet.stats import folder_statistics, to_markdown, wga_statistics
 
-    stats, out = wga_statistics(args.config, args.data_dir, args.out)
-    print(to_markdown(stats, f"wga/{args.config} {stats['version']} ({args.data_dir})"))
+    if args.folder:
+        if not args.out:
+            raise ValueError("data-stats --folder needs --out (the labelled folder itself may be read-only)")
+        stats, out = folder_statistics(args.folder, args.out)
+        print(to_markdown(stats, f"{args.folder} (split by author)"))
+    else:
+        stats, out = wga_statistics(args.config, args.data_dir, args.out)
+        print(to_markdown(stats, f"wga/{args.config} {stats['version']} ({args.data_dir})"))
     print(f"saved {out / 'statistics.json'}, {out / 'statistics.md'} and {out / 'statistics.png'}")
     return 0
 
@@ -36,6 +42,25 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _probe(args: argparse.Namespace) -> int:
+    from artnet.config import apply_overrides, load_config
+    from artnet.probe import run_probe
+    from artnet.train import load_sources
+
+    config = apply_overrides(load_config(args.config), args.set or [])
+    also = {}
+    if args.also_wga:
+        from artnet.sources import wga_source
+
+        wga_config, _, split = args.also_wga.partition(":")
+        also[f"wga_{wga_config}"] = wga_source(wga_config, split or "train+validation+test", args.data_dir)
+    report = run_probe(config, args.workdir, load_sources(config), also_evaluate=also)
+    files = Workdir(Path(args.workdir))
+    print(files.test_evaluation.report_md.read_text())
+    print(f"choices (C, class weighting, validation scores) in {files.probe_choices}")
+    return 0 if report["heads"] else 1
+
+
 def _source_from_args(args: argparse.Namespace):
     from artnet.sources import folder_source, wga_source
 
@@ -48,9 +73,17 @@ def _evaluate(args: argparse.Namespace) -> int:
     from artnet.evaluate import evaluate
     from artnet.export import load_model
 
+    _warn_if_sample_scale(Path(args.model))
     model = load_model(args.model)
     counts = _train_counts(Path(args.model), args.counts)
-    evaluate(model, _source_from_args(args), args.out, train_counts=counts, batch_size=args.batch_size)
+    evaluate(
+        model,
+        _source_from_args(args),
+        args.out,
+        train_counts=counts,
+        batch_size=args.batch_size,
+        split_rule=args.split_rule,
+    )
     print(Evaluation(Path(args.out)).report_md.read_text())
     return 0
 
@@ -68,6 +101,24 @@ def _train_counts(model: Path, counts: str | None) -> dict | None:
     return None
 
 
+SAMPLE_SCALE_EXAMPLES = 5_000  # as the demo's model card: below this, a model demonstrates the pipeline
+
+
+def _warn_if_sample_scale(model: Path) -> None:
+    """One line on stderr when the model beside its export's card or training run saw few training images."""
+    folder = (model if model.is_dir() else model.parent).resolve()
+    seen = read_json(Export(folder).card).get("train_examples")
+    if seen is None:
+        counts = read_json(Workdir(folder).label_counts).get("counts") or {}
+        seen = max((sum(values) for values in counts.values()), default=None)
+    if seen is not None and seen < SAMPLE_SCALE_EXAMPLES:
+        print(
+            f"artnet: warning: {model} is a sample-scale model ({seen} training images < {SAMPLE_SCALE_EXAMPLES}): "
+            "its answers demonstrate the pipeline, they are not reliable attributions",
+            file=sys.stderr,
+        )
+
+
 def _export(args: argparse.Namespace) -> int:
     from artnet.export import export, load_model
 
@@ -80,17 +131,19 @@ def _predict(args: argparse.Namespace) -> int:
     from artnet.batch_predict import run_batch_prediction
     from artnet.export import load_model
 
+    _warn_if_sample_scale(Path(args.model))
     return run_batch_prediction(
         load_model(args.model), args.paths, args.out, top_k=args.top_k, batch_size=args.batch_size
     )
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from artnet.demo import build_demo, example_images, launch
+    from artnet.demo import build_demo, example_images, launch, parse_auth
 
+    auth = parse_auth(args.auth, args.auth_file)  # before loading the model: a typo fails at once
     export_dir = Export.of(args.model).root
     demo = build_demo(export_dir, examples=example_images(export_dir))
-    launch(demo, server_name=args.host, server_port=args.port, share=args.share)
+    launch(demo, server_name=args.host, server_port=args.port, share=args.share, auth=auth)
     return 0
 
 
@@ -106,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     stats.add_argument("--config", default="artist", help="wga config: artist, random or sample (default: artist)")
     stats.add_argument("--data-dir", default="data/tfds", help="TFDS data_dir the dataset was built into")
+    stats.add_argument("--folder", default=None, help="a labelled folder (labels.csv + images) instead of wga")
     stats.add_argument("--out", default=None, help="folder for statistics.json/.md (default: beside the records)")
     stats.set_defaults(run=_data_stats)
 
@@ -114,6 +168,20 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--workdir", required=True, help="where checkpoints, logs and the export go")
     train.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field (repeatable)")
     train.set_defaults(run=_train)
+
+    probe = commands.add_parser(
+        "probe", help="the linear-probe arm of a config: frozen features + logistic regression per head"
+    )
+    probe.add_argument("--config", required=True, help="config file, e.g. experiments/configs/cpu.py:multihead")
+    probe.add_argument("--workdir", required=True, help="where its test evaluation and choices go")
+    probe.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field (repeatable)")
+    probe.add_argument(
+        "--also-wga",
+        metavar="CONFIG[:SPLIT]",
+        help="also score on a built wga config (e.g. random:train+validation+test)",
+    )
+    probe.add_argument("--data-dir", default="data/tfds", help="TFDS data_dir of --also-wga")
+    probe.set_defaults(run=_probe)
 
     evaluate = commands.add_parser("evaluate", help="report.json/.md + plots for a model on a wga split or a folder")
     evaluate.add_argument("--model", required=True, help="a .keras file or an export folder")
@@ -125,6 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--csv", default=None, help="its label file (default <folder>/labels.csv)")
     evaluate.add_argument("--counts", default=None, help="label_counts.json of the training run (majority baseline)")
     evaluate.add_argument("--batch-size", type=int, default=32)
+    evaluate.add_argument(
+        "--split-rule", default=None, help="how the evaluated data was split from training (default: from the source)"
+    )
     evaluate.set_defaults(run=_evaluate)
 
     export = commands.add_parser("export", help="write model.keras + a SavedModel (uint8 images in) + labels.json")
@@ -145,6 +216,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--share", action="store_true", help="also serve on a public gradio.live link")
     demo.add_argument("--port", type=int, default=7860)
     demo.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to serve your network")
+    demo.add_argument("--auth", default=None, metavar="USER:PASSWORD", help="require this login to see the demo")
+    demo.add_argument(
+        "--auth-file", default=None, metavar="FILE", help="logins, one USER:PASSWORD a line (keeps them out of ps)"
+    )
     demo.set_defaults(run=_demo)
     return parser
 

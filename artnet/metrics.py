@@ -168,6 +168,80 @@ def head_metrics(y_true, probs, class_names, majority_class: int) -> dict:
     }
 
 
+# --- time in years (the timeframe head) -----------------------------------------------------------------
+
+
+def block_centres(class_names) -> np.ndarray:
+    """The middle year of each "1401-1450"-style block name (1425.5)."""
+    bounds = [[float(part) for part in str(name).split("-")] for name in class_names]
+    return np.asarray([(low + high) / 2 for low, high in bounds], dtype=np.float64)
+
+
+def timeframe_year_metrics(y_true, probs, class_names, years=None) -> dict:
+    """How far in time the top-1 block falls, over the examples whose block is known (JSON-ready).
+
+    `within_one_block`: the top-1 block is the true one or a neighbour; `block_distance_fractions[d]`: the
+    fraction of examples whose top-1 block is d blocks from the true one. With `years` (-1 = unknown), over the
+    examples with both a known block and a known year: the mean and median absolute error in years between the
+    top-1 block's centre and the year (`year_n` of them). Each has its `_chance` beside it: a block drawn
+    uniformly at random (its expected value, computed exactly).
+    """
+    class_names = list(class_names)
+    k = len(class_names)
+    probs = _as_probs(probs)
+    y_all = np.asarray(y_true, dtype=np.int64)
+    years_all = np.full(len(y_all), -1, dtype=np.int64) if years is None else np.asarray(years, dtype=np.int64)
+    if len(years_all) != len(y_all):
+        raise ValueError(f"{len(years_all)} years for {len(y_all)} labels")
+    known = y_all >= 0
+    y, years_known, probs = y_all[known], years_all[known], probs[known]
+    n = len(y)
+    distance = np.abs(probs.argmax(axis=1) - y) if n else np.zeros(0, dtype=np.int64)
+    all_distances = np.abs(np.arange(k)[None, :] - y[:, None])  # (n, k): every block's distance from the truth
+    result = {
+        "within_one_block": float(np.mean(distance <= 1)) if n else None,
+        "within_one_block_chance": float(np.mean(all_distances <= 1)) if n else None,
+        "block_distance_fractions": (np.bincount(distance, minlength=k)[:k] / n).tolist() if n else None,
+        "year_n": 0,
+        "year_mae": None,
+        "year_median_ae": None,
+        "year_mae_chance": None,
+    }
+    dated = years_known >= 0
+    if dated.any():
+        centres = block_centres(class_names)
+        year = years_known[dated].astype(np.float64)
+        error = np.abs(centres[probs[dated].argmax(axis=1)] - year)
+        result.update(
+            year_n=int(dated.sum()),
+            year_mae=float(error.mean()),
+            year_median_ae=float(np.median(error)),
+            year_mae_chance=float(np.abs(centres[None, :] - year[:, None]).mean()),
+        )
+    return result
+
+
+def plot_block_distance(fractions, path, title: str = "") -> None:
+    """Fraction of paintings against |top-1 block - true block| (0 = right, 1 = a neighbour, ...)."""
+    from matplotlib.figure import Figure
+
+    fractions = np.asarray(fractions, dtype=np.float64)
+    figure = Figure(figsize=(5, 3.5), layout="constrained")
+    axes = figure.subplots()
+    distances = np.arange(len(fractions))
+    axes.bar(distances, fractions, color="tab:blue", edgecolor="black")
+    for distance, value in zip(distances, fractions, strict=True):
+        axes.text(distance, value, f"{100 * value:.0f}%", ha="center", va="bottom", fontsize="small")
+    axes.set(
+        xticks=distances,
+        xlabel="|predicted block - true block| (blocks of 50 years)",
+        ylabel="fraction of paintings",
+        ylim=(0, max(1.0, float(fractions.max(initial=0)) * 1.1)),
+    )
+    axes.set_title(title or "error vs distance in time")
+    _save(figure, path)
+
+
 # --- bootstrap ------------------------------------------------------------------------------------------
 
 
@@ -314,7 +388,7 @@ _SUMMARY_COLUMNS = (
     ("top3", "top-3"),
     ("balanced_accuracy", "balanced acc."),
     ("macro_f1", "macro F1"),
-    ("majority_baseline", "majority baseline"),
+    ("majority_baseline", "training-majority baseline"),
     ("ece", "ECE"),
 )
 
@@ -364,6 +438,44 @@ def format_report_markdown(report: dict) -> str:
     for head, metrics in heads.items():
         cells = [_cell(key, metrics.get(key)) for key, _ in _SUMMARY_COLUMNS]
         lines.append(f"| {_escape(head)} | " + " | ".join(cells) + " |")
+
+    if any("chance" in metrics for metrics in heads.values()):
+        lines += [
+            "",
+            "## Baselines",
+            "",
+            "What a model scores without looking: guessing uniformly, and always answering one class.",
+            "",
+            "| head | chance | training majority | this data's majority |",
+            "| --- | ---: | --- | --- |",
+        ]
+        for head, metrics in heads.items():
+            cells = [_percent(metrics.get("chance"))]
+            for key in ("train_majority", "data_majority"):
+                named = metrics.get(key)
+                cells.append(
+                    f"{_escape(named['class'])}: {_percent(named['top1'])}" if named else "n/a (no label counts)"
+                )
+            lines.append(f"| {_escape(head)} | " + " | ".join(cells) + " |")
+
+    dated = {head: metrics for head, metrics in heads.items() if "within_one_block" in metrics}
+    if dated:
+        lines += [
+            "",
+            "## Time in years",
+            "",
+            "How far in time the top-1 block falls: within one block (the true block or a neighbour) in percent, and "
+            "the absolute error in years between the block's centre and the painting's year, over the n paintings "
+            "with a known year. Chance: a block drawn uniformly at random.",
+            "",
+            "| head | ±1 block | chance ±1 | n (years) | mean error (years) | median error (years) | chance mean |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for head, metrics in dated.items():
+            years = [metrics.get(key) for key in ("year_mae", "year_median_ae", "year_mae_chance")]
+            cells = [_percent(metrics.get("within_one_block")), _percent(metrics.get("within_one_block_chance"))]
+            cells += [str(metrics.get("year_n", 0))] + ["n/a" if v is None else f"{v:.1f}" for v in years]
+            lines.append(f"| {_escape(head)} | " + " | ".join(cells) + " |")
 
     for head, metrics in heads.items():
         lines += ["", f"## Per-class accuracy: {_escape(head)}", ""]

@@ -16,7 +16,7 @@ from artnet.sources import Source
 from artnet.train import load_sources, make_strategy, refuse_unsupported, train
 from artnet.workdir import Workdir
 
-HEADLINE_METRICS = ("n", "top1", "top3", "balanced_accuracy")
+HEADLINE_METRICS = ("n", "top1", "top3", "balanced_accuracy", "majority_baseline", "chance", "data_majority")
 
 
 @dataclasses.dataclass
@@ -35,13 +35,22 @@ class RunResult:
 
 def headline(report: dict) -> dict:
     """Per head, the figures a model card and a log line show."""
-    return {head: {k: result[k] for k in HEADLINE_METRICS} for head, result in report["heads"].items()}
+    return {head: {k: result[k] for k in HEADLINE_METRICS if k in result} for head, result in report["heads"].items()}
+
+
+def painters(source: Source) -> int | None:
+    """Distinct painters of a source, when its metadata names them."""
+    names = {item.get("author") for item in source.meta if item.get("author")}
+    return len(names) or None
 
 
 def model_card(sources: dict[str, Source], train_counts: dict, report: dict) -> dict:
     return {
         "data": sources["train"].name,
         "train_examples": len(sources["train"]),
+        "train_painters": painters(sources["train"]),
+        "test_examples": len(sources["test"]),
+        "test_painters": painters(sources["test"]),
         "train_counts": train_counts,  # travels with the export: `artnet evaluate` reads its majority baselines here
         "test": headline(report),
     }

@@ -1,7 +1,7 @@
 """Similar paintings: the training collection's pooled embeddings, searched by cosine similarity.
 
 Built once at export time (`build_index`) and stored beside the model as `index/embeddings.npy`,
-`index/items.json` (author, title, date, url) and `index/thumbs/*.jpg` (small thumbnails of the user's own
+`index/items.json` (author, title, date, url, labels) and `index/thumbs/*.jpg` (small thumbnails of the user's own
 copies, for the demo; never committed anywhere).
 """
 
@@ -15,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
+from artnet import labels
 from artnet.preprocessing import decode_and_resize
 from artnet.workdir import SimilarityFiles
 
@@ -73,7 +74,14 @@ def build_index(model, source: Source, folder: str | Path, batch_size: int = 32)
             thumb.thumbnail((THUMB_SIZE, THUMB_SIZE))
             thumb.save(files.thumb(number * batch_size + offset), quality=85)
     matrix = np.concatenate(embeddings) if embeddings else np.zeros((0, 1), np.float32)
-    items = source.meta if len(source.meta) == len(matrix) else [{} for _ in range(len(matrix))]
+    items = [dict(meta) for meta in source.meta] if len(source.meta) == len(matrix) else [{} for _ in matrix]
+    for number, item in enumerate(items):
+        # Each neighbour's own labels travel with it: the demo shows and returns them (None = unknown).
+        item["labels"] = {
+            head: (labels.VOCABULARIES[head][int(codes[number])] if int(codes[number]) >= 0 else None)
+            for head, codes in source.labels.items()
+            if head in labels.VOCABULARIES and len(codes) == len(items)
+        }
     np.save(files.embeddings, matrix.astype(np.float32))
     files.items.write_text(json.dumps(items, ensure_ascii=False))
     return SimilarityIndex(matrix, items, files.root)

@@ -1,4 +1,5 @@
-"""Counts of a built `wga` config: split x head x class, unknowns included, and authors per split.
+"""Counts of a built `wga` config or a labelled folder: split x head x class (paintings and painters), unknowns
+included, and authors per split.
 
 These are the 2020 report's tables 1 and 2, made from the dataset actually built rather than from
 folders counted by hand.
@@ -18,6 +19,7 @@ UNKNOWN_NAME = "(unknown)"
 def count_examples(examples, splits: list[str]) -> dict:
     """`examples[split]` yields dicts with the three label indices and `author`."""
     counts = {head: {split: Counter() for split in splits} for head in labels.HEADS}
+    painters = {head: {split: {} for split in splits} for head in labels.HEADS}
     authors: dict[str, set] = {split: set() for split in splits}
     sizes: dict[str, int] = {}
     for split in splits:
@@ -28,6 +30,7 @@ def count_examples(examples, splits: list[str]) -> dict:
             for head in labels.HEADS:
                 name = labels.label_name(head, int(example[head])) or UNKNOWN_NAME
                 counts[head][split][name] += 1
+                painters[head][split].setdefault(name, set()).add(example["author"])
         sizes[split] = n
     return {
         "splits": sizes,
@@ -42,6 +45,14 @@ def count_examples(examples, splits: list[str]) -> dict:
             }
             for head in labels.HEADS
         },
+        # Painters per class and split: a class without training painters is one no model can learn.
+        "painters": {
+            head: {
+                name: {split: len(painters[head][split].get(name, ())) for split in splits}
+                for name in (*labels.VOCABULARIES[head], UNKNOWN_NAME)
+            }
+            for head in labels.HEADS
+        },
     }
 
 
@@ -51,11 +62,18 @@ def to_markdown(stats: dict, title: str) -> str:
     lines += [f"| {s} | {stats['splits'][s]} | {stats['authors'][s]} |" for s in splits]
     lines += ["", f"Authors in more than one split: {stats['authors_shared_between_splits']}"]
     for head, table in stats["heads"].items():
-        lines += ["", f"## {head}", "", "| class | " + " | ".join(splits) + " | total |"]
-        lines.append("| --- |" + " ---: |" * (len(splits) + 1))
+        painters = stats.get("painters", {}).get(head)
+        lines += ["", f"## {head}", ""]
+        header = "| class | " + " | ".join(splits) + " | total |"
+        if painters:
+            header += " " + " | ".join(f"painters {s}" for s in splits) + " |"
+        lines += [header, "| --- |" + " ---: |" * (len(splits) + 1 + (len(splits) if painters else 0))]
         for name, row in table.items():
             values = [row[s] for s in splits]
-            lines.append(f"| {name} | " + " | ".join(map(str, values)) + f" | {sum(values)} |")
+            line = f"| {name} | " + " | ".join(map(str, values)) + f" | {sum(values)} |"
+            if painters:
+                line += " " + " | ".join(str(painters[name][s]) for s in splits) + " |"
+            lines.append(line)
     return "\n".join(lines) + "\n"
 
 
@@ -77,6 +95,27 @@ def plot_statistics(stats: dict, path: Path, title: str) -> None:
     figure.axes[0].legend()
     figure.suptitle(title)
     figure.savefig(path, dpi=110)
+
+
+def folder_statistics(
+    folder: str | Path, out_dir: str | Path | None = None, split_by: str = "author"
+) -> tuple[dict, Path]:
+    """Count a labelled folder as training splits it (group-stratified by `split_by`) and save the tables."""
+    from artnet.sources import SPLITS, folder_source
+
+    def examples(split):
+        source = folder_source(folder, split=split, split_by=split_by)
+        for index, item in enumerate(source.meta):
+            yield {**{head: source.labels[head][index] for head in labels.HEADS}, "author": item.get(split_by, "")}
+
+    stats = count_examples({split: examples(split) for split in SPLITS}, list(SPLITS))
+    stats["folder"] = str(folder)
+    out = Path(out_dir) if out_dir else Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "statistics.json").write_text(json.dumps(stats, indent=2, ensure_ascii=False))
+    (out / "statistics.md").write_text(to_markdown(stats, f"{folder} (split by {split_by})"))
+    plot_statistics(stats, out / "statistics.png", f"{folder}: images per class and split")
+    return stats, out
 
 
 def wga_statistics(config: str, data_dir: str | Path, out_dir: str | Path | None = None) -> tuple[dict, Path]:

@@ -2,7 +2,7 @@
 
     runs/cpu/multihead/                     Workdir
       config.json  label_counts.json  train_summary.json  metrics.csv  metrics.jsonl  tensorboard/
-      backup/<phase>/  <phase>.done.weights.h5  best.keras  model.keras
+      backup/<phase>/  <phase>.done.weights.h5  best.keras  model.keras  (probe.json: a linear-probe arm)
       eval_test/                            Evaluation: report.json  report.md  predictions.npz  *.png
       export/                               Export: model.keras  saved_model/  labels.json  model_card.json
                                                     index/ (embeddings.npy  items.json  thumbs/)
@@ -50,6 +50,9 @@ class Evaluation:
 
     def confusion_png(self, head: str) -> Path:
         return self.root / f"confusion_{head}.png"
+
+    def distance_png(self, head: str) -> Path:
+        return self.root / f"distance_{head}.png"
 
     def exists(self) -> bool:
         return self.predictions.is_file() and self.report_json.is_file()
@@ -155,6 +158,11 @@ class Workdir:
 
     def phase_done(self, phase: str) -> Path:
         return self.root / f"{phase}.done.weights.h5"
+
+    @property
+    def probe_choices(self) -> Path:
+        """A linear-probe arm's chosen L2 strength and class weighting per head, with the validation grid."""
+        return self.root / "probe.json"
 
     @property
     def best_model(self) -> Path:

@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/demo_load.py --model runs/sample/export            # the README's sample model
     .venv/bin/python benchmarks/demo_load.py --clients 1 --requests 50             # plain per-request latency
     .venv/bin/python benchmarks/demo_load.py --model runs/sample/export --rounds 10 # does memory level off?
+    .venv/bin/python benchmarks/demo_load.py --worst-case 4000 --worst-case 9999   # peak memory, hostile uploads
 
 Starts `artnet demo` as its own process (loopback only, its own gradio cache folder), sends `--clients` x
 `--requests` classify requests per round with real images (the model's own index thumbnails when present, else
@@ -97,6 +98,13 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=10, help="per client")
     parser.add_argument("--rounds", type=int, default=1, help="repeat the burst; one table row per round")
     parser.add_argument("--distinct", action="store_true", help="a new file with every request (cache growth)")
+    parser.add_argument(
+        "--worst-case",
+        type=int,
+        action="append",
+        metavar="SIDE",
+        help="instead: 2 classify + 2 explain requests at once, each a SIDE x SIDE RGBA PNG; the server's peak RSS",
+    )
     args = parser.parse_args()
 
     from gradio_client import Client, handle_file
@@ -111,6 +119,10 @@ def main() -> None:
         url = f"http://127.0.0.1:{port}/"
         images = test_images(export_dir, work)
         Client(url, verbose=False).predict(handle_file(images[0]), api_name="/classify")  # warm up
+        if args.worst_case:
+            for side in args.worst_case:
+                worst_case(url, server.pid, work, side)
+            return
         memory_start = resident_mib(server.pid)
         print(
             f"model: {export_dir}; {args.clients} clients x {args.requests} requests per round on 127.0.0.1; "
@@ -137,6 +149,56 @@ def main() -> None:
             server.terminate()
             server.wait(timeout=30)
         shutil.rmtree(work, ignore_errors=True)
+
+
+def rgba_png(side: int, path: Path) -> Path:
+    """A SIDE x SIDE RGBA PNG of noise rows: small on disk, SIDE^2 x 4 bytes once decoded, then composited."""
+    row = np.random.default_rng(0).integers(0, 256, (1, side, 4), dtype=np.uint8)
+    Image.fromarray(np.repeat(row, side, axis=0), "RGBA").save(path, compress_level=9)
+    return path
+
+
+def worst_case(url: str, pid: int, work: Path, side: int) -> None:
+    """Two classify and two explain requests at once, each a SIDE x SIDE RGBA PNG (the issue's 8.1 GB case at
+    9999): the server's RSS before, its peak (sampled every 10 ms) and 5 s after."""
+    from gradio_client import Client, handle_file
+
+    image = rgba_png(side, work / f"rgba_{side}.png")
+    before = resident_mib(pid)
+    peak, done = [before], threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            peak.append(resident_mib(pid))
+            time.sleep(0.01)
+
+    outcomes: list[str] = []
+
+    def request(api_name: str) -> None:
+        try:
+            Client(url, verbose=False).predict(handle_file(str(image)), api_name=api_name)
+            outcomes.append(f"{api_name} ok")
+        except Exception as error:  # noqa: BLE001 (a refusal is an answer here)
+            outcomes.append(f"{api_name} refused: {str(error)[:90]}")
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    started = time.perf_counter()
+    threads = [threading.Thread(target=request, args=(name,)) for name in ("/classify", "/explain") * 2]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wall = time.perf_counter() - started
+    time.sleep(5)
+    done.set()
+    sampler.join()
+    answers = "; ".join(sorted(set(outcomes)))
+    print(
+        f"| {side}x{side} RGBA PNG ({image.stat().st_size / 2**10:.0f} KiB), 2 classify + 2 explain | "
+        f"{before:.0f} | {max(peak):.0f} | {resident_mib(pid):.0f} | {wall:.1f} s | {answers} |",
+        flush=True,
+    )
 
 
 def plan_uploads(images: list[str], clients: int, requests: int, distinct_into: Path | None) -> list[list[str]]:

@@ -1,14 +1,14 @@
 """artnet's Gradio demo. `python demo/app.py` (or `gradio demo/app.py` for live reload) serves the model in
 $ARTNET_MODEL (default: runs/sample/export, which `make demo` trains); `artnet demo --model DIR` does the same
-with --share / --port options.
+with --share / --port / --auth options. $ARTNET_AUTH (user:password) or $ARTNET_AUTH_FILE require a login.
 """
 
 import os
 
-from artnet.demo import build_demo, example_images, launch
+from artnet.demo import build_demo, example_images, launch, parse_auth
 
 MODEL = os.environ.get("ARTNET_MODEL", "runs/sample/export")
 demo = build_demo(MODEL, examples=example_images(MODEL))
 
 if __name__ == "__main__":
-    launch(demo)
+    launch(demo, auth=parse_auth(os.environ.get("ARTNET_AUTH"), os.environ.get("ARTNET_AUTH_FILE")))

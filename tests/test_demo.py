@@ -1,7 +1,13 @@
-"""The Gradio demo: its backend directly, then the real server on 127.0.0.1 through gradio_client."""
+"""The Gradio demo: its backend directly, then the real server on 127.0.0.1 through gradio_client.
+
+The export is written outside both the working folder and the temp dir, where gradio serves nothing by itself:
+every served test below also proves that any export folder serves (the similar-paintings thumbnails included).
+"""
 
 import base64
 import os
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -12,23 +18,45 @@ from image_corpus import CORPUS, write_corpus
 from PIL import Image
 
 from artnet import labels
-from artnet.demo import DemoBackend, build_demo, example_images, model_card_markdown, uploaded_image
+from artnet.demo import (
+    DemoBackend,
+    build_demo,
+    example_images,
+    launch,
+    model_card_facts,
+    model_card_markdown,
+    uploaded_image,
+)
 from artnet.export import export
 from artnet.models.artnet import ArtNet
 from artnet.synthetic import synthetic_source
 
 
+def outside_cwd_and_temp() -> Path:
+    """A fresh folder in neither the working folder nor the temp dir (gradio's two default served places)."""
+    for base in (Path("/var/tmp"), Path.home()):
+        if not (base.is_dir() and os.access(base, os.W_OK)):
+            continue
+        folder = Path(tempfile.mkdtemp(prefix="artnet-export-", dir=base)).resolve()
+        if not any(folder.is_relative_to(Path(p).resolve()) for p in (os.getcwd(), tempfile.gettempdir())):
+            return folder
+        shutil.rmtree(folder)
+    pytest.skip("no writable folder outside the cwd and the temp dir")
+
+
 @pytest.fixture(scope="module")
-def export_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("export")
+def export_dir():
+    folder = outside_cwd_and_temp()
     source = synthetic_source(24, seed=5)
     source.meta = [
-        {"author": f"PAINTER {i}", "title": f"Work {i}", "date": "1620", "url": f"https://www.wga.hu/html/p/{i}.html"}
+        {"author": f"PAINTER {i}", "title": f"Work {i}", "date": "1620" if i % 2 else "-"}
+        | {"url": f"https://www.wga.hu/html/p/{i}.html"}
         for i in range(24)
     ]
     model = ArtNet("tiny", image_size=32)
     export(model, folder, card={"data": "synthetic", "train_examples": 24}, index_source=source)
-    return folder
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture
@@ -41,21 +69,45 @@ def painting(tmp_path):
 def test_classify_gives_three_labels_a_note_and_similar_paintings(export_dir, painting):
     backend = DemoBackend(export_dir)
     before = backend.predictor.forward_passes
-    per_head, note, gallery, links = backend.classify(painting)
+    answer = backend.classify(painting)
+    per_head, note, gallery, links, neighbours = (
+        answer.labels,
+        answer.note,
+        answer.gallery,
+        answer.listing,
+        answer.neighbours,
+    )
     assert backend.predictor.forward_passes == before + 1  # one forward pass answers everything
     assert set(per_head) == {"school", "timeframe", "type"}
-    for scores in per_head.values():
+    for head, scores in per_head.items():
         values = list(scores.values())
         assert len(values) == 3 and values == sorted(values, reverse=True) and 0 < sum(values) <= 1 + 1e-6
+        top, probability = next(iter(scores.items()))
+        assert top in labels.VOCABULARIES[head]
+        # An unsure head says so in its label; a confident one names its class (no bold headline either way).
+        expected = f"{top} (" if probability >= 0.5 else f"unsure (best guess {top}, "
+        assert expected in answer.titles[head], answer.titles[head]
     assert "unsure" in note or "confident" in note
     assert len(gallery) == 6 and all(Image.open(path).size[0] > 0 for path, _ in gallery)
-    assert "https://www.wga.hu/html/p/" in links
+    assert "https://www.wga.hu/html/p/" in links and "of the 24 paintings" in links
+    # Neighbours as data: painter, title, date ("-" is unknown), their own labels, similarity, a wga.hu url.
+    assert len(neighbours) == 6 and neighbours[0]["similarity"] >= neighbours[-1]["similarity"]
+    for record, (_, caption) in zip(neighbours, gallery, strict=True):
+        assert set(record) == {"title", "painter", "date", "labels", "similarity", "url"}
+        assert record["url"].startswith("https://www.wga.hu/html/p/") and set(record["labels"]) == set(labels.HEADS)
+        assert caption.startswith(f"{record['painter']}, {record['title']} ({record['date'] or 'date unknown'})")
+        assert f"similarity {record['similarity']:.2f}" in caption
+    assert any(record["date"] is None for record in backend.similar(backend.index.embeddings[0], 24)[2])
 
 
 def test_gradcam_gives_one_overlay_per_head_at_model_size(export_dir, painting):
     backend = DemoBackend(export_dir)
     overlays = backend.explain(painting)
-    assert [caption.split(":")[0] for _, caption in overlays] == ["school", "timeframe", "type"]
+    answer = backend.classify(painting).labels
+    # Each overlay names its head, the class it explains and that class's probability.
+    for (_, caption), head in zip(overlays, ("school", "timeframe", "type"), strict=True):
+        top, probability = next(iter(answer[head].items()))
+        assert caption == f"{head}: {top} ({100 * probability:.0f} %)"
     assert all(Image.open(path).size == (32, 32) for path, _ in overlays)
     # Overlays live in the backend's own folder, and old ones go as new ones are written: the disk stays bounded.
     assert {Path(path).parent for path, _ in overlays} == {backend._overlays}
@@ -70,11 +122,12 @@ def test_bad_input_is_a_gradio_error_and_the_next_request_works(export_dir, pain
     backend = DemoBackend(export_dir)
     text = tmp_path / "notes.jpg"
     text.write_text("not an image")
-    with pytest.raises(gr.Error, match="cannot be read"):
+    with pytest.raises(gr.Error, match="cannot be read") as raised:
         backend.classify(str(text))
-    with pytest.raises(gr.Error):
+    assert raised.value.title == "Unreadable image" and "notes.jpg" in raised.value.message
+    with pytest.raises(gr.Error, match="Upload"):
         backend.classify(None)
-    assert set(backend.classify(painting)[0]) == {"school", "timeframe", "type"}
+    assert set(backend.classify(painting).labels) == {"school", "timeframe", "type"}
 
 
 def test_model_card_says_when_the_model_is_small():
@@ -89,6 +142,22 @@ def test_model_card_says_when_the_model_is_small():
     }
     text = model_card_markdown(card)
     assert "small sample-scale model" in text and "top-1 50.0 %" in text
+    # The key facts for the top of the page: what it saw, its test n, balanced accuracy against chance and the
+    # test majority (named), and the sample-scale warning.
+    card["train_painters"], card["test_painters"] = 31, 9
+    card["test"]["school"]["data_majority"] = {"class": "Italian", "top1": 0.65}
+    facts = model_card_facts(card)
+    assert facts.startswith("**About this model:** 69 training images by 31 painters")
+    assert "Tested on 20 images by 9 painters" in facts
+    assert "school: balanced accuracy 40.0 % (chance 16.7 %, always answering the test majority (Italian) 65.0 %)" in (
+        facts
+    )
+    assert "sample-scale" in facts
+    del card["test"]["school"]["data_majority"], card["train_painters"]
+    facts = model_card_facts(card)
+    assert "painters not recorded" in facts and "majority baseline not recorded" in facts
+    card["test"]["school"]["majority_baseline"] = 0.3
+    assert "always answering the training majority 30.0 %" in model_card_facts(card)
 
 
 @pytest.fixture
@@ -96,7 +165,7 @@ def served_demo(export_dir, free_port):
     """The demo (with its examples) served on 127.0.0.1: its URL."""
     demo = build_demo(export_dir, examples=example_images(export_dir))
     port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, show_error=True)
+    launch(demo, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     try:
         yield f"http://127.0.0.1:{port}/"
     finally:
@@ -107,10 +176,22 @@ def test_the_served_demo_answers_gradio_client(served_demo, painting, tmp_path):
     from gradio_client import Client, handle_file
 
     client = Client(served_demo, verbose=False)
-    school, timeframe, kind, note, gallery, links = client.predict(handle_file(painting), api_name="/classify")
+    school, timeframe, kind, note, gallery, links, neighbours = client.predict(
+        handle_file(painting), api_name="/classify"
+    )
     for label in (school, timeframe, kind):
         assert len(label["confidences"]) == 3
-    assert len(gallery) == 6
+    assert len(gallery) == 6 and all(Image.open(item["image"]).size[0] > 0 for item in gallery)
+    assert [item["caption"] for item in gallery] == [
+        f"{n['painter']}, {n['title']} ({n['date'] or 'date unknown'}); "
+        + ", ".join(v for v in n["labels"].values() if v)
+        + f"; similarity {n['similarity']:.2f}"
+        for n in neighbours
+    ]
+    # Every output has a name in the API (no value_10 / value_16).
+    returns = client.view_api(print_info=False, return_format="dict")["named_endpoints"]["/classify"]["returns"]
+    names = [item["label"] for item in returns]
+    assert all(names) and not any(name.startswith("value_") for name in names), names
     text = tmp_path / "bad.jpg"
     text.write_text("not an image")
     with pytest.raises(Exception, match="cannot be read as an image"):
@@ -130,6 +211,13 @@ def test_the_bad_input_corpus_through_the_served_demo(served_demo, tmp_path):
     corpus = write_corpus(tmp_path)
     for name, (_, expected) in CORPUS.items():
         upload = handle_file(str(corpus / name))
+        expected = DEMO_REFUSES.get(name, expected)
+        if isinstance(expected, tuple):  # readable, but refused: the message says why, never "unreadable"
+            for endpoint in ("/classify", "/explain"):
+                with pytest.raises(Exception, match=expected[0]) as raised:
+                    client.predict(upload, api_name=endpoint)
+                assert f"({name}: " in str(raised.value) and "cannot be read" not in str(raised.value), name
+            continue
         if expected == "ok":
             school, timeframe, kind, *_ = client.predict(upload, api_name="/classify")
             assert school["label"] in labels.SCHOOLS and timeframe["label"] in labels.TIMEFRAMES, name
@@ -144,12 +232,25 @@ def test_the_bad_input_corpus_through_the_served_demo(served_demo, tmp_path):
             assert "gradio" not in message.lower(), message  # no server paths, no framework internals
 
 
+# The demo refuses readable images it cannot honestly answer (the predictor and `artnet predict` still answer).
+DEMO_REFUSES = {
+    "huge_20000x20000.png": ("too large .*400 Mpx",),  # the real size, not "over 179 Mpx"
+    "large_12000x10000.png": ("too large .*120 Mpx > 16 Mpx",),
+    "cmyk.jpg": ("under 32 px",),
+    "rgba.png": ("under 32 px",),
+    "animated.gif": ("under 32 px",),
+    "one_pixel.png": ("under 32 px",),
+    "strip_1x4000.png": ("under 32 px",),
+    "strip_10x1000000.png": ("too large|under 32 px",),
+}
+
+
 def test_a_pasted_image_arrives_as_a_data_url(export_dir, painting):
     with open(painting, "rb") as handle:
         encoded = base64.b64encode(handle.read()).decode()
     pasted = uploaded_image({"path": None, "url": f"data:image/jpeg;base64,{encoded}", "meta": {}})
     assert pasted == Path(painting).read_bytes()
-    assert set(DemoBackend(export_dir).classify(pasted)[0]) == {"school", "timeframe", "type"}
+    assert set(DemoBackend(export_dir).classify(pasted).labels) == {"school", "timeframe", "type"}
     with pytest.raises(gr.Error, match="not valid base64"):
         uploaded_image({"path": None, "url": "data:image/jpeg;base64,@@@", "meta": {}})
     with pytest.raises(gr.Error, match="No image arrived"):
@@ -159,11 +260,13 @@ def test_a_pasted_image_arrives_as_a_data_url(export_dir, painting):
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 
 
-def test_a_browser_uploads_a_painting_and_reads_three_labels(served_demo, painting, tmp_path):
-    """End to end in headless Chromium: what a person does, and what they see."""
+def test_a_browser_uploads_explains_and_clicks_an_example(served_demo, painting, tmp_path):
+    """End to end in headless Chromium: what a person does, and what they see (upload -> labels, explain ->
+    overlays of the current image, a new image clears the old overlays, an example click -> labels)."""
     if not (CHROMIUM.is_file() and CHROMEDRIVER.is_file()):
         pytest.skip("needs Debian's chromium and chromium-driver (.ci/run installs them)")
     webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
@@ -180,20 +283,74 @@ def test_a_browser_uploads_a_painting_and_reads_three_labels(served_demo, painti
         "--disable-component-update",
         "--disable-sync",
         "--disable-quic",
+        "--window-size=1400,2400",
         f"--user-data-dir={tmp_path / 'chromium-profile'}",
     ):
         options.add_argument(flag)
+    other = tmp_path / "other.png"
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (90, 70, 3), dtype=np.uint8)).save(other)
     driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+
+    def fresh(read):
+        """`read` retried while gradio re-renders the elements it found (a stale element is not an answer)."""
+
+        def reader():
+            for _ in range(20):
+                try:
+                    return read()
+                except StaleElementReferenceException:
+                    time.sleep(0.1)
+            return read()
+
+        return reader
+
+    def wait(seconds):
+        return WebDriverWait(driver, seconds, ignored_exceptions=(StaleElementReferenceException,))
+
+    @fresh
+    def shown_labels():
+        """The three heads' answers as their labels read, e.g. "Where: school: unsure (best guess Dutch, 19 %)"."""
+        found = []
+        for title in ("Where: school: ", "When: timeframe: ", "What: type: "):
+            path = f"//*[starts-with(normalize-space(text()), '{title}')]"
+            found += [element.text for element in driver.find_elements(By.XPATH, path) if element.text]
+        return found
+
+    @fresh
+    def overlays():
+        captions = driver.find_elements(By.XPATH, "//*[contains(text(), 'school: ')]")
+        return [element.text for element in captions if element.text.startswith("school: ")]
+
+    def click(text):
+        driver.find_element(By.XPATH, f"//button[contains(., '{text}')]").click()
+
+    def upload(path):
+        driver.find_element(By.CSS_SELECTOR, "input[type=file]").send_keys(str(path))
+
     try:
         driver.get(served_demo)
-        WebDriverWait(driver, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, "input[type=file]"))
-        driver.find_element(By.CSS_SELECTOR, "input[type=file]").send_keys(painting)
-        selector = '[data-testid="label-output-value"]'
-        WebDriverWait(driver, 60).until(
-            lambda d: len([e for e in d.find_elements(By.CSS_SELECTOR, selector) if e.text]) == 3
-        )
-        shown = [element.text for element in driver.find_elements(By.CSS_SELECTOR, selector)]
-        assert shown[0] in labels.SCHOOLS and shown[1] in labels.TIMEFRAMES and shown[2] in labels.TYPES
+        wait(30).until(lambda d: d.find_elements(By.CSS_SELECTOR, "input[type=file]"))
+        upload(painting)
+        wait(60).until(lambda d: len(shown_labels()) == 3)
+        shown = shown_labels()
+        for text, vocabulary in zip(shown, (labels.SCHOOLS, labels.TIMEFRAMES, labels.TYPES), strict=True):
+            assert any(name in text for name in vocabulary), shown
+        assert not driver.find_elements(By.CSS_SELECTOR, '[data-testid="label-output-value"]')  # no bold headline
+        click("Why? Grad-CAM")
+        click("Show where each head looked")
+        wait(60).until(lambda d: overlays())
+        # The overlay explains the school shown for THIS image (same class in its caption).
+        assert overlays()[0].split(": ", 1)[1].split(" (")[0] in shown[0]
+        driver.find_element(By.CSS_SELECTOR, "button[aria-label='Remove Image']").click()
+        wait(30).until(lambda d: not overlays() and not shown_labels())
+        upload(other)
+        wait(60).until(lambda d: len(shown_labels()) == 3)
+        assert not overlays()  # the previous image's heatmaps are gone
+        driver.find_element(By.CSS_SELECTOR, "button[aria-label='Remove Image']").click()
+        wait(30).until(lambda d: not shown_labels())
+        example = driver.find_element(By.XPATH, "//*[contains(text(), 'training painting')]/ancestor::button[1]")
+        driver.execute_script("arguments[0].scrollIntoView(); arguments[0].click();", example)
+        wait(60).until(lambda d: len(shown_labels()) == 3)  # an example classifies on click
         driver.save_screenshot(str(tmp_path / "demo.png"))
         assert (tmp_path / "demo.png").stat().st_size > 10_000
     finally:

@@ -261,3 +261,94 @@ def test_format_report_markdown_has_run_info_summary_and_per_class_tables():
     assert "| A | 3 | 66.7% |" in text
     assert "| D | 0 | n/a |" in text
     assert text.index("Summary") < text.index("Per-class accuracy: school") < text.index("Per-class accuracy: time")
+
+
+def test_evaluate_names_its_baselines_and_split_rule(tmp_path):
+    """Chance, the training majority and the evaluated data's own majority, each naming its class: a model can
+    beat the training majority and still lose to always answering the test split's majority (the WikiArt case)."""
+    from artnet import labels
+    from artnet.evaluate import baselines, split_rule_of
+    from artnet.synthetic import synthetic_source
+
+    y_true = np.array([2, 2, 2, 0, -1, 1])  # French x3, Dutch, unknown, Flemish
+    result = baselines(y_true, "school", train_class=4, data_class=2)
+    assert result == {
+        "chance": 1 / 6,
+        "train_majority": {"class": labels.SCHOOLS[4], "top1": 0.0},
+        "data_majority": {"class": "French", "top1": 0.6},
+    }
+    assert baselines(y_true, "school", None, 2)["train_majority"] is None
+    assert split_rule_of("wga/artist:test").startswith("by painter")
+    assert split_rule_of("wga/random:test").startswith("by image")
+    assert split_rule_of("wga/sample:train + wga/sample:validation").startswith("by painter")
+    assert split_rule_of("my_paintings/").startswith("not stated")
+
+    from artnet.evaluate import evaluate
+    from artnet.models.artnet import ArtNet
+
+    source = synthetic_source(12, seed=2)
+    counts = {head: [0] * len(labels.VOCABULARIES[head]) for head in labels.HEADS}
+    for head in labels.HEADS:
+        counts[head][1] = 5  # the training majority is class 1 of every head
+    report = evaluate(ArtNet("tiny", image_size=32), source, tmp_path, train_counts=counts, split_rule="by image")
+    assert report["split_rule"] == "by image"
+    for head, result in report["heads"].items():
+        known = source.labels[head][source.labels[head] >= 0]
+        assert result["majority_baseline"] == result["train_majority"]["top1"] == pytest.approx(np.mean(known == 1))
+        assert result["train_majority"]["class"] == labels.VOCABULARIES[head][1]
+        assert result["data_majority"]["top1"] == pytest.approx(np.bincount(known).max() / len(known))
+        assert result["chance"] == pytest.approx(1 / len(labels.VOCABULARIES[head]))
+    text = (tmp_path / "report.md").read_text()
+    assert "- **split_rule**: by image" in text and "## Baselines" in text
+    school = report["heads"]["school"]
+    assert f"{school['data_majority']['class']}: {100 * school['data_majority']['top1']:.1f}%" in text
+    assert f"{labels.SCHOOLS[1]}: {100 * school['train_majority']['top1']:.1f}%" in text
+
+
+def test_timeframe_year_metrics_on_synthetic_arrays(tmp_path):
+    from artnet import labels
+    from artnet.metrics import block_centres, format_report_markdown, plot_block_distance, timeframe_year_metrics
+
+    names = labels.TIMEFRAMES  # ten blocks, 1401-1450 (centre 1425.5) ... 1851-1900
+    assert block_centres(names)[0] == 1425.5 and block_centres(names)[-1] == 1875.5
+    y_true = np.array([0, 0, 3, 9, -1])
+    predicted = np.array([0, 1, 5, 9, 2])
+    probs = np.eye(10)[predicted]
+    years = np.array([1430, 1440, -1, 1900, 1500])  # the third painting has no year; the last no block
+    result = timeframe_year_metrics(y_true, probs, names, years)
+    assert result["within_one_block"] == 3 / 4
+    assert result["block_distance_fractions"] == [2 / 4, 1 / 4, 1 / 4] + [0.0] * 7
+    errors = [abs(1425.5 - 1430), abs(1475.5 - 1440), abs(1875.5 - 1900)]
+    assert result["year_n"] == 3
+    assert result["year_mae"] == pytest.approx(np.mean(errors))
+    assert result["year_median_ae"] == pytest.approx(np.median(errors))
+    chance = np.mean([np.mean(np.abs(block_centres(names) - year)) for year in (1430, 1440, 1900)])
+    assert result["year_mae_chance"] == pytest.approx(chance)
+    # Uniform chance of landing within one block: 2/10 at an end block, 3/10 inside.
+    assert result["within_one_block_chance"] == pytest.approx(np.mean([0.2, 0.2, 0.3, 0.2]))
+
+    no_years = timeframe_year_metrics(y_true, probs, names)
+    assert no_years["within_one_block"] == 3 / 4 and no_years["year_n"] == 0 and no_years["year_mae"] is None
+    nothing = timeframe_year_metrics(np.array([-1]), np.eye(10)[[0]], names, np.array([1500]))
+    assert nothing["within_one_block"] is None and nothing["year_mae"] is None
+
+    plot_block_distance(result["block_distance_fractions"], tmp_path / "distance.png", "timeframe")
+    assert (tmp_path / "distance.png").stat().st_size > 1000
+    text = format_report_markdown({"heads": {"timeframe": {"n": 4, **result}}})
+    assert "## Time in years" in text
+    assert f"| timeframe | 75.0% | 22.5% | 3 | {np.mean(errors):.1f} | {np.median(errors):.1f} |" in text
+
+
+def test_source_years_from_meta():
+    import tensorflow as tf
+
+    from artnet.sources import Source
+
+    source = Source(
+        name="s",
+        images=tf.data.Dataset.from_tensor_slices(["a", "b", "c"]),
+        labels={head: np.zeros(3, dtype=np.int64) for head in ("school", "timeframe", "type")},
+        meta=[{"year": 1520}, {"year": None}, {}],
+    )
+    assert source.years.tolist() == [1520, -1, -1]
+    assert Source(name="t", images=source.images, labels=source.labels).years.tolist() == [-1, -1, -1]

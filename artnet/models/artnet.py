@@ -77,7 +77,9 @@ class ArtNet(keras.Model):
 
     @classmethod
     def from_config(cls, config: dict) -> ArtNet:
-        return cls(**config)
+        # Loading never fetches weights, whatever the file says: the saved file carries them, and a crafted
+        # `backbone_weights` (a name or URL) would otherwise make opening a model reach out to the network.
+        return cls(**{**config, "backbone_weights": None})
 
     def serving_function(self, embedding: bool = False):
         """A `tf.function` over `SERVING_INPUT`: uint8 images of any size -> {head: float32 probabilities}, plus

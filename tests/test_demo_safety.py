@@ -1,0 +1,349 @@
+"""What makes the demo safe to share: each guarantee of the "safe to share" list, as a test that could fail."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import zipfile
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+import pytest
+from image_corpus import huge_bilevel_png
+from markdown_it import MarkdownIt
+from PIL import Image
+
+import artnet.demo as demo_module
+from artnet.demo import (
+    CONCURRENCY,
+    CONCURRENCY_ID,
+    DemoBackend,
+    build_demo,
+    escape_markdown,
+    launch,
+    model_card_facts,
+    parse_auth,
+    safe_url,
+)
+from artnet.export import export
+from artnet.models.artnet import ArtNet
+from artnet.synthetic import synthetic_source
+
+ROOT = Path(__file__).resolve().parents[1]
+EVIL_TITLES = [
+    "Madonna](https://evil.example/phish) [x",
+    "<img src=http://evil.example/track.gif>",
+    '<form action="https://evil.example"><input name=pw></form>',
+    "**bold** _it_ `code` # heading",
+]
+EVIL_URLS = [
+    "https://evil.example/html/a.html",
+    "javascript:alert(1)",
+    "https://www.wga.hu.evil.example/html/a.html",
+    "http://www.wga.hu/html/a.html",
+    "https://www.wga.hu/html/../../x.html",
+]
+
+
+@pytest.fixture(scope="module")
+def hostile_export(tmp_path_factory):
+    """An export whose catalogue text and links were written by an attacker (the index is data, not code)."""
+    folder = tmp_path_factory.mktemp("hostile-export")
+    source = synthetic_source(10, seed=3)
+    source.meta = [
+        {"author": EVIL_TITLES[i % 4], "title": EVIL_TITLES[(i + 1) % 4], "date": "<b>1600</b>"}
+        | {"url": EVIL_URLS[i % 5] if i < 5 else f"https://www.wga.hu/html/a/{i}.html"}
+        for i in range(10)
+    ]
+    card = {"data": "[click](https://evil.example) <img src=x>", "train_examples": 10}
+    export(ArtNet("tiny", image_size=32), folder, card=card, index_source=source)
+    return folder
+
+
+@pytest.fixture
+def painting(tmp_path):
+    path = tmp_path / "painting.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 48, 3), dtype=np.uint8)).save(path)
+    return str(path)
+
+
+def rendered(markdown: str) -> str:
+    """CommonMark to HTML with raw HTML allowed: stricter than the page (whose sanitizer let <img> and <form>
+    through before), so escaped text must hold here."""
+    return MarkdownIt("commonmark", {"html": True}).render(markdown)
+
+
+def test_catalogue_text_is_escaped_and_links_go_only_to_wga_pages(hostile_export, painting):
+    backend = DemoBackend(hostile_export)
+    answer = backend.classify(painting, k_similar=10)
+    page = rendered(answer.listing) + rendered(model_card_facts(backend.card))
+    assert "<img" not in page and "<form" not in page and "<input" not in page and "<b>" not in page
+    listing = rendered(answer.listing)  # the catalogue's Markdown shows as text, not as bold, code or headings
+    assert "<strong>" not in listing and "<em>" not in listing and "<code>" not in listing and "<h1>" not in listing
+    hrefs = [part.split('"', 1)[0] for part in page.split('href="')[1:]]
+    assert len(hrefs) == 5 and all(href.startswith("https://www.wga.hu/html/a/") for href in hrefs), hrefs
+    assert "Madonna](https://evil.example/phish) [x" in page.replace("&quot;", '"')  # shown, as plain text
+    # Structured neighbours carry no link but a wga.hu page; gallery captions are text (gradio escapes them).
+    assert all(n["url"] is None or n["url"].startswith("https://www.wga.hu/html/") for n in answer.neighbours)
+    assert sum(n["url"] is None for n in answer.neighbours) == 5
+    for url in EVIL_URLS:
+        assert safe_url(url) is None, url
+    assert escape_markdown("a<b>") == "a&lt;b&gt;"
+
+
+def test_uploads_over_64_mib_are_refused_before_they_are_cached(tmp_path, free_port):
+    import httpx
+
+    folder = tmp_path / "export"
+    export(ArtNet("tiny", image_size=32), folder, card={"train_examples": 10})
+    demo = build_demo(folder)
+    port = free_port()
+    launch(demo, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        url = f"http://127.0.0.1:{port}/gradio_api/upload"
+        big = httpx.post(url, files={"files": ("big.png", b"\0" * (64 * 2**20 + 1), "image/png")}, timeout=60)
+        assert big.status_code == 413, big.text
+        small = httpx.post(url, files={"files": ("small.png", b"\0" * 1024, "image/png")}, timeout=60)
+        assert small.status_code == 200
+    finally:
+        demo.close()
+
+
+def test_auth_from_the_command_line_or_a_file_and_the_served_page_requires_it(tmp_path, free_port, painting):
+    from gradio_client import Client, handle_file
+
+    assert parse_auth("ann:s3cret:x") == [("ann", "s3cret:x")]
+    logins = tmp_path / "logins"
+    logins.write_text("# visitors\nbob:pw1\n\ncarol:pw2\n")
+    assert parse_auth("ann:pw", logins) == [("ann", "pw"), ("bob", "pw1"), ("carol", "pw2")]
+    assert parse_auth(None, None) is None
+    for bad in ("ann", "ann:", ":pw"):
+        with pytest.raises(ValueError, match="user:password"):
+            parse_auth(bad)
+
+    folder = tmp_path / "export"
+    export(ArtNet("tiny", image_size=32), folder, card={"train_examples": 10})
+    demo = build_demo(folder)
+    port = free_port()
+    launch(
+        demo, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, auth=parse_auth("ann:pw")
+    )
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        with pytest.raises(Exception):  # noqa: B017  (gradio_client's error for a refused login varies)
+            Client(url, verbose=False)
+        with pytest.raises(Exception):  # noqa: B017
+            Client(url, auth=("ann", "wrong"), verbose=False)
+        client = Client(url, auth=("ann", "pw"), verbose=False)
+        assert client.predict(handle_file(painting), api_name="/classify")[0]["label"]
+    finally:
+        demo.close()
+
+
+def test_share_without_auth_prints_a_warning(monkeypatch, capsys):
+    launched = []
+
+    class FakeBlocks:
+        def launch(self, **options):
+            launched.append(options)
+
+    monkeypatch.setattr(demo_module, "remove_files_on_sigterm", lambda: None)
+    launch(FakeBlocks(), share=True)
+    assert "--share without --auth publishes this demo" in capsys.readouterr().err
+    launch(FakeBlocks(), share=True, auth=[("ann", "pw")])
+    launch(FakeBlocks(), share=False)
+    assert capsys.readouterr().err == ""
+    assert all(options["max_file_size"] == "64mb" for options in launched)
+
+
+def test_one_concurrency_budget_for_every_event_that_runs_the_model(tmp_path):
+    folder = tmp_path / "export"
+    export(ArtNet("tiny", image_size=32), folder, card={"train_examples": 10})
+    demo = build_demo(folder)
+    heavy = [fn for fn in demo.fns.values() if fn.queue]
+    assert {fn.name for fn in heavy} >= {"on_classify", "on_new_image", "on_explain"}
+    assert {(fn.concurrency_id, fn.concurrency_limit) for fn in heavy} == {(CONCURRENCY_ID, CONCURRENCY)}
+    # Unqueued events (clearing, titles) touch no image: they must not read uploads.
+    assert all(fn.name in ("clear", "retitle") for fn in demo.fns.values() if not fn.queue)
+
+
+def test_concurrent_requests_share_forward_passes_and_keep_their_own_errors(hostile_export, painting, tmp_path):
+    backend = DemoBackend(hostile_export)
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    inputs = [painting if i % 4 else str(bad) for i in range(16)]
+    results = [None] * len(inputs)
+    start = threading.Barrier(len(inputs))
+    passes_before = backend.predictor.forward_passes
+
+    def request(index):
+        start.wait()
+        try:
+            results[index] = backend.classify(inputs[index]).labels
+        except gr.Error as error:
+            results[index] = error
+
+    threads = [threading.Thread(target=request, args=(i,)) for i in range(len(inputs))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for path, result in zip(inputs, results, strict=True):
+        if path == painting:
+            assert set(result) == {"school", "timeframe", "type"}
+        else:
+            assert isinstance(result, gr.Error) and "cannot be read" in result.message
+    assert backend.predictor.forward_passes - passes_before < 12  # 12 good requests, fewer passes
+    assert max(backend.batcher.batch_sizes) > 1
+
+
+def test_gradcam_files_are_capped(hostile_export, painting, monkeypatch):
+    monkeypatch.setattr(demo_module, "OVERLAY_MAX_FILES", 5)
+    backend = DemoBackend(hostile_export)
+    for _ in range(4):
+        returned = backend.explain(painting)
+    files = sorted(backend._overlays.iterdir())
+    assert len(files) == 5 and {Path(path) for path, _ in returned} <= set(files)  # the newest are kept
+    backend.close()
+    assert not backend._overlays.exists()
+
+
+SERVER = """
+import sys
+from artnet.demo import build_demo, launch
+demo = build_demo(sys.argv[1])
+demo.backend.explain(sys.argv[2])
+print(demo.backend._overlays, flush=True)
+if sys.argv[3] == "exit":
+    sys.exit(0)
+launch(demo, server_name="127.0.0.1", server_port=int(sys.argv[4]), quiet=True)
+"""
+
+
+@pytest.mark.parametrize("ending", ["sigterm", "exit"])
+def test_gradcam_files_are_removed_on_sigterm_and_at_exit(hostile_export, painting, free_port, ending):
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
+    args = [sys.executable, "-c", SERVER, str(hostile_export), painting, ending, str(free_port())]
+    server = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    try:
+        folder = Path(server.stdout.readline().strip())
+        assert folder.name.startswith("artnet-gradcam-"), folder
+        if ending == "sigterm":
+            assert any(folder.glob("*.png"))
+            server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=120) == (-signal.SIGTERM if ending == "sigterm" else 0)
+        assert not folder.exists()
+    finally:
+        if server.poll() is None:
+            server.kill()
+
+
+def test_loading_a_crafted_keras_file_never_fetches_weights(tmp_path, monkeypatch):
+    """A .keras file is a zip whose config.json may say anything: here, ImageNet weights from a URL."""
+    from artnet.export import load_model
+    from artnet.models import artnet as artnet_module
+
+    path = tmp_path / "model.keras"
+    ArtNet("tiny", image_size=32).save(path)
+    crafted = tmp_path / "crafted.keras"
+    with zipfile.ZipFile(path) as original, zipfile.ZipFile(crafted, "w") as out:
+        for item in original.infolist():
+            data = original.read(item.filename)
+            if item.filename == "config.json":
+                config = json.loads(data)
+                config["config"]["backbone_weights"] = "https://evil.example/weights.h5"
+                data = json.dumps(config).encode()
+            out.writestr(item, data)
+    asked = []
+    real = artnet_module.build_backbone
+    monkeypatch.setattr(
+        artnet_module,
+        "build_backbone",
+        lambda name, weights, **kw: asked.append(weights) or real(name, weights=None, **kw),
+    )
+    model = load_model(crafted)
+    assert asked == [None] and model.backbone_name == "tiny"
+
+
+@pytest.mark.parametrize(
+    ("size", "expected", "title"),
+    [
+        ((1, 1), "image too small: 1x1 px, under 32 px a side", "Image refused"),
+        ((31, 200), "under 32 px a side", "Image refused"),
+        ((40, 400), "extreme aspect ratio: 40x400 px is 10:1, over 5:1", "Image refused"),
+        ((32, 160), None, None),  # 5:1 at 32 px: still answered
+    ],
+)
+def test_tiny_and_extreme_images_are_refused_saying_so(hostile_export, tmp_path, size, expected, title):
+    backend = DemoBackend(hostile_export)
+    path = tmp_path / "image.png"
+    Image.new("RGB", size, (120, 80, 40)).save(path)
+    if expected is None:
+        assert set(backend.classify(str(path)).labels) == {"school", "timeframe", "type"}
+        return
+    for call in (backend.classify, backend.explain):
+        with pytest.raises(gr.Error, match=expected) as raised:
+            call(str(path))
+        assert raised.value.title == title and "cannot be read" not in raised.value.message
+
+
+def test_the_size_refusal_reports_the_real_megapixels_and_is_not_called_unreadable(hostile_export, tmp_path):
+    backend = DemoBackend(hostile_export)
+    for (width, height), megapixels in (((20_000, 20_000), "400 Mpx"), ((5_000, 4_000), "20 Mpx")):
+        path = tmp_path / f"{width}.png"
+        path.write_bytes(huge_bilevel_png(width, height))
+        with pytest.raises(gr.Error, match=f"too large.*{megapixels} > 16 Mpx") as raised:
+            backend.classify(str(path))
+        assert raised.value.title == "Image too large" and "cannot be read" not in raised.value.message
+
+
+LOGGING_SERVER = """
+import sys
+from artnet.demo import build_demo, launch
+launch(build_demo(sys.argv[1]), server_name="127.0.0.1", server_port=int(sys.argv[2]))
+"""
+
+
+def test_an_expected_user_error_logs_one_line_and_no_traceback(hostile_export, tmp_path, free_port):
+    """The server's own output, as its operator reads it: one line per refused upload, one start-up banner."""
+    import httpx
+    from gradio_client import Client, handle_file
+
+    bad = tmp_path / "notes.jpg"
+    bad.write_text("not an image")
+    port = free_port()
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
+    log = tmp_path / "server.log"
+    with open(log, "w") as sink:
+        server = subprocess.Popen(
+            [sys.executable, "-c", LOGGING_SERVER, str(hostile_export), str(port)],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        for _ in range(240):
+            try:
+                if httpx.get(url, timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if server.poll() is not None:
+                pytest.fail(log.read_text())
+            time.sleep(0.5)
+        with pytest.raises(Exception, match="cannot be read"):
+            Client(url, verbose=False).predict(handle_file(str(bad)), api_name="/classify")
+        time.sleep(0.5)
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+    output = log.read_text()
+    refused = [line for line in output.splitlines() if "refused a request" in line]
+    assert len(refused) == 1 and "notes.jpg" in refused[0], output
+    assert "Traceback" not in output, output
+    assert output.count("Running on local URL") == 1 and "DatasetInfo" not in output, output
