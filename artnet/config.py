@@ -39,7 +39,19 @@ class DataConfig:
     data_dir: str = "data/tfds"
     folder: str = ""  # for source == "folder"
     csv: str = ""  # default <folder>/labels.csv
-    split_by: str = "author"  # how a folder is split 70/15/15 (hash of this column)
+    split_by: str = "author"  # how a folder is split 70/15/15 (groups of this column: no group in two splits)
+    stratify: bool = True  # group-stratified folder splits (every class of >= 3 painters has training painters)
+    # More labelled folders (labels.csv + images, blank = unknown) whose splits join the main source's splits,
+    # e.g. the WikiArt sample beside the wga build. A label one source lacks is unknown there: masked, not lost.
+    extra_folders: tuple[str, ...] = ()
+    # Heads-only training (no fine-tuning phase) reads the frozen backbone's pooled features from the feature
+    # cache (`artnet.features`), this many views per training image (1 = plain; 2 adds the mirror image; more
+    # add augmented warps): the backbone runs once per view, not once per epoch. 0 = through the pipeline.
+    feature_views: int = 0
+
+    def __post_init__(self):
+        self.extra_folders = tuple(self.extra_folders)  # config.json holds a list
+
     batch_size: int = 16  # per replica; the global batch is this x replicas
     cache: bool = True  # decoded uint8 images in memory (3.1 GB for 9.5k images at 331 px)
     augment: Augment = dataclasses.field(default_factory=Augment)

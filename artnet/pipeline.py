@@ -13,7 +13,15 @@ import tensorflow as tf
 
 from artnet import labels
 from artnet.config import Augment
-from artnet.preprocessing import affine_warp, decode_and_resize
+from artnet.preprocessing import (
+    affine_warp,
+    canvas_size,
+    crop_warp_transform,
+    decode_and_resize,
+    decode_for_warp,
+    to_canvas,
+    warp_canvases,
+)
 from artnet.sources import Source
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -80,21 +88,21 @@ def make_dataset(
         for head in heads
     }
     dataset = tf.data.Dataset.zip(source.images, tf.data.Dataset.from_tensor_slices(label_tensors))
+    augment = augment if training else None
+    if augment is not None and not cache:
+        return _fused_training_dataset(
+            dataset, heads, tables, image_size, batch_size, augment, shuffle_buffer, seed, drop_remainder, len(source)
+        )
     dataset = dataset.map(lambda encoded, y: (decode_and_resize(encoded, image_size), y), num_parallel_calls=AUTOTUNE)
     if cache:
         dataset = dataset.cache(cache if isinstance(cache, str) else "")
     if training:
         dataset = dataset.shuffle(min(shuffle_buffer, max(1, len(source))), seed=seed, reshuffle_each_iteration=True)
 
-    def with_weights(image, y):
-        known = {head: y[head] >= 0 for head in heads}
-        targets = {head: tf.where(known[head], y[head], 0) for head in heads}
-        weights = {head: tf.where(known[head], tf.gather(tables[head], targets[head]), 0.0) for head in heads}
-        return image, targets, weights
-
-    dataset = dataset.map(with_weights, num_parallel_calls=AUTOTUNE)
+    dataset = dataset.map(
+        lambda image, y: (image, *_targets_and_weights(y, heads, tables)), num_parallel_calls=AUTOTUNE
+    )
     dataset = dataset.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=AUTOTUNE)
-    augment = augment if training else None
     if augment is not None:
         randaugment = _randaugment() if augment.randaugment else None
 
@@ -114,3 +122,49 @@ def _randaugment():
     import keras_cv
 
     return keras_cv.layers.RandAugment(value_range=(0, 255), augmentations_per_image=2, magnitude=0.3)
+
+
+def _targets_and_weights(y, heads, tables):
+    """Unknown labels (-1) -> class 0 with weight 0; known ones weigh their class's table entry."""
+    known = {head: y[head] >= 0 for head in heads}
+    targets = {head: tf.where(known[head], y[head], 0) for head in heads}
+    weights = {head: tf.where(known[head], tf.gather(tables[head], targets[head]), 0.0) for head in heads}
+    return targets, weights
+
+
+def _fused_training_dataset(
+    dataset, heads, tables, image_size, batch_size, augment, shuffle_buffer, seed, drop_remainder, length
+):
+    """Augmented training batches, each image resampled ONCE from its decoded pixels (the fast path).
+
+    What it changes, measured by benchmarks/input_pipeline.py on 2 cores (keep what wins):
+    - shuffle the encoded bytes, not decoded images: the buffer holds ~20 KB JPEGs, not 330 KB pixels;
+    - decode (DCT-downscaled for big JPEGs) and fold resize + crop + flip/rotation/shift/zoom into one matrix per
+      image (`crop_warp_transform`), so there is no antialiased resize and no second resampling;
+    - labels, weights and the matrix are computed in that same map: one dataset stage per image, not three;
+    - sample the batch in one XLA-compiled bilinear gather (`warp_canvases`), ~4x ImageProjectiveTransformV3;
+    - the float32 cast happens inside the warp, on output pixels only (the batch moves as uint8 until then);
+    - `deterministic=False`: training order is random anyway, so a slow image never stalls the batch.
+    With `cache=True` the old path stays (decoded, resized uint8 reused every epoch, warped per batch).
+    """
+    canvas = canvas_size(image_size)
+    dataset = dataset.shuffle(min(shuffle_buffer, max(1, length)), seed=seed, reshuffle_each_iteration=True)
+
+    def prepare(encoded, y):
+        image = decode_for_warp(encoded, image_size)
+        transform = crop_warp_transform(tf.shape(image), image_size, augment)
+        pixels, transform, height_width = to_canvas(image, transform, canvas)
+        return (pixels, transform, height_width), *_targets_and_weights(y, heads, tables)
+
+    dataset = dataset.map(prepare, num_parallel_calls=AUTOTUNE, deterministic=False)
+    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=AUTOTUNE)
+    randaugment = _randaugment() if augment.randaugment else None
+
+    def warp(canvases, y, w):
+        images = warp_canvases(*canvases, image_size)
+        if randaugment is not None:
+            images = randaugment(images)
+        return images, y, w
+
+    dataset = dataset.map(warp, num_parallel_calls=AUTOTUNE, deterministic=False)
+    return dataset.prefetch(AUTOTUNE)

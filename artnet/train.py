@@ -9,6 +9,7 @@ phase's best).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -20,9 +21,10 @@ import tensorflow as tf
 
 from artnet import labels, pipeline
 from artnet.config import TrainConfig
-from artnet.models.artnet import ArtNet
+from artnet.models.artnet import POOLED, ArtNet
+from artnet.models.backbones import leaf_layers
 from artnet.models.losses import head_loss
-from artnet.sources import Source, folder_source, wga_source
+from artnet.sources import SPLITS, Source, concat_sources, folder_source, wga_source
 from artnet.workdir import Workdir
 
 
@@ -75,15 +77,25 @@ def set_precision(name: str) -> str:
 
 
 def load_sources(config: TrainConfig) -> dict[str, Source]:
+    """Train / validation / test of the config's data: its main source plus the same split of each extra folder."""
     settings = config.data
-    if settings.source == "wga":
-        return {s: wga_source(settings.wga_config, s, settings.data_dir) for s in ("train", "validation", "test")}
-    if settings.source == "folder":
-        return {
-            s: folder_source(settings.folder, settings.csv or None, split=s, split_by=settings.split_by)
-            for s in ("train", "validation", "test")
-        }
-    raise ValueError(f"unknown data source {settings.source!r}: wga or folder")
+    if settings.source not in ("wga", "folder"):
+        raise ValueError(f"unknown data source {settings.source!r}: wga or folder")
+
+    def main_source(split: str) -> Source:
+        if settings.source == "wga":
+            return wga_source(settings.wga_config, split, settings.data_dir)
+        return folder_source(
+            settings.folder, settings.csv or None, split=split, split_by=settings.split_by, stratify=settings.stratify
+        )
+
+    def extra_sources(split: str) -> list[Source]:
+        return [
+            folder_source(folder, split=split, split_by=settings.split_by, stratify=settings.stratify)
+            for folder in settings.extra_folders
+        ]
+
+    return {split: concat_sources([main_source(split), *extra_sources(split)]) for split in SPLITS}
 
 
 def label_counts(source: Source) -> dict[str, list[int]]:
@@ -156,19 +168,6 @@ def set_trainable(model: ArtNet, phase: str, config: TrainConfig) -> None:
         for layer in layers:
             if isinstance(layer, keras.layers.BatchNormalization):
                 layer.trainable = False
-
-
-def leaf_layers(model: keras.Model) -> list[keras.layers.Layer]:
-    """Every layer inside `model`, nested models opened, in order. The keras.applications backbones sit inside
-    a wrapper model as ONE layer (see `artnet.models.backbones`): `model.layers` alone would never reach their
-    BatchNormalization layers or the layer named by `unfreeze`."""
-    leaves = []
-    for layer in model.layers:
-        if isinstance(layer, keras.Model):
-            leaves.extend(leaf_layers(layer))
-        else:
-            leaves.append(layer)
-    return leaves
 
 
 # --- logging ---------------------------------------------------------------------------------------------
@@ -258,6 +257,114 @@ def check_backup(backup_dir: Path) -> None:
         ) from error
 
 
+# --- training from the feature cache ----------------------------------------------------------------------
+
+
+def heads_only(config: TrainConfig) -> bool:
+    return config.unfreeze == "none" or config.head_epochs >= config.epochs
+
+
+def cut_layer(backbone: keras.Model, unfreeze: str) -> str:
+    """The layer whose output feeds `unfreeze`: everything up to it stays frozen, so its output can be cached."""
+    tensor = backbone.get_layer(unfreeze).input
+    history = getattr(tensor, "_keras_history", None)
+    if history is None:
+        raise ValueError(f"cannot cache the input of {unfreeze!r}: it is not produced by one layer")
+    return history.operation.name
+
+
+def fit_from_cache(model: ArtNet, config: TrainConfig, sources: dict, tables: dict, workdir: Workdir) -> None:
+    """Both phases on cached features instead of images: the same layers, losses and weights, a fraction of the cost.
+
+    Heads: on the frozen backbone's pooled features (seconds per epoch). Fine-tuning from `unfreeze`: the
+    frozen front of the backbone ran once per view into the cache (the input of `unfreeze`), and only the
+    unfrozen tail runs per step. The training graph reuses the ArtNet's own layers, so what it learns is the
+    model's. This is exact because the front is frozen, BatchNormalization included (inference mode either way);
+    the one difference from image training is that augmentation is a fixed set of `feature_views` views.
+    """
+    from artnet.features import POOLED as POOLED_FEATURES
+    from artnet.features import FeatureSpec, cached_features
+
+    spec = FeatureSpec(
+        backbone=config.backbone,
+        weights=config.backbone_weights,
+        image_size=model.image_size,
+        views=config.data.feature_views,
+        augment=config.data.augment,
+    )
+
+    def targets(source, weight_tables, views):
+        ys, ws = {}, {}
+        for head in model.heads:
+            values = source.labels[head]
+            table = weight_tables[head] if weight_tables else np.ones(len(labels.VOCABULARIES[head]), np.float32)
+            ys[head] = np.tile(np.clip(values, 0, None), views)
+            ws[head] = np.tile(pipeline.sample_weights(values, table), views)
+        return ys, ws
+
+    def dataset(features, source, weight_tables, training):
+        views = features.shape[0]
+        x = features.reshape((-1, *features.shape[2:]))
+        y, w = targets(source, weight_tables, views)
+        data = tf.data.Dataset.from_tensor_slices((x, y, w))
+        if training:
+            data = data.shuffle(len(x), seed=config.seed, reshuffle_each_iteration=True)
+        data = data.batch(config.data.batch_size).map(lambda a, b, c: (tf.cast(a, tf.float32), b, c))
+        return data.prefetch(tf.data.AUTOTUNE)
+
+    def fit(network, layer_name, phase, first_epoch, last_epoch, learning_rate):
+        layer_spec = dataclasses.replace(spec, layer=layer_name)
+        train_data = dataset(cached_features(sources["train"], layer_spec), sources["train"], tables, True)
+        val_spec = dataclasses.replace(layer_spec, views=1)
+        val_data = dataset(cached_features(sources["validation"], val_spec), sources["validation"], None, False)
+        network.heads = model.heads  # what compile_model reads
+        steps = len(train_data) * (last_epoch - first_epoch)
+        compile_model(network, config, learning_rate, steps)
+        callbacks = [
+            JsonLines(workdir.metrics_jsonl, phase),
+            keras.callbacks.CSVLogger(str(workdir.metrics_csv), append=True),
+        ]
+        if config.early_stopping_patience:
+            callbacks.append(
+                keras.callbacks.EarlyStopping(
+                    monitor="val_loss", patience=config.early_stopping_patience, restore_best_weights=True
+                )
+            )
+        print(
+            f"phase {phase} from the feature cache ({layer_name}, {spec.views} view(s)): "
+            f"epochs {first_epoch + 1}-{last_epoch}"
+        )
+        network.fit(
+            train_data,
+            validation_data=val_data,
+            epochs=last_epoch,
+            initial_epoch=first_epoch,
+            callbacks=callbacks,
+            shuffle=False,  # the dataset shuffles
+            verbose=2,
+        )
+
+    def on_top(features):
+        dropped = model.get_layer("dropout")(features)
+        return {head: model.get_layer(head)(dropped) for head in model.heads}
+
+    set_trainable(model, "heads", config)
+    width = model.get_layer(POOLED).output.shape[-1]
+    pooled_input = keras.Input((width,), name="pooled_features")
+    if config.head_epochs:
+        heads_network = keras.Model(pooled_input, on_top(pooled_input), name="heads_on_cache")
+        fit(heads_network, POOLED_FEATURES, "heads", 0, min(config.head_epochs, config.epochs), config.learning_rate)
+    if heads_only(config):
+        return
+    set_trainable(model, "fine_tune", config)
+    backbone = model.backbone
+    cut = cut_layer(backbone, config.unfreeze)
+    tail = keras.Model(backbone.get_layer(cut).output, backbone.output, name="unfrozen_tail")
+    cut_input = keras.Input(tuple(backbone.get_layer(cut).output.shape[1:]), name="cached_features")
+    tail_network = keras.Model(cut_input, on_top(model.get_layer(POOLED)(tail(cut_input))), name="tail_on_cache")
+    fit(tail_network, cut, "fine_tune", config.head_epochs, config.epochs, config.fine_tune_learning_rate)
+
+
 # --- the run ---------------------------------------------------------------------------------------------
 
 
@@ -301,6 +408,23 @@ def train(
             dropout=config.dropout,
             backbone_weights=config.backbone_weights,
         )
+    started = time.monotonic()
+    if config.data.feature_views and config.backbone_weights:
+        fit_from_cache(model, config, sources, tables, workdir)
+        model.save(str(workdir.model))
+        workdir.train_summary.write_text(
+            json.dumps(
+                {
+                    "seconds": round(time.monotonic() - started, 1),
+                    "parameters": int(model.count_params()),
+                    "replicas": replicas,
+                    "global_batch": global_batch,
+                    "precision": precision,
+                    "feature_views": config.data.feature_views,
+                }
+            )
+        )
+        return model
     size = model.image_size
     train_ds = pipeline.make_dataset(
         sources["train"],
@@ -327,7 +451,6 @@ def train(
     head_epochs = min(config.head_epochs, config.epochs) if config.backbone_weights else 0
     plan = [("heads", 0, head_epochs, config.learning_rate)]
     plan.append(("fine_tune", head_epochs, config.epochs, config.fine_tune_learning_rate))
-    started = time.monotonic()
     for phase, first_epoch, last_epoch, learning_rate in plan:
         done_marker = workdir.phase_done(phase)
         if last_epoch <= first_epoch:

@@ -66,6 +66,19 @@ def build_backbone(name: str, weights: str | None = "imagenet", image_size: int 
         ) from error
 
 
+def leaf_layers(model: keras.Model) -> list[keras.layers.Layer]:
+    """Every layer inside `model`, nested models opened, in order. The keras.applications backbones sit inside
+    a wrapper model as ONE layer (see `artnet.models.backbones`): `model.layers` alone would never reach their
+    BatchNormalization layers or the layer named by `unfreeze`."""
+    leaves = []
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            leaves.extend(leaf_layers(layer))
+        else:
+            leaves.append(layer)
+    return leaves
+
+
 def _keras_application(constructor, scale_to_unit_range: bool, name: str):
     """Wrap a keras.applications constructor: fixed input shape, preprocessing inside."""
 
@@ -90,9 +103,9 @@ def _tiny(weights: str | None, size: int) -> keras.Model:
         raise BackboneError("the tiny test backbone has no ImageNet weights; use weights=None")
     images = keras.Input((size, size, 3), name="images")
     x = keras.layers.Rescaling(1 / 255.0, name="preprocess")(images)
-    for filters in (16, 32):
-        x = keras.layers.Conv2D(filters, 3, strides=2, padding="same", activation="relu")(x)
-        x = keras.layers.BatchNormalization()(x)
+    for number, filters in enumerate((16, 32), start=1):  # named, so that `unfreeze` can name a layer
+        x = keras.layers.Conv2D(filters, 3, strides=2, padding="same", activation="relu", name=f"tiny_conv{number}")(x)
+        x = keras.layers.BatchNormalization(name=f"tiny_bn{number}")(x)
     return keras.Model(images, x, name="tiny")
 
 

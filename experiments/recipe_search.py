@@ -1,0 +1,255 @@
+"""Recipe search for the cpu recipe, on validation only: which training recipe earns its fine-tuning?
+
+Every variant is the cpu recipe (`experiments/configs/cpu.py:multihead`) plus overrides, trained from the feature
+cache (the frozen front of EfficientNet-Lite0 runs once per view; only the unfrozen tail trains), and scored on
+the painter-disjoint VALIDATION split, plain and with test-time flip (the mean of the image's and its mirror's
+probabilities). The linear probe is scored on the same validation images. Nothing here looks at the test split:
+the winner is then trained once with `artnet train` and reported on test by `experiments/compare.py`.
+
+    .venv/bin/python experiments/recipe_search.py --out experiments/results/recipe_search   # resumable
+
+Writes `<out>.csv` and `<out>.md` (one row per variant x head) and prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from artnet import labels  # noqa: E402
+from artnet.config import apply_overrides, load_config  # noqa: E402
+
+RECIPE = str(Path(__file__).resolve().parent / "configs" / "cpu.py") + ":multihead"
+COMMON = ["data.feature_views=2"]
+CONVERGE = ["head_epochs=15", "early_stopping_patience=2"]
+LAST_STAGE = ["unfreeze=block7a_expand_conv", "epochs=27"]  # the last stage + top conv: 1.0 of 3.4 M weights
+# name -> overrides on top of the cpu recipe (and COMMON). Epoch counts are maxima: early stopping on validation
+# loss (patience 2, best weights restored) decides, except in `today`, the old recipe as it was (fine-tuning the
+# last two stages, 2 + 2 epochs). Fine-tuning from block6a costs ~2 min per epoch from the cache on 2 cores,
+# from block7a ~4x less: the search explores from block7a.
+VARIANTS: dict[str, list[str]] = {
+    "today (2+2 epochs, from block6a)": ["unfreeze=block6a_expand_conv", "early_stopping_patience=0"],
+    "heads only, converged": ["head_epochs=40", "epochs=40", "early_stopping_patience=3"],
+    "from block7a, converged": CONVERGE + LAST_STAGE,
+    "from block7a, label smoothing 0.1": CONVERGE + LAST_STAGE + ["label_smoothing=0.1"],
+    "from block7a, class weights ^0.5": CONVERGE + LAST_STAGE + ["class_weight_power=0.5"],
+    "from block7a, AdamW wd 0.05": CONVERGE + LAST_STAGE + ["optimizer=adamw", "weight_decay=0.05"],
+}
+COLUMNS = (
+    "variant",
+    "head",
+    "n",
+    "top1",
+    "balanced_accuracy",
+    "top1_flip",
+    "balanced_accuracy_flip",
+    "epochs",
+    "seconds",
+)
+
+
+def validation_probabilities(model, config, sources) -> tuple[dict, dict]:
+    """Per head, validation probabilities plain and with test-time flip, from cached front features."""
+    import keras
+
+    from artnet.features import FeatureSpec, cached_features
+    from artnet.models.artnet import POOLED
+    from artnet.train import cut_layer, heads_only
+
+    backbone = model.backbone
+    # A heads-only model is scored through the same path, from the input of the last stage.
+    cut = cut_layer(backbone, "block7a_expand_conv" if heads_only(config) else config.unfreeze)
+    spec = FeatureSpec(config.backbone, config.backbone_weights, model.image_size, layer=cut, views=2)
+    views = cached_features(sources["validation"], spec)
+    tail = keras.Model(backbone.get_layer(cut).output, backbone.output)
+    cut_input = keras.Input(tuple(views.shape[2:]))
+    pooled = model.get_layer(POOLED)(tail(cut_input))
+    network = keras.Model(cut_input, {head: model.get_layer(head)(pooled) for head in model.heads})
+    plain = network.predict(views[0].astype(np.float32), batch_size=64, verbose=0)
+    mirrored = network.predict(views[1].astype(np.float32), batch_size=64, verbose=0)
+    return (
+        {head: np.asarray(plain[head]) for head in model.heads},
+        {head: (np.asarray(plain[head]) + np.asarray(mirrored[head])) / 2 for head in model.heads},
+    )
+
+
+def scores(y_true: np.ndarray, probabilities: np.ndarray) -> tuple[int, float, float]:
+    from sklearn.metrics import accuracy_score, balanced_accuracy_score
+
+    known = y_true >= 0
+    predicted = probabilities.argmax(axis=1)[known]
+    return (
+        int(known.sum()),
+        float(accuracy_score(y_true[known], predicted)),
+        float(balanced_accuracy_score(y_true[known], predicted)),
+    )
+
+
+def probe_rows(sources, config, probe_dir: Path) -> list[dict]:
+    """The linear probe on the same validation images (C and class weighting chosen there: its best case).
+
+    Read from the probe arm's own choices (`artnet probe`, its `probe.json`) when they exist; else fitted here.
+    """
+    from artnet.workdir import Workdir
+
+    choices_file = Workdir(probe_dir).probe_choices
+    if choices_file.is_file():
+        rows = []
+        for head, choice in json.loads(choices_file.read_text())["choices"].items():
+            rows.append(
+                {
+                    "variant": f"linear probe (C={choice['C']}, {choice['class_weight'] or 'unweighted'})",
+                    "head": head,
+                    "n": int((sources["validation"].labels[head] >= 0).sum()),
+                    "top1": choice["validation_top1"],
+                    "balanced_accuracy": choice["validation_balanced_accuracy"],
+                    "top1_flip": None,
+                    "balanced_accuracy_flip": None,
+                    "epochs": None,
+                    "seconds": None,
+                }
+            )
+        return rows
+    from artnet.features import FeatureSpec, cached_features
+    from artnet.probe import choose_and_fit
+
+    spec = FeatureSpec(config.backbone, config.backbone_weights, config.image_size)
+    train_x = cached_features(sources["train"], spec)[0].astype(np.float32)
+    val_x = cached_features(sources["validation"], spec)[0].astype(np.float32)
+    rows = []
+    for head in labels.HEADS:
+        started = time.monotonic()
+        _, choice = choose_and_fit(
+            head, train_x, sources["train"].labels[head], val_x, sources["validation"].labels[head]
+        )
+        n = int((sources["validation"].labels[head] >= 0).sum())
+        rows.append(
+            {
+                "variant": f"linear probe (C={choice.C}, {choice.class_weight or 'unweighted'})",
+                "head": head,
+                "n": n,
+                "top1": choice.validation_top1,
+                "balanced_accuracy": choice.validation_balanced_accuracy,
+                "top1_flip": None,
+                "balanced_accuracy_flip": None,
+                "epochs": None,
+                "seconds": round(time.monotonic() - started, 1),
+            }
+        )
+    return rows
+
+
+def run_variant(name: str, overrides: list[str], runs: Path, sources) -> list[dict]:
+    from artnet.train import train
+
+    config = apply_overrides(load_config(RECIPE), COMMON + overrides)
+    workdir = runs / "".join(c if c.isalnum() else "_" for c in name).strip("_")
+    started = time.monotonic()
+    model = train(config, workdir, sources)
+    seconds = round(time.monotonic() - started, 1)
+    epochs = sum(1 for _ in (workdir / "metrics.jsonl").read_text().splitlines())
+    plain, flipped = validation_probabilities(model, config, sources)
+    rows = []
+    for head in model.heads:
+        y_true = sources["validation"].labels[head]
+        n, top1, balanced = scores(y_true, plain[head])
+        _, top1_flip, balanced_flip = scores(y_true, flipped[head])
+        rows.append(
+            {
+                "variant": name,
+                "head": head,
+                "n": n,
+                "top1": top1,
+                "balanced_accuracy": balanced,
+                "top1_flip": top1_flip,
+                "balanced_accuracy_flip": balanced_flip,
+                "epochs": epochs,
+                "seconds": seconds,
+            }
+        )
+    return rows
+
+
+def _percent(value) -> str:
+    return "" if value is None or value == "" else f"{100 * float(value):.1f}"
+
+
+def to_markdown(rows: list[dict], command: str) -> str:
+    lines = [
+        "# Recipe search (validation split only)",
+        "",
+        "- data: ../shared/wikiart-sample, group-stratified by painter; validation = painters seen in no training step",
+        "- every variant: cpu recipe, EfficientNet-Lite0 (ImageNet), trained on the feature cache (2 views: image + "
+        "mirror), overrides as named; `flip` = test-time flip; the probe's C and class weighting were chosen on "
+        "this same validation split (its best case)",
+        f"- command: `{command}`",
+        "",
+        "| variant | head | n | top-1 % | balanced % | top-1 % flip | balanced % flip | epochs | train s |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row['variant']} | {row['head']} | {row['n']} | {_percent(row['top1'])} | "
+            f"{_percent(row['balanced_accuracy'])} | {_percent(row['top1_flip'])} | "
+            f"{_percent(row['balanced_accuracy_flip'])} | {row['epochs'] or ''} | {row['seconds'] or ''} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=Path("experiments/results/recipe_search"))
+    parser.add_argument("--runs", type=Path, default=Path("runs/recipe_search"))
+    parser.add_argument("--probe", type=Path, default=Path("runs/cpu/probe"), help="the probe arm's workdir")
+    parser.add_argument("--only", action="append", default=[], help="run only these variants (repeatable)")
+    args = parser.parse_args(argv)
+    from artnet.train import load_sources
+
+    base = load_config(RECIPE)
+    sources = load_sources(base)
+    done_file = args.runs / "rows.jsonl"  # resumable: finished variants are not trained again
+    args.runs.mkdir(parents=True, exist_ok=True)
+    done = [json.loads(line) for line in done_file.read_text().splitlines()] if done_file.is_file() else []
+    finished = {row["variant"] for row in done}
+    todo = [(name, overrides) for name, overrides in VARIANTS.items() if not args.only or name in args.only]
+    if not any(row["variant"].startswith("linear probe") for row in done):
+        todo.insert(0, ("linear probe", None))
+    for name, overrides in todo:
+        if name in finished:
+            continue
+        print(f"=== {name}", flush=True)
+        rows = (
+            probe_rows(sources, base, args.probe)
+            if overrides is None
+            else run_variant(name, overrides, args.runs, sources)
+        )
+        with done_file.open("a") as out:
+            for row in rows:
+                out.write(json.dumps(row) + "\n")
+        done += rows
+    command = shlex.join(
+        [".venv/bin/python", "experiments/recipe_search.py", *(argv if argv is not None else sys.argv[1:])]
+    )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    with args.out.with_suffix(".csv").open("w", newline="") as out:
+        writer = csv.DictWriter(out, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(done)
+    markdown = to_markdown(done, command)
+    args.out.with_suffix(".md").write_text(markdown)
+    print(markdown)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,306 @@
+"""The recipe's machinery: group-stratified folder splits, extra folders, the feature cache, the linear probe and
+heads trained on cached features (tiny backbone, synthetic data: fast)."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from artnet import labels
+from artnet.config import Augment, DataConfig, TrainConfig
+from artnet.features import FeatureSpec, cached_features, compute_features
+from artnet.sources import SPLITS, folder_source, stratified_group_splits
+from artnet.synthetic import write_synthetic_folder
+from artnet.train import load_sources
+
+ROOT = Path(__file__).resolve().parents[1]
+WIKIART = ROOT.parent / "shared" / "wikiart-sample"
+
+
+def _groups_and_labels(n_groups: int, seed: int = 0):
+    """Painters with 1-6 works each; a rare school held by exactly 3 painters."""
+    rng = np.random.default_rng(seed)
+    groups, school, timeframe = [], [], []
+    for number in range(n_groups):
+        works = int(rng.integers(1, 7))
+        groups += [f"painter {number}"] * works
+        school += [3 if number < 3 else int(rng.choice([0, 1, 2, 4]))] * works  # German (3) for 3 painters only
+        timeframe += list(rng.integers(0, 10, works))
+    head_labels = {
+        "school": np.asarray(school),
+        "timeframe": np.asarray(timeframe),
+        "type": np.full(len(groups), labels.UNKNOWN),
+    }
+    return groups, head_labels
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_stratified_splits_give_every_class_of_three_painters_training_painters(seed):
+    groups, head_labels = _groups_and_labels(40, seed)
+    assignment = stratified_group_splits(groups, head_labels, salt=f"test-{seed}")
+    assert set(assignment) == set(groups) and set(assignment.values()) <= set(SPLITS)
+    for head, values in head_labels.items():
+        for value in set(values[values >= 0].tolist()):
+            holders = {g for g, v in zip(groups, values, strict=True) if v == value}
+            if len(holders) >= 3:
+                assert any(assignment[g] == "train" for g in holders), (head, value)
+    painters = {split: [g for g, s in assignment.items() if s == split] for split in SPLITS}
+    assert 0.55 < len(painters["train"]) / 40 < 0.85 and painters["validation"] and painters["test"]
+    assert stratified_group_splits(groups, head_labels, salt=f"test-{seed}") == assignment  # deterministic
+
+
+def test_folder_splits_keep_each_painter_on_one_side_and_cover_the_folder(tmp_path):
+    folder = write_synthetic_folder(tmp_path / "paintings", 150, authors=30)
+    parts = {split: folder_source(folder, split=split) for split in SPLITS}
+    authors = {split: {item["author"] for item in part.meta} for split, part in parts.items()}
+    assert sum(len(part) for part in parts.values()) == 150
+    assert not (authors["train"] & authors["validation"] or authors["train"] & authors["test"])
+    hashed = {split: folder_source(folder, split=split, stratify=False) for split in SPLITS}
+    assert sum(len(part) for part in hashed.values()) == 150
+
+
+@pytest.mark.skipif(not (WIKIART / "labels.csv").is_file(), reason="needs ../shared/wikiart-sample")
+def test_the_real_wikiart_sample_trains_every_school():
+    """The painter-hash split left German (3 painters) with 0 training images; the stratified one does not."""
+    train = folder_source(WIKIART, split="train")
+    assert all((train.labels["school"] == index).any() for index in range(len(labels.SCHOOLS)))
+
+
+def test_extra_folders_join_each_split_with_their_labels(tmp_path):
+    main = write_synthetic_folder(tmp_path / "main", 90, authors=18, seed=1)
+    extra = write_synthetic_folder(tmp_path / "extra", 60, authors=12, seed=2)
+    rows = list(csv.DictReader((extra / "labels.csv").open()))
+    for row in rows:  # the extra collection knows no types: masked there, not dropped
+        row["type"] = ""
+    with (extra / "labels.csv").open("w", newline="") as out:
+        writer = csv.DictWriter(out, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    config = TrainConfig(data=DataConfig(source="folder", folder=str(main), extra_folders=(str(extra),)))
+    combined = load_sources(config)
+    for split in SPLITS:
+        alone = folder_source(main, split=split)
+        other = folder_source(extra, split=split)
+        assert len(combined[split]) == len(alone) + len(other)
+        np.testing.assert_array_equal(combined[split].labels["school"][: len(alone)], alone.labels["school"])
+        assert (combined[split].labels["type"][len(alone) :] == labels.UNKNOWN).all()
+        assert len(combined[split].meta) == len(combined[split])
+    assert sum(1 for _ in combined["train"].images) == len(combined["train"])
+
+
+@pytest.fixture
+def tiny_weights(tmp_path) -> str:
+    """A deterministic tiny backbone saved to a weights file (what `weights=` may name besides imagenet)."""
+    from artnet.models.backbones import build_backbone
+
+    keras.utils.set_random_seed(5)
+    path = tmp_path / "tiny.weights.h5"
+    build_backbone("tiny", weights=None, image_size=32).save_weights(str(path))
+    return str(path)
+
+
+def test_the_feature_cache_computes_once_and_never_serves_stale_features(tmp_path, tiny_weights, monkeypatch):
+    from artnet import features
+    from artnet.synthetic import synthetic_source
+
+    source = synthetic_source(24, size=32, seed=0)
+    spec = FeatureSpec(backbone="tiny", weights=tiny_weights, image_size=32, views=3, batch_size=8)
+    first = cached_features(source, spec, tmp_path / "cache")
+    assert first.shape == (3, 24, 32) and first.dtype == np.float16
+
+    def no_recompute(*args, **kwargs):
+        raise AssertionError("the cache should have answered")
+
+    monkeypatch.setattr(features, "compute_features", no_recompute)
+    np.testing.assert_array_equal(cached_features(source, spec, tmp_path / "cache"), first)
+    monkeypatch.undo()
+    # Other images, another layer, other weights: each is a new key, computed afresh.
+    other_images = synthetic_source(24, size=32, seed=1)
+    assert not np.array_equal(cached_features(other_images, spec, tmp_path / "cache")[0], first[0])
+    layer_spec = FeatureSpec(backbone="tiny", weights=tiny_weights, image_size=32, layer="preprocess", batch_size=8)
+    assert cached_features(source, layer_spec, tmp_path / "cache").shape == (1, 24, 32, 32, 3)
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == 3
+
+
+def _noise_source(n: int, size: int = 32):
+    import io
+
+    from PIL import Image
+
+    from artnet.sources import Source
+
+    rng = np.random.default_rng(7)
+    encoded = []
+    for _ in range(n):
+        buffer = io.BytesIO()
+        Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(buffer, format="PNG")
+        encoded.append(buffer.getvalue())
+    images = tf.data.Dataset.from_tensor_slices(tf.constant(encoded))
+    return Source("noise", images, {head: np.zeros(n, np.int64) for head in labels.HEADS})
+
+
+def test_feature_views_are_plain_mirrored_and_augmented(tiny_weights):
+    """Read at the backbone's first layer (the pixels / 255), the views are exactly what they claim to be."""
+    source = _noise_source(8)
+    spec = FeatureSpec("tiny", tiny_weights, 32, layer="preprocess", views=3, augment=Augment(), batch_size=8)
+    stored = compute_features(source, spec)
+    views = stored.astype(np.float32) * 255
+    pixels = np.stack([tf.io.decode_png(encoded).numpy() for encoded in source.images]).astype(np.float32)
+    np.testing.assert_allclose(views[0], pixels, atol=0.6)  # float16 storage
+    np.testing.assert_allclose(views[1], pixels[:, :, ::-1], atol=0.6)
+    assert np.abs(views[2] - pixels).mean() > 20  # a warp of noise is other noise
+    np.testing.assert_array_equal(compute_features(source, spec)[2], stored[2])  # seeded: the same warp again
+
+
+def test_the_probe_chooses_on_validation_and_learns_a_separable_task():
+    from artnet.probe import C_GRID, choose_and_fit, full_probabilities
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(0, 3, (4, 16))
+
+    def sample(n):
+        y = rng.integers(0, 4, n)
+        return centres[y] + rng.normal(0, 1, (n, 16)), y
+
+    (train_x, train_y), (val_x, val_y), (test_x, test_y) = sample(300), sample(100), sample(200)
+    train_y[:20] = labels.UNKNOWN  # unknown labels are left out of the fit
+    model, choice = choose_and_fit("school", train_x, train_y, val_x, val_y)
+    assert choice.C in C_GRID and len(choice.grid) == 2 * len(C_GRID)
+    assert choice.validation_balanced_accuracy == max(row["balanced_accuracy"] for row in choice.grid)
+    probabilities = full_probabilities(model, test_x, len(labels.SCHOOLS))
+    assert probabilities.shape == (200, 6) and np.allclose(probabilities.sum(axis=1), 1)
+    assert (probabilities.argmax(axis=1) == test_y).mean() > 0.9
+
+
+def _compare_module():
+    spec = importlib.util.spec_from_file_location("compare", ROOT / "experiments" / "compare.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_probe_arm_writes_an_evaluation_the_runner_tabulates(tmp_path, tiny_weights):
+    from artnet.probe import run_probe
+
+    folder = write_synthetic_folder(tmp_path / "paintings", 160, authors=32)
+    config = TrainConfig(
+        backbone="tiny",
+        backbone_weights=tiny_weights,
+        image_size=32,
+        data=DataConfig(source="folder", folder=str(folder)),
+    )
+    report = run_probe(config, tmp_path / "probe", load_sources(config), cache_dir=tmp_path / "cache")
+    assert set(report["heads"]) == set(labels.HEADS)
+    rows = _compare_module().rows_for_run("probe", tmp_path / "probe")
+    assert {row["head"] for row in rows} == set(labels.HEADS)
+    for row in rows:
+        assert row["top1"] == report["heads"][row["head"]]["top1"]
+        assert row["majority_baseline"] == report["heads"][row["head"]]["majority_baseline"]
+
+
+def test_heads_trained_on_cached_features_are_the_models_heads(tmp_path, tiny_weights, monkeypatch):
+    """Heads-only training from the cache gives an ArtNet whose image predictions match the feature-trained heads,
+    and it learns: the synthetic task is well above chance."""
+    from artnet.features import FeatureSpec, cached_features
+    from artnet.train import train
+
+    monkeypatch.setenv("ARTNET_FEATURE_CACHE", str(tmp_path / "cache"))
+    folder = write_synthetic_folder(tmp_path / "paintings", 240, authors=40)
+    config = TrainConfig(
+        backbone="tiny",
+        backbone_weights=tiny_weights,
+        image_size=32,
+        heads=("school", "type"),
+        optimizer="adam",
+        learning_rate=0.01,
+        epochs=30,
+        head_epochs=30,
+        early_stopping_patience=0,
+        dropout=0.0,
+        data=DataConfig(source="folder", folder=str(folder), batch_size=32, feature_views=2, augment=Augment()),
+    )
+    sources = load_sources(config)
+    model = train(config, tmp_path / "run", sources)
+    assert (tmp_path / "run" / "model.keras").is_file()
+    test = sources["test"]
+    features = cached_features(test, FeatureSpec("tiny", tiny_weights, 32, views=1))[0].astype(np.float32)
+    from artnet.preprocessing import decode_and_resize
+
+    pixels = np.stack([decode_and_resize(encoded, 32).numpy() for encoded in test.images]).astype(np.float32)
+    through_images = model(pixels, training=False)
+    for head in model.heads:
+        from_features = tf.nn.softmax(
+            features @ model.get_layer(head).kernel.numpy() + model.get_layer(head).bias.numpy()
+        ).numpy()
+        np.testing.assert_allclose(through_images[head].numpy(), from_features, atol=2e-2)
+        known = test.labels[head] >= 0
+        accuracy = (through_images[head].numpy().argmax(axis=1)[known] == test.labels[head][known]).mean()
+        assert accuracy > 2.0 / len(labels.VOCABULARIES[head]), head
+
+
+def test_data_stats_of_a_folder_shows_painters_per_class_and_split(tmp_path, capsys):
+    from artnet import cli
+
+    folder = write_synthetic_folder(tmp_path / "paintings", 120, authors=24)
+    assert cli.main(["data-stats", "--folder", str(folder), "--out", str(tmp_path / "stats")]) == 0
+    stats = __import__("json").loads((tmp_path / "stats" / "statistics.json").read_text())
+    train = folder_source(folder, split="train")
+    italian = labels.SCHOOLS.index("Italian")
+    painters = {
+        item["author"] for item, school in zip(train.meta, train.labels["school"], strict=True) if school == italian
+    }
+    assert stats["painters"]["school"]["Italian"]["train"] == len(painters)
+    assert stats["authors_shared_between_splits"] == 0
+    assert "painters train" in capsys.readouterr().out
+
+
+def test_fine_tuning_from_the_cache_trains_only_the_unfrozen_tail(tmp_path, tiny_weights, monkeypatch):
+    """unfreeze=tiny_conv2: the cache holds tiny_bn1's output; the front keeps its weights, the tail learns."""
+    import json
+
+    from artnet.train import cut_layer, train
+
+    monkeypatch.setenv("ARTNET_FEATURE_CACHE", str(tmp_path / "cache"))
+    folder = write_synthetic_folder(tmp_path / "paintings", 200, authors=40)
+    config = TrainConfig(
+        backbone="tiny",
+        backbone_weights=tiny_weights,
+        image_size=32,
+        heads=("school",),
+        optimizer="adam",
+        learning_rate=0.01,
+        fine_tune_learning_rate=0.01,
+        epochs=6,
+        head_epochs=3,
+        unfreeze="tiny_conv2",
+        early_stopping_patience=0,
+        data=DataConfig(source="folder", folder=str(folder), batch_size=32, feature_views=2, augment=Augment()),
+    )
+    from artnet.models.backbones import build_backbone
+
+    reference = build_backbone("tiny", weights=tiny_weights, image_size=32)
+    assert cut_layer(reference, "tiny_conv2") == "tiny_bn1"
+    model = train(config, tmp_path / "run", load_sources(config))
+    for name in ("tiny_conv1", "tiny_bn1"):  # the cached front: untouched
+        for trained, original in zip(
+            model.backbone.get_layer(name).get_weights(), reference.get_layer(name).get_weights(), strict=True
+        ):
+            np.testing.assert_array_equal(trained, original)
+    changed = [
+        not np.allclose(trained, original)
+        for trained, original in zip(
+            model.backbone.get_layer("tiny_conv2").get_weights(),
+            reference.get_layer("tiny_conv2").get_weights(),
+            strict=True,
+        )
+    ]
+    assert any(changed)
+    phases = [json.loads(line)["phase"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert phases == ["heads"] * 3 + ["fine_tune"] * 3
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == 4  # pooled + tiny_bn1, train + validation
