@@ -48,6 +48,9 @@ class DataConfig:
     # cache (`artnet.features`), this many views per training image (1 = plain; 2 adds the mirror image; more
     # add augmented warps): the backbone runs once per view, not once per epoch. 0 = through the pipeline.
     feature_views: int = 0
+    # Train on the painters whose hash falls below this fraction (nested: 0.1 lies inside 0.25 ...): learning
+    # curves. Validation and test stay whole.
+    train_fraction: float = 1.0
 
     def __post_init__(self):
         self.extra_folders = tuple(self.extra_folders)  # config.json holds a list
@@ -72,6 +75,9 @@ class TrainConfig:
     weight_decay: float = 0.0
     schedule: str = "cosine"  # cosine | exponential | constant
     loss_weights: dict[str, float] = dataclasses.field(default_factory=lambda: dict.fromkeys(labels.HEADS, 1.0))
+    # How the heads' losses combine: fixed (loss_weights), uncertainty (Kendall et al. 2018), dwa (Liu et al.
+    # 2019) or pcgrad (Yu et al. 2020); see artnet.models.weighting.
+    loss_weighting: str = "fixed"
     class_weight_power: float = 1.0  # 1 = balanced, 0.5 = square root, 0 = none
     label_smoothing: float = 0.0
     # Two phases: heads only (backbone frozen), then fine-tuning from `unfreeze` at a lower rate.
@@ -96,6 +102,11 @@ class TrainConfig:
         """Normalise `heads` (fixed order) and refuse what would otherwise be silently ignored."""
         self.heads = labels.validate_heads(self.heads)
         labels.validate_head_keys(self.loss_weights, "loss_weights")
+        strategies = ("fixed", "uncertainty", "dwa", "pcgrad")  # artnet.models.weighting.STRATEGIES (no TF here)
+        if self.loss_weighting not in strategies:
+            close = difflib.get_close_matches(str(self.loss_weighting), strategies, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"unknown loss_weighting {self.loss_weighting!r}{hint}; one of {', '.join(strategies)}")
         if not 0.0 <= float(self.label_smoothing) < 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         return self

@@ -201,6 +201,33 @@ def stratified_group_splits(groups: list[str], head_labels: dict[str, np.ndarray
     return assignment
 
 
+def subset(source: Source, keep: np.ndarray, name: str) -> Source:
+    """The examples of `source` where `keep` (a boolean array) is true, in order."""
+    keep = np.asarray(keep, dtype=bool)
+    mask = tf.constant(keep)
+    selected = source.images.enumerate().filter(lambda index, _: mask[index]).map(lambda _, encoded: encoded)
+    return Source(
+        name=name,
+        images=selected,
+        labels={head: values[keep] for head, values in source.labels.items()},
+        meta=[item for item, kept in zip(source.meta, keep, strict=True) if kept] if source.meta else [],
+    )
+
+
+def painter_fraction(source: Source, fraction: float, salt: str = "train-fraction") -> Source:
+    """The examples of the painters whose hash falls below `fraction`: nested, so that the 10 % set lies inside
+    the 25 % set and so on (learning curves over training painters). 1.0 returns `source` itself."""
+    if fraction >= 1.0:
+        return source
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"train_fraction must be in (0, 1], got {fraction}")
+    if not source.meta or not all("author" in item for item in source.meta):
+        raise ValueError(f"{source.name}: a painter fraction needs each example's author in its metadata")
+    authors = [" ".join(str(item["author"]).split()).casefold() for item in source.meta]
+    keep = np.asarray([stable_fraction(author, salt) < fraction for author in authors])
+    return subset(source, keep, f"{source.name}[{fraction:.0%} of painters]")
+
+
 def concat_sources(parts: list[Source]) -> Source:
     """Several sources as one (e.g. a wga split plus the same split of extra labelled folders)."""
     if len(parts) == 1:

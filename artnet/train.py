@@ -24,7 +24,7 @@ from artnet.config import TrainConfig
 from artnet.models.artnet import POOLED, ArtNet
 from artnet.models.backbones import leaf_layers
 from artnet.models.losses import head_loss
-from artnet.sources import SPLITS, Source, concat_sources, folder_source, wga_source
+from artnet.sources import SPLITS, Source, concat_sources, folder_source, painter_fraction, wga_source
 from artnet.workdir import Workdir
 
 
@@ -95,7 +95,9 @@ def load_sources(config: TrainConfig) -> dict[str, Source]:
             for folder in settings.extra_folders
         ]
 
-    return {split: concat_sources([main_source(split), *extra_sources(split)]) for split in SPLITS}
+    sources = {split: concat_sources([main_source(split), *extra_sources(split)]) for split in SPLITS}
+    sources["train"] = painter_fraction(sources["train"], settings.train_fraction)
+    return sources
 
 
 def label_counts(source: Source) -> dict[str, list[int]]:
@@ -257,6 +259,20 @@ def check_backup(backup_dir: Path) -> None:
         ) from error
 
 
+# --- loss weighting ---------------------------------------------------------------------------------------
+
+
+def weighted(network: keras.Model, config: TrainConfig, heads) -> keras.Model:
+    """`network` as it trains under `config.loss_weighting`: itself for fixed weights (the plain compiled sum),
+    else wrapped in the strategy's `MultiTaskModel` (own train step; saves as the network it wraps)."""
+    network.heads = tuple(heads)  # what compile_model reads
+    if config.loss_weighting == "fixed":
+        return network
+    from artnet.models.weighting import MultiTaskModel
+
+    return MultiTaskModel(network, strategy=config.loss_weighting, heads=tuple(heads), seed=config.seed)
+
+
 # --- training from the feature cache ----------------------------------------------------------------------
 
 
@@ -317,7 +333,7 @@ def fit_from_cache(model: ArtNet, config: TrainConfig, sources: dict, tables: di
         train_data = dataset(cached_features(sources["train"], layer_spec), sources["train"], tables, True)
         val_spec = dataclasses.replace(layer_spec, views=1)
         val_data = dataset(cached_features(sources["validation"], val_spec), sources["validation"], None, False)
-        network.heads = model.heads  # what compile_model reads
+        network = weighted(network, config, model.heads)
         steps = len(train_data) * (last_epoch - first_epoch)
         compile_model(network, config, learning_rate, steps)
         callbacks = [
@@ -461,12 +477,15 @@ def train(
         check_backup(workdir.backup(phase))
         with strategy.scope():
             set_trainable(model, phase, config)
-            compile_model(model, config, learning_rate, steps * (last_epoch - first_epoch))
+            trainer = weighted(model, config, model.heads)
+            compile_model(trainer, config, learning_rate, steps * (last_epoch - first_epoch))
+            if trainer is not model:  # built before fit (BackupAndRestore insists), after compile (its trackers)
+                trainer(keras.ops.zeros((1, *model.input_shape[1:])))
         print(
             f"phase {phase}: epochs {first_epoch + 1}-{last_epoch}, global batch {global_batch} "
             f"on {replicas} replica(s), precision {precision}"
         )
-        model.fit(
+        trainer.fit(
             train_ds,
             validation_data=val_ds,
             epochs=last_epoch,

@@ -304,3 +304,56 @@ def test_fine_tuning_from_the_cache_trains_only_the_unfrozen_tail(tmp_path, tiny
     phases = [json.loads(line)["phase"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert phases == ["heads"] * 3 + ["fine_tune"] * 3
     assert len(list((tmp_path / "cache").glob("*.npz"))) == 4  # pooled + tiny_bn1, train + validation
+
+
+@pytest.mark.parametrize("strategy", ["uncertainty", "dwa", "pcgrad"])
+def test_each_loss_weighting_trains_through_train_and_logs_its_weights(tmp_path, strategy):
+    """The config's loss_weighting reaches training (images, fine-tuning phase) and its weights are logged."""
+    import json
+
+    from artnet.train import train
+
+    folder = write_synthetic_folder(tmp_path / "paintings", 96, authors=24)
+    config = TrainConfig(
+        backbone="tiny",
+        backbone_weights=None,
+        image_size=32,
+        optimizer="adam",
+        epochs=3,
+        head_epochs=0,
+        early_stopping_patience=0,
+        loss_weighting=strategy,
+        data=DataConfig(source="folder", folder=str(folder), batch_size=32, augment=Augment(flip=False)),
+    )
+    model = train(config, tmp_path / "run", load_sources(config))
+    assert type(model).__name__ == "ArtNet" and (tmp_path / "run" / "model.keras").is_file()
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert len(records) == 3 and all(np.isfinite(r["loss"]) for r in records)
+    for head in labels.HEADS:
+        assert all(f"weight_{head}" in record for record in records), records[0].keys()
+    if strategy == "dwa":  # equal weights for two epochs, then the loss ratios decide
+        assert [records[0][f"weight_{h}"] for h in labels.HEADS] == pytest.approx([1, 1, 1])
+
+
+def test_an_unknown_loss_weighting_is_refused_with_its_likely_name():
+    with pytest.raises(ValueError, match="unknown loss_weighting 'pcgard' \\(did you mean 'pcgrad'\\?\\)"):
+        TrainConfig(loss_weighting="pcgard")
+
+
+def test_training_fractions_of_painters_are_nested_and_keep_images_with_their_labels(tmp_path):
+    from artnet.sources import painter_fraction
+
+    folder = write_synthetic_folder(tmp_path / "paintings", 200, authors=40)
+    train = folder_source(folder, split="train")
+    parts = {fraction: painter_fraction(train, fraction) for fraction in (0.1, 0.25, 0.5, 1.0)}
+    painters = {fraction: {item["author"] for item in part.meta} for fraction, part in parts.items()}
+    assert painters[0.1] <= painters[0.25] <= painters[0.5] <= painters[1.0]
+    assert len(parts[0.1]) < len(parts[0.5]) < len(parts[1.0]) == len(train)
+    # Images stay with their labels: the subset's i-th image is the original's image of the same file.
+    files = [item["file"] for item in train.meta]
+    originals = dict(zip(files, list(train.images.as_numpy_iterator()), strict=True))
+    half = parts[0.5]
+    for item, encoded in zip(half.meta, half.images.as_numpy_iterator(), strict=True):
+        assert encoded == originals[item["file"]]
+    with pytest.raises(ValueError, match="train_fraction"):
+        painter_fraction(train, 0.0)
