@@ -80,6 +80,9 @@ class TrainConfig:
     loss_weighting: str = "fixed"
     class_weight_power: float = 1.0  # 1 = balanced, 0.5 = square root, 0 = none
     label_smoothing: float = 0.0
+    # "ordinal": the timeframe head learns soft targets over neighbouring 50-year blocks (a Gaussian of width one
+    # block), so a near miss costs less than a blunder; "crossentropy": the blocks as unrelated classes.
+    timeframe_loss: str = "crossentropy"
     # Two phases: heads only (backbone frozen), then fine-tuning from `unfreeze` at a lower rate.
     epochs: int = 10  # total, both phases
     head_epochs: int = 2
@@ -107,6 +110,8 @@ class TrainConfig:
             close = difflib.get_close_matches(str(self.loss_weighting), strategies, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ValueError(f"unknown loss_weighting {self.loss_weighting!r}{hint}; one of {', '.join(strategies)}")
+        if self.timeframe_loss not in ("crossentropy", "ordinal"):
+            raise ValueError(f"timeframe_loss must be 'crossentropy' or 'ordinal', got {self.timeframe_loss!r}")
         if not 0.0 <= float(self.label_smoothing) < 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         return self

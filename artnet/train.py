@@ -137,7 +137,9 @@ def compile_model(model: ArtNet, config: TrainConfig, learning_rate: float, step
     heads = model.heads
     model.compile(
         optimizer=make_optimizer(config, learning_rate, steps),
-        loss={h: head_loss(h, len(labels.VOCABULARIES[h]), config.label_smoothing) for h in heads},
+        loss={
+            h: head_loss(h, len(labels.VOCABULARIES[h]), config.label_smoothing, config.timeframe_loss) for h in heads
+        },
         loss_weights={h: float(config.loss_weights.get(h, 1.0)) for h in heads},
         # Weighted, so that unknown labels (weight 0) count in no metric.
         weighted_metrics={

@@ -174,3 +174,29 @@ def test_config_recipes_need_no_sys_path_edits(tmp_path):
     before = list(sys.path)
     config = load_config(f"{package / 'mine.py'}:single_type")
     assert (config.heads, config.learning_rate, sys.path) == (("type",), 0.123, before)
+
+
+def test_the_ordinal_timeframe_loss_costs_a_near_miss_less_than_a_blunder():
+    from artnet.models.losses import OrdinalSoftCrossentropy, head_loss, ordinal_targets
+
+    table = ordinal_targets(10, 1.0)
+    np.testing.assert_allclose(table.sum(axis=1), 1.0, rtol=1e-6)
+    assert table[4].argmax() == 4 and table[4, 3] == pytest.approx(table[4, 5]) and table[4, 3] > table[4, 1]
+    loss = OrdinalSoftCrossentropy(10)
+    true = np.array([5])
+
+    def confident(block):
+        p = np.full((1, 10), 0.01, np.float32)
+        p[0, block] = 0.91
+        return p
+
+    near, blunder = float(loss(true, confident(6))), float(loss(true, confident(0)))
+    plain = keras.losses.SparseCategoricalCrossentropy()
+    assert near < blunder  # ordinal: a neighbouring block is a smaller error
+    assert float(plain(true, confident(6))) == pytest.approx(float(plain(true, confident(0))))  # plain: alike
+    masked = float(loss(true, confident(0), sample_weight=np.array([0.0])))
+    assert masked == 0.0
+    assert isinstance(head_loss("timeframe", 10, timeframe_loss="ordinal"), OrdinalSoftCrossentropy)
+    assert not isinstance(head_loss("school", 6, timeframe_loss="ordinal"), OrdinalSoftCrossentropy)
+    with pytest.raises(ValueError, match="timeframe_loss"):
+        TrainConfig(timeframe_loss="corn")

@@ -11,9 +11,11 @@ image and its mirror): heads on the frozen backbone's pooled features for up to 
 validation loss (patience 2, best weights kept). About 10 minutes on 2 cores, most of it the one-off feature
 extraction.
 
-Chosen on validation in experiments/results/recipe_search.md: the best mean balanced accuracy of the fine-tuned
-variants (57.8 %), but NOT better than the linear probe on the same validation images (58.7 %): on this sample,
-fine-tuning has not yet earned its cost over a logistic regression on frozen features.
+Chosen on validation (experiments/results/recipe_search.md): the best mean balanced accuracy of the fine-tuned
+variants in the first search (57.8 %; 57.5 % when rerun for the ordinal comparison: training on 2 threads is not
+bit-reproducible, and the variants lie within 0.3 points of each other except class weights ^0.5 and the
+ordinal timeframe loss, both worse), but NOT better than the linear probe on the same validation images
+(58.7 %): on this sample, fine-tuning has not yet earned its cost over a logistic regression on frozen features.
 """
 
 from __future__ import annotations
