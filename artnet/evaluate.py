@@ -29,18 +29,6 @@ def predict_probabilities(model, source: Source, batch_size: int = 32) -> dict[s
     return {head: np.asarray(outputs[head], dtype=np.float64) for head in model.heads}
 
 
-def majority_classes(counts: dict[str, list[int]] | None, source: Source) -> dict[str, int]:
-    """Per head, the train split's most frequent class (or, lacking counts, the evaluated split's)."""
-    majority = {}
-    for head in labels.HEADS:
-        if counts and head in counts and sum(counts[head]):
-            majority[head] = int(np.argmax(counts[head]))
-        else:
-            known = source.labels[head][source.labels[head] >= 0]
-            majority[head] = int(np.bincount(known).argmax()) if len(known) else 0
-    return majority
-
-
 # How each wga config splits its paintings (datasets/wga/README.md); other sources name their own rule.
 SPLIT_RULES = {
     "artist": "by painter: every painter on one side of the train/test line (author-disjoint 70/15/15)",
@@ -66,6 +54,15 @@ def data_majority_classes(source: Source) -> dict[str, int | None]:
         known = source.labels[head][source.labels[head] >= 0]
         majority[head] = int(np.bincount(known).argmax()) if len(known) else None
     return majority
+
+
+def majority_classes(counts: dict[str, list[int]] | None, source: Source) -> dict[str, int]:
+    """Per head, the train split's most frequent class (or, lacking counts, the evaluated split's)."""
+    of_data = data_majority_classes(source)
+    return {
+        head: int(np.argmax(counts[head])) if counts and sum(counts.get(head) or []) else (of_data[head] or 0)
+        for head in labels.HEADS
+    }
 
 
 def baselines(y_true: np.ndarray, head: str, train_class: int | None, data_class: int | None) -> dict:

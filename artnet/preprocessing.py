@@ -35,26 +35,34 @@ def decode_and_resize(encoded: tf.Tensor, image_size: int) -> tf.Tensor:
     return resize_and_crop(image, image_size)
 
 
-def affine_warp(images: tf.Tensor, augment: Augment) -> tf.Tensor:
-    """One random flip + rotation + shift + zoom per image, applied to the whole batch in a single op."""
-    batch = tf.shape(images)[0]
-    size = tf.cast(tf.shape(images)[1], tf.float32)
+def random_affine(shape, size, augment: Augment, mirror: tf.Tensor | None = None) -> tuple[tf.Tensor, ...]:
+    """One random flip + rotation + shift + zoom per element of `shape`, on a `size` square: the coefficients
+    (a0, a1, a2, b0, b1, b2) of the map from output pixel (x, y) to input pixel A @ (x - c, y - c) + c + shift
+    (A = rotation / zoom, flipped in x). `mirror` (+-1) forces the flip instead of drawing it."""
     centre = (size - 1.0) / 2.0
 
     def uniform(low, high):
-        return tf.random.uniform([batch], low, high)
+        return tf.random.uniform(shape, low, high)
 
-    flip = tf.where(uniform(0.0, 1.0) < 0.5, -1.0, 1.0) if augment.flip else tf.ones([batch])
+    if mirror is None:
+        mirror = tf.where(uniform(0.0, 1.0) < 0.5, -1.0, 1.0) if augment.flip else tf.ones(shape)
     angle = uniform(-1.0, 1.0) * augment.rotation_degrees * math.pi / 180.0
     zoom = 1.0 + uniform(-1.0, 1.0) * augment.zoom
     shift_x = uniform(-1.0, 1.0) * augment.shift * size
     shift_y = uniform(-1.0, 1.0) * augment.shift * size
     cos, sin = tf.cos(angle) / zoom, tf.sin(angle) / zoom
-    # Output pixel (x, y) samples input pixel A @ (x - c, y - c) + c + shift (A = rotation / zoom, flipped in x).
-    a0, a1 = flip * cos, -sin
-    b0, b1 = flip * sin, cos
+    a0, a1 = mirror * cos, -sin
+    b0, b1 = mirror * sin, cos
     a2 = centre - a0 * centre - a1 * centre + shift_x
     b2 = centre - b0 * centre - b1 * centre + shift_y
+    return a0, a1, a2, b0, b1, b2
+
+
+def affine_warp(images: tf.Tensor, augment: Augment) -> tf.Tensor:
+    """One random flip + rotation + shift + zoom per image, applied to the whole batch in a single op."""
+    batch = tf.shape(images)[0]
+    size = tf.cast(tf.shape(images)[1], tf.float32)
+    a0, a1, a2, b0, b1, b2 = random_affine([batch], size, augment)
     zeros = tf.zeros([batch])
     transforms = tf.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
     warped = tf.raw_ops.ImageProjectiveTransformV3(
@@ -124,27 +132,11 @@ def crop_warp_transform(
     new_hw = tf.math.ceil(hw * (size / tf.reduce_min(hw)))
     offset = tf.floor((new_hw - size) / 2.0)
     scale = hw / new_hw  # input pixels per resized pixel, per axis (half-pixel centres, as tf.image.resize)
-    centre = (size - 1.0) / 2.0
     if augment is None:
         augment = Augment(flip=False, rotation_degrees=0.0, shift=0.0, zoom=0.0)
-
-    def uniform(low, high):
-        return tf.random.uniform([], low, high)
-
-    if flip is not None:
-        mirror = tf.where(flip, -1.0, 1.0)
-    else:
-        mirror = tf.where(uniform(0.0, 1.0) < 0.5, -1.0, 1.0) if augment.flip else tf.constant(1.0)
-    angle = uniform(-1.0, 1.0) * augment.rotation_degrees * math.pi / 180.0
-    zoom = 1.0 + uniform(-1.0, 1.0) * augment.zoom
-    shift_x = uniform(-1.0, 1.0) * augment.shift * size
-    shift_y = uniform(-1.0, 1.0) * augment.shift * size
-    cos, sin = tf.cos(angle) / zoom, tf.sin(angle) / zoom
     # affine_warp's map, output pixel -> pixel of the cropped square (same algebra, same ranges) ...
-    a0, a1 = mirror * cos, -sin
-    b0, b1 = mirror * sin, cos
-    a2 = centre - a0 * centre - a1 * centre + shift_x
-    b2 = centre - b0 * centre - b1 * centre + shift_y
+    mirror = tf.where(flip, -1.0, 1.0) if flip is not None else None
+    a0, a1, a2, b0, b1, b2 = random_affine([], size, augment, mirror)
     # ... then cropped-square pixel q -> input pixel scale * (q + offset + 0.5) - 0.5, as resize_and_crop samples.
     sy, sx = scale[0], scale[1]
     oy, ox = offset[0], offset[1]

@@ -93,6 +93,7 @@ def run_probe(
     check), each into `<workdir>/eval_<name>/` with the training split's majority baselines.
     """
     from artnet.evaluate import majority_classes
+    from artnet.train import write_label_counts
 
     started = time.monotonic()
     files = Workdir(Path(workdir))
@@ -101,13 +102,7 @@ def run_probe(
     features = {
         split: cached_features(source, spec, cache_dir)[0].astype(np.float32) for split, source in sources.items()
     }
-    train_counts = {
-        head: np.bincount(values[values >= 0], minlength=len(labels.VOCABULARIES[head])).tolist()
-        for head, values in sources["train"].labels.items()
-    }
-    files.label_counts.write_text(
-        json.dumps({"train_examples": len(sources["train"]), "counts": train_counts, "source": sources["train"].name})
-    )
+    train_counts = write_label_counts(files, sources["train"])
     fitted, choices = {}, {}
     for head in config.heads:
         fitted[head], choice = choose_and_fit(

@@ -100,6 +100,13 @@ def load_sources(config: TrainConfig) -> dict[str, Source]:
     return sources
 
 
+def write_label_counts(workdir: Workdir, train: Source) -> dict[str, list[int]]:
+    """The training split's counts per head and class, saved in the workdir (majority baselines, model card)."""
+    counts = label_counts(train)
+    workdir.label_counts.write_text(json.dumps({"train_examples": len(train), "counts": counts, "source": train.name}))
+    return counts
+
+
 def label_counts(source: Source) -> dict[str, list[int]]:
     return {
         head: np.bincount(values[values >= 0], minlength=len(labels.VOCABULARIES[head])).tolist()
@@ -411,10 +418,7 @@ def train(
     sources = sources or load_sources(config)
     heads = config.heads
     tables = pipeline.head_weight_tables(sources["train"].labels, heads, config.class_weight_power)
-    counts = label_counts(sources["train"])
-    workdir.label_counts.write_text(
-        json.dumps({"train_examples": len(sources["train"]), "counts": counts, "source": sources["train"].name})
-    )
+    write_label_counts(workdir, sources["train"])
 
     replicas = strategy.num_replicas_in_sync
     global_batch = config.data.batch_size * replicas
@@ -427,22 +431,11 @@ def train(
             backbone_weights=config.backbone_weights,
         )
     started = time.monotonic()
+    summary = {"replicas": replicas, "global_batch": global_batch, "precision": precision}
     if config.data.feature_views and config.backbone_weights:
         fit_from_cache(model, config, sources, tables, workdir)
-        model.save(str(workdir.model))
-        workdir.train_summary.write_text(
-            json.dumps(
-                {
-                    "seconds": round(time.monotonic() - started, 1),
-                    "parameters": int(model.count_params()),
-                    "replicas": replicas,
-                    "global_batch": global_batch,
-                    "precision": precision,
-                    "feature_views": config.data.feature_views,
-                }
-            )
-        )
-        return model
+        summary["feature_views"] = config.data.feature_views
+        return finish(model, workdir, started, summary)
     size = model.image_size
     train_ds = pipeline.make_dataset(
         sources["train"],
@@ -498,16 +491,12 @@ def train(
             verbose=2,
         )
         model.save_weights(str(done_marker))
+    return finish(model, workdir, started, summary)
+
+
+def finish(model: ArtNet, workdir: Workdir, started: float, summary: dict) -> ArtNet:
+    """Save the final model and the run's summary (wall time, size, hardware) into the workdir."""
     model.save(str(workdir.model))
-    workdir.train_summary.write_text(
-        json.dumps(
-            {
-                "seconds": round(time.monotonic() - started, 1),
-                "parameters": int(model.count_params()),
-                "replicas": replicas,
-                "global_batch": global_batch,
-                "precision": precision,
-            }
-        )
-    )
+    seconds = {"seconds": round(time.monotonic() - started, 1), "parameters": int(model.count_params())}
+    workdir.train_summary.write_text(json.dumps({**seconds, **summary}))
     return model
