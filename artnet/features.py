@@ -48,11 +48,15 @@ def default_cache_dir() -> Path:
 
 
 def data_digest(source: Source) -> str:
-    """sha256 over every encoded image of `source`, in order: the cache's notion of "the same data"."""
-    digest = hashlib.sha256()
-    for encoded in source.images.prefetch(tf.data.AUTOTUNE).as_numpy_iterator():
-        digest.update(hashlib.sha256(encoded).digest())
-    return digest.hexdigest()
+    """sha256 over every encoded image of `source`, in order: the cache's notion of "the same data".
+
+    Remembered on the source (reading every image again costs seconds per call)."""
+    if source.digest is None:
+        digest = hashlib.sha256()
+        for encoded in source.images.prefetch(tf.data.AUTOTUNE).as_numpy_iterator():
+            digest.update(hashlib.sha256(encoded).digest())
+        source.digest = digest.hexdigest()
+    return source.digest
 
 
 def cache_key(spec: FeatureSpec, digest: str) -> str:
@@ -107,7 +111,12 @@ def compute_features(source: Source, spec: FeatureSpec) -> np.ndarray:
 
 
 def cached_features(source: Source, spec: FeatureSpec, cache_dir: str | Path | None = None) -> np.ndarray:
-    """`compute_features`, read from the cache when this spec has already run over these exact images."""
+    """`compute_features`, read from the cache when this spec has already run over these exact images.
+
+    A subset (`artnet.sources.subset`) takes its rows of the features of the source it came from."""
+    if source.origin is not None:
+        root, indices = source.origin
+        return cached_features(root, spec, cache_dir)[:, indices]
     folder = Path(cache_dir) if cache_dir else default_cache_dir()
     key = cache_key(spec, data_digest(source))
     path = folder / f"{key}.npz"

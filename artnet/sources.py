@@ -8,6 +8,7 @@ A `Source` is encoded images (a tf.data stream of bytes, not yet decoded) plus o
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,10 @@ class Source:
     images: tf.data.Dataset  # scalar tf.string per example: encoded bytes
     labels: dict[str, np.ndarray]  # head -> int array, -1 = unknown
     meta: list[dict] = dataclasses.field(default_factory=list)  # author, title, url… when known
+    # A subset remembers the source it was taken from and which of its examples it kept, so that the feature
+    # cache of the whole serves every subset (the nested training fractions of a grid extract nothing new).
+    origin: tuple[Source, np.ndarray] | None = dataclasses.field(default=None, repr=False, compare=False)
+    digest: str | None = dataclasses.field(default=None, repr=False, compare=False)  # memo of features.data_digest
 
     def __len__(self) -> int:
         return len(next(iter(self.labels.values())))
@@ -134,9 +139,10 @@ def folder_source(
     meta_columns = [c for c in ("author", "title", "year", "file") if c in table.columns]
     meta = table[meta_columns].to_dict("records")
     for item in meta:  # an optional `year` column: "1520", "c. 1520", "1505-10" -> an int; blank -> None
-        if "year" in item:
-            year = parse_date(item["year"]).year
-            item["year"] = year if year >= 0 else None
+        year = parse_date(item["year"]).year if "year" in item else -1
+        if year < 0:  # else WikiArt's file-name convention: "claude-monet_water-lilies-1916.jpg"
+            year = year_from_file_name(item.get("file", ""))
+        item["year"] = year if year >= 0 else None
     images = tf.data.Dataset.from_tensor_slices(tf.constant(paths, dtype=tf.string)).map(
         tf.io.read_file, num_parallel_calls=AUTOTUNE
     )
@@ -204,6 +210,12 @@ def stratified_group_splits(groups: list[str], head_labels: dict[str, np.ndarray
 def subset(source: Source, keep: np.ndarray, name: str) -> Source:
     """The examples of `source` where `keep` (a boolean array) is true, in order."""
     keep = np.asarray(keep, dtype=bool)
+    indices = np.flatnonzero(keep)
+    if source.origin is not None:  # a subset of a subset: index the root, once
+        root, root_indices = source.origin
+        origin = (root, root_indices[indices])
+    else:
+        origin = (source, indices)
     mask = tf.constant(keep)
     selected = source.images.enumerate().filter(lambda index, _: mask[index]).map(lambda _, encoded: encoded)
     return Source(
@@ -211,6 +223,7 @@ def subset(source: Source, keep: np.ndarray, name: str) -> Source:
         images=selected,
         labels={head: values[keep] for head, values in source.labels.items()},
         meta=[item for item, kept in zip(source.meta, keep, strict=True) if kept] if source.meta else [],
+        origin=origin,
     )
 
 
@@ -241,6 +254,16 @@ def concat_sources(parts: list[Source]) -> Source:
         labels={head: np.concatenate([part.labels[head] for part in parts]) for head in labels.HEADS},
         meta=[item for part in parts for item in (part.meta or [{} for _ in range(len(part))])],
     )
+
+
+_FILE_NAME_YEAR = re.compile(r"[-_]((?:13|14|15|16|17|18|19)\d\d)(?:-\d{1,4})?\.[A-Za-z]+$")
+
+
+def year_from_file_name(name: str) -> int:
+    """The year that ends a WikiArt-style file name (`..._the-milkmaid-1658.jpg`, `...-1505-1510.jpg` -> the
+    first), or -1. Only 1300-1999, and only at the very end, so that titles with numbers stay unknown."""
+    match = _FILE_NAME_YEAR.search(Path(str(name)).name)
+    return int(match.group(1)) if match else -1
 
 
 def _find_image(folder: Path, name: str) -> str | None:

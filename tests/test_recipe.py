@@ -4,6 +4,7 @@ heads trained on cached features (tiny backbone, synthetic data: fast)."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import importlib.util
 from pathlib import Path
 
@@ -126,6 +127,32 @@ def test_the_feature_cache_computes_once_and_never_serves_stale_features(tmp_pat
     layer_spec = FeatureSpec(backbone="tiny", weights=tiny_weights, image_size=32, layer="preprocess", batch_size=8)
     assert cached_features(source, layer_spec, tmp_path / "cache").shape == (1, 24, 32, 32, 3)
     assert len(list((tmp_path / "cache").glob("*.npz"))) == 3
+
+
+def test_a_subset_takes_its_rows_of_the_whole_sources_cached_features(tmp_path, tiny_weights, monkeypatch):
+    """The grid's nested training fractions: extracted once for the whole training split, indexed per subset."""
+    from artnet import features
+    from artnet.sources import subset
+    from artnet.synthetic import synthetic_source
+
+    source = synthetic_source(24, size=32, seed=0)
+    spec = FeatureSpec(backbone="tiny", weights=tiny_weights, image_size=32, views=2, batch_size=8)
+    whole = cached_features(source, spec, tmp_path / "cache")
+    keep = np.arange(24) % 3 != 0
+    half = subset(source, keep, "two thirds")
+    inner_keep = np.arange(int(keep.sum())) % 2 == 0
+    quarter = subset(half, inner_keep, "a third")
+
+    def no_recompute(*args, **kwargs):
+        raise AssertionError("a subset of a cached source should extract nothing")
+
+    monkeypatch.setattr(features, "compute_features", no_recompute)
+    np.testing.assert_array_equal(cached_features(half, spec, tmp_path / "cache"), whole[:, keep])
+    np.testing.assert_array_equal(cached_features(quarter, spec, tmp_path / "cache"), whole[:, keep][:, inner_keep])
+    monkeypatch.undo()
+    # and the indexed rows are the features of the subset's own images (the same as extracting it afresh)
+    fresh = features.compute_features(dataclasses.replace(quarter, origin=None), spec)
+    np.testing.assert_allclose(fresh.astype(np.float32), whole[:, keep][:, inner_keep].astype(np.float32), atol=1e-2)
 
 
 def _noise_source(n: int, size: int = 32):
