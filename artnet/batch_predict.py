@@ -17,8 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from artnet.images import ImageError, load_path
+from artnet import labels
+from artnet.images import ImageError, check_shape, load_path
 from artnet.predict import Predictor, check_top_k
+
+YEAR_SIGMA_COLUMN = "year_sigma"
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff"})
 
@@ -53,7 +56,9 @@ def predict_paths(
 
     def prepare(path: Path):
         try:
-            return predictor.fit_pixels(load_path(Path(path))), None
+            rgb = load_path(Path(path))
+            check_shape(width=int(rgb.shape[1]), height=int(rgb.shape[0]))  # under 32 px, or a sliver: refused
+            return predictor.fit_pixels(rgb), None
         except ImageError as error:
             return None, str(error)
         except Exception as error:  # noqa: BLE001 (one strange file must not abort a batch of thousands)
@@ -92,6 +97,9 @@ def _predict_chunk(predictor: Predictor, chunk: list, top_k: int | None) -> Iter
         record = {"path": display_path(path), "ok": True}
         for head in predictor.heads:
             record[head] = [[label, round(probability, 6)] for label, probability in prediction[head]]
+        if labels.YEAR in prediction:
+            mean, sigma = prediction[labels.YEAR]
+            record[labels.YEAR], record[YEAR_SIGMA_COLUMN] = round(mean, 1), round(sigma, 1)
         yield record
 
 
@@ -101,13 +109,14 @@ def display_path(path: Path) -> str:
     return os.fsencode(path).decode("utf-8", errors="backslashreplace")
 
 
-def csv_columns(heads: Iterable[str], top_k: int) -> list[str]:
-    """path, ok, error, then `<head>_<rank>` and `<head>_<rank>_p` for each head and rank."""
+def csv_columns(heads: Iterable[str], top_k: int, year: bool = False) -> list[str]:
+    """path, ok, error, then `<head>_<rank>` and `<head>_<rank>_p` for each head and rank (and `year`,
+    `year_sigma` with a year head)."""
     columns = ["path", "ok", "error"]
     for head in heads:
         for rank in range(1, top_k + 1):
             columns += [f"{head}_{rank}", f"{head}_{rank}_p"]
-    return columns
+    return columns + ([labels.YEAR, YEAR_SIGMA_COLUMN] if year else [])
 
 
 def _csv_row(record: dict, heads: Iterable[str]) -> dict:
@@ -116,6 +125,9 @@ def _csv_row(record: dict, heads: Iterable[str]) -> dict:
         for rank, (label, probability) in enumerate(record.get(head, []), start=1):
             row[f"{head}_{rank}"] = label
             row[f"{head}_{rank}_p"] = probability
+    for key in (labels.YEAR, YEAR_SIGMA_COLUMN):
+        if key in record:
+            row[key] = record[key]
     return row
 
 
@@ -146,7 +158,7 @@ def run_batch_prediction(model, inputs: list[str], out: str | None, top_k: int =
     try:
         writer = None
         if as_csv:
-            writer = csv.DictWriter(stream, fieldnames=csv_columns(predictor.heads, top_k))
+            writer = csv.DictWriter(stream, fieldnames=csv_columns(predictor.heads, top_k, predictor.year_head))
             writer.writeheader()
         with tqdm(total=len(paths), unit="img", file=sys.stderr, desc="predict") as progress:
             for record in predict_paths(predictor, paths, batch_size=batch_size, top_k=top_k):

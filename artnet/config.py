@@ -57,6 +57,7 @@ class DataConfig:
 
     batch_size: int = 16  # per replica; the global batch is this x replicas
     cache: bool = True  # decoded uint8 images in memory (3.1 GB for 9.5k images at 331 px)
+    shuffle_buffer: int = 2048  # training examples shuffled at a time; 1 = the source's order (exact comparisons)
     augment: Augment = dataclasses.field(default_factory=Augment)
 
 
@@ -83,6 +84,9 @@ class TrainConfig:
     # "ordinal": the timeframe head learns soft targets over neighbouring 50-year blocks (a Gaussian of width one
     # block), so a near miss costs less than a blunder; "crossentropy": the blocks as unrelated classes.
     timeframe_loss: str = "crossentropy"
+    # A fourth task: the year as a number with an uncertainty (Gaussian NLL, `artnet.models.year`), trained where
+    # the year is known and masked elsewhere; its weight is `loss_weights["year"]` (default 1).
+    year_head: bool = False
     # Two phases: heads only (backbone frozen), then fine-tuning from `unfreeze` at a lower rate.
     epochs: int = 10  # total, both phases
     head_epochs: int = 2
@@ -95,6 +99,9 @@ class TrainConfig:
     # Hardware.
     precision: str = "auto"  # auto | float32 | mixed_float16 | mixed_bfloat16
     strategy: str = "auto"  # auto | mirrored | multi_worker | none
+    # The training loop: "keras" (fit with its callbacks), "custom" (artnet.loop: strategy.run over a distributed
+    # dataset, the one that trains under multi_worker) or "auto" (custom under multi_worker, else keras).
+    loop: str = "auto"
     seed: int = 0
     description: str = ""
 
@@ -104,12 +111,18 @@ class TrainConfig:
     def validate(self) -> TrainConfig:
         """Normalise `heads` (fixed order) and refuse what would otherwise be silently ignored."""
         self.heads = labels.validate_heads(self.heads)
-        labels.validate_head_keys(self.loss_weights, "loss_weights")
+        labels.validate_head_keys({k: v for k, v in self.loss_weights.items() if k != labels.YEAR}, "loss_weights")
+        if labels.YEAR in self.loss_weights and not self.year_head:
+            raise ValueError("loss_weights has a 'year' weight but year_head is off: set year_head=true or drop it")
         strategies = ("fixed", "uncertainty", "dwa", "pcgrad")  # artnet.models.weighting.STRATEGIES (no TF here)
         if self.loss_weighting not in strategies:
             close = difflib.get_close_matches(str(self.loss_weighting), strategies, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ValueError(f"unknown loss_weighting {self.loss_weighting!r}{hint}; one of {', '.join(strategies)}")
+        if self.loop not in ("auto", "keras", "custom"):
+            raise ValueError(f"loop must be auto, keras or custom, got {self.loop!r}")
+        if self.loop == "keras" and self.strategy == "multi_worker":
+            raise ValueError("loop=keras cannot train under strategy=multi_worker (keras-team/keras#20585): use auto")
         if self.timeframe_loss not in ("crossentropy", "ordinal"):
             raise ValueError(f"timeframe_loss must be 'crossentropy' or 'ordinal', got {self.timeframe_loss!r}")
         if not 0.0 <= float(self.label_smoothing) < 1.0:

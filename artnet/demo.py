@@ -36,6 +36,7 @@ from artnet.similar import SimilarityIndex
 from artnet.workdir import Export
 
 LOW_CONFIDENCE = 0.5
+YEAR_TITLE = "When: year (± one standard deviation, the model's own uncertainty)"
 SMALL_MODEL_EXAMPLES = 5_000
 TITLES = {"school": "Where: school", "timeframe": "When: timeframe", "type": "What: type"}
 OVERLAY_MAX_AGE_S = 600  # gradio copies a returned file into its cache at once; ours only need to outlive that
@@ -114,6 +115,13 @@ def model_card_facts(card: dict) -> str:
         else:
             against += ", majority baseline not recorded"
         lines.append(f"- {head}: balanced accuracy {_percent(result.get('balanced_accuracy'))} ({against})")
+    year = card.get("test_year") or {}
+    if year.get("mae") is not None:
+        constant = year.get("mae_constant")
+        lines.append(
+            f"- year: mean error {year['mae']:.0f} years over {year.get('n', '?')} dated test paintings"
+            + (f" (always answering the training mean year: {constant:.0f} years)" if constant is not None else "")
+        )
     if is_sample_scale(card):
         lines.append(
             f"- **A small sample-scale model** ({card['train_examples']} training images): its answers demonstrate "
@@ -194,6 +202,7 @@ class Answer(NamedTuple):
     gallery: list[tuple[str, str]]  # (thumbnail path, caption)
     listing: str  # Markdown, catalogue text escaped, links to wga.hu only
     neighbours: list[dict]  # structured: title, painter, date, labels, similarity, url
+    year: str | None = None  # "c. 1640 ± 25" when the model has a year head
 
 
 _BACKENDS: weakref.WeakSet = weakref.WeakSet()
@@ -319,7 +328,12 @@ class DemoBackend:
         if is_sample_scale(self.card):
             note += " This is a small sample-scale model: see the facts at the top."
         gallery, listing, records = self.similar(result["embedding"], k_similar)
-        return Answer(per_head, titles, note, gallery, listing, records)
+        year = None
+        if labels.YEAR in result:
+            from artnet.models.year import year_text
+
+            year = year_text(*result[labels.YEAR])
+        return Answer(per_head, titles, note, gallery, listing, records, year)
 
     def similar(self, embedding, k: int):
         """(gallery of (thumbnail, caption), a Markdown listing with escaped text and wga.hu links only, records)."""
@@ -452,6 +466,8 @@ def build_demo(export_dir: str | Path, examples: list[str] | None = None) -> gr.
                     head: gr.Label(num_top_classes=3, label=TITLES[head], show_heading=False)
                     for head in heads
                 }
+                # The year head's answer sits under the block: "c. 1640 ± 25" (one standard deviation).
+                year = gr.Textbox(label=YEAR_TITLE, interactive=False) if backend.model.year_head else None
                 note = gr.Markdown(label="note")
         with gr.Accordion("Why? Grad-CAM per head (on request)", open=False):
             explain = gr.Button("Show where each head looked")
@@ -464,17 +480,17 @@ def build_demo(export_dir: str | Path, examples: list[str] | None = None) -> gr.
         with gr.Accordion("Model card", open=False):
             gr.Markdown(model_card_markdown(backend.card))
 
-        targets = [outputs[head] for head in heads] + [note, similar, links, neighbours]
+        extra = [year] if year is not None else []
+        targets = [outputs[head] for head in heads] + extra + [note, similar, links, neighbours]
         shown = [outputs[head] for head in heads]
 
         def on_classify(upload):
             answer = backend.classify(uploaded_image(upload))
-            return [answer.labels[head] for head in heads] + [
-                answer.note,
-                answer.gallery,
-                answer.listing,
-                answer.neighbours,
-            ]
+            return (
+                [answer.labels[head] for head in heads]
+                + ([answer.year] if extra else [])
+                + [answer.note, answer.gallery, answer.listing, answer.neighbours]
+            )
 
         def on_new_image(upload):
             return [gr.skip()] * len(targets) if upload is None else on_classify(upload)
@@ -484,7 +500,7 @@ def build_demo(export_dir: str | Path, examples: list[str] | None = None) -> gr.
 
         def clear():
             # A new image: nothing shown may still describe the previous one.
-            return [None] * len(heads) + ["", None, "", None, None]
+            return [None] * len(heads) + [""] * len(extra) + ["", None, "", None, None]
 
         def retitle(*values):
             """Each head's label says in words what it answers, or that it is unsure (the API keeps plain

@@ -6,7 +6,9 @@ each head reports `chance` (1 / classes), `train_majority` and `data_majority` (
 the training split's or the evaluated data's own most frequent class), and the report states its `split_rule`.
 The timeframe head also reports how far in time it errs (`metrics.timeframe_year_metrics`): accuracy within one
 block, the fraction per block distance (plotted as `distance_timeframe.png`) and, where the source knows years,
-the mean and median absolute error in years, each with its uniform-chance value.
+the mean and median absolute error in years, each with its uniform-chance value. A year head is scored under
+`year` (`artnet.models.year.year_metrics`): errors in years against always answering the training mean year,
+the fraction within its own σ, and the same block measures as the timeframe head.
 """
 
 from __future__ import annotations
@@ -23,10 +25,12 @@ from artnet.workdir import Evaluation
 
 
 def predict_probabilities(model, source: Source, batch_size: int = 32) -> dict[str, np.ndarray]:
+    """Per head, the probabilities over `source`; with a year head also `year`: its raw (μ, log σ) outputs."""
     dataset = make_dataset(source, model.heads, model.image_size, batch_size, training=False)
     images_only = dataset.map(lambda images, y, w: images)
     outputs = model.predict(images_only, verbose=0)
-    return {head: np.asarray(outputs[head], dtype=np.float64) for head in model.heads}
+    tasks = getattr(model, "tasks", None) or model.heads
+    return {task: np.asarray(outputs[task], dtype=np.float64) for task in tasks}
 
 
 # How each wga config splits its paintings (datasets/wga/README.md); other sources name their own rule.
@@ -85,7 +89,10 @@ def evaluate(
     train_counts=None,
     batch_size: int = 32,
     split_rule: str | None = None,
+    train_year: float | None = None,
 ) -> dict:
+    """Score `model` on `source` into `out_dir` (see the top). `train_year`: the training split's mean year, the
+    constant answer the year head is compared with (default: the evaluated data's own mean, optimistic)."""
     files = Evaluation(Path(out_dir))
     files.root.mkdir(parents=True, exist_ok=True)
     probabilities = predict_probabilities(model, source, batch_size)
@@ -119,7 +126,18 @@ def evaluate(
             )
             if result.get("block_distance_fractions"):
                 metrics.plot_block_distance(result["block_distance_fractions"], files.distance_png(head), head)
+    if labels.YEAR in probabilities:  # the year head, scored in years and read as a block
+        from artnet.models.year import year_metrics
+
+        report[labels.YEAR] = year_metrics(
+            source.years, probabilities[labels.YEAR], source.labels["timeframe"], constant=train_year
+        )
+        if report[labels.YEAR].get("block_distance_fractions"):
+            metrics.plot_block_distance(
+                report[labels.YEAR]["block_distance_fractions"], files.distance_png(labels.YEAR), "year head"
+            )
     files.report_json.write_text(json.dumps(report, indent=2))
     files.report_md.write_text(metrics.format_report_markdown(report))
-    np.savez_compressed(files.predictions, **probabilities, **{f"{h}_true": source.labels[h] for h in labels.HEADS})
+    truth = {f"{h}_true": source.labels[h] for h in labels.HEADS}
+    np.savez_compressed(files.predictions, **probabilities, **truth, year_true=source.years)
     return report

@@ -14,6 +14,8 @@ UNKNOWN = -1
 
 # Fixed order of the heads in dict outputs, reports and tables. Tested: do not reorder.
 HEADS: tuple[str, ...] = ("school", "timeframe", "type")
+# The optional regression task beside the heads (`artnet.models.year`): the painting's year, with an uncertainty.
+YEAR = "year"
 
 TIMEFRAMES: tuple[str, ...] = tuple(f"{start}-{start + 49}" for start in range(1401, 1900, 50))
 SCHOOLS: tuple[str, ...] = ("Dutch", "Flemish", "French", "German", "Italian", "Spanish")

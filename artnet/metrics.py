@@ -477,6 +477,30 @@ def format_report_markdown(report: dict) -> str:
             cells += [str(metrics.get("year_n", 0))] + ["n/a" if v is None else f"{v:.1f}" for v in years]
             lines.append(f"| {_escape(head)} | " + " | ".join(cells) + " |")
 
+    year = report.get("year")
+    if year:
+
+        def years(key):
+            return "n/a" if year.get(key) is None else f"{year[key]:.1f}"
+
+        lines += [
+            "",
+            "## Year head",
+            "",
+            "The predicted year (the mean of its Gaussian) against the painting's year, over the n paintings with a "
+            "known year. Constant: always answering the training split's mean year "
+            f"({years('constant_year')}); chance: a block drawn uniformly at random (its centre). Within σ: the "
+            "error is within the model's own standard deviation (about 68 % if σ is honest). Read as a block: the "
+            "block of the predicted year against the timeframe label.",
+            "",
+            "| n | mean error (years) | median error | constant mean | chance mean | within σ | mean σ "
+            "| block top-1 | ±1 block |",
+            "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+            f"| {year.get('n', 0)} | {years('mae')} | {years('median_ae')} | {years('mae_constant')} | "
+            f"{years('mae_chance')} | {_percent(year.get('within_one_sigma'))} | {years('mean_sigma')} | "
+            f"{_percent(year.get('block_top1'))} | {_percent(year.get('within_one_block'))} |",
+        ]
+
     for head, metrics in heads.items():
         lines += ["", f"## Per-class accuracy: {_escape(head)}", ""]
         lines += ["| class | n | accuracy |", "| --- | ---: | ---: |"]

@@ -72,10 +72,11 @@ class Group:
     @classmethod
     def from_predictions(cls, runs: list[Mapping[str, np.ndarray]]) -> Group:
         """From each seed's `predictions.npz` (per head `<head>` probabilities and `<head>_true` labels): the heads
-        every run predicts. Refuses runs evaluated on different test images."""
+        every run predicts (a year head's regression is not a class: left out). Refuses runs evaluated on
+        different test images."""
         if not runs:
             raise ValueError("a group needs at least one run")
-        heads = [key for key in runs[0] if not key.endswith("_true") and f"{key}_true" in runs[0]]
+        heads = [key for key in runs[0] if not key.endswith("_true") and f"{key}_true" in runs[0] and key != "year"]
         heads = [head for head in heads if all(head in run for run in runs)]
         y_true, y_pred = {}, {}
         for head in heads:

@@ -25,6 +25,7 @@ from artnet.preprocessing import (
 from artnet.sources import Source
 
 AUTOTUNE = tf.data.AUTOTUNE
+YEAR_WEIGHT = "year_weight"  # travels beside the year target until the (targets, weights) split
 
 
 def class_weights(label_array: np.ndarray, num_classes: int, power: float = 1.0) -> np.ndarray:
@@ -70,14 +71,24 @@ def make_dataset(
     shuffle_buffer: int = 2048,
     seed: int = 0,
     drop_remainder: bool = False,
+    year: bool = False,
 ) -> tf.data.Dataset:
     """Batches of (float32 images in [0, 255], {head: label}, {head: sample weight}).
 
     `weight_tables` (from `head_weight_tables` on the TRAIN labels) weighs known labels; without it every
-    known label weighs 1. Unknown labels always weigh 0.
+    known label weighs 1. Unknown labels always weigh 0. With `year`, also the year head's target (`year`:
+    the normalised year of `Source.years`) and weight (0 where unknown; with `weight_tables`, i.e. in training,
+    scaled so that the mean weight is 1, as the heads' are).
     """
     heads = labels.validate_heads(heads)
     label_tensors = {head: tf.constant(source.labels[head], dtype=tf.int64) for head in heads}
+    if year:
+        from artnet.models.year import normalised_years, year_sample_weights
+
+        targets, _ = normalised_years(source.years)
+        label_tensors[labels.YEAR] = tf.constant(targets, dtype=tf.float32)
+        weights = year_sample_weights(source.years, balance=weight_tables is not None)
+        label_tensors[YEAR_WEIGHT] = tf.constant(weights, dtype=tf.float32)
     tables = {
         head: tf.constant(
             weight_tables[head]
@@ -125,10 +136,14 @@ def _randaugment():
 
 
 def _targets_and_weights(y, heads, tables):
-    """Unknown labels (-1) -> class 0 with weight 0; known ones weigh their class's table entry."""
+    """Unknown labels (-1) -> class 0 with weight 0; known ones weigh their class's table entry. The year target
+    and its weight pass through (computed in `make_dataset`)."""
     known = {head: y[head] >= 0 for head in heads}
     targets = {head: tf.where(known[head], y[head], 0) for head in heads}
     weights = {head: tf.where(known[head], tf.gather(tables[head], targets[head]), 0.0) for head in heads}
+    if labels.YEAR in y:
+        targets[labels.YEAR] = y[labels.YEAR]
+        weights[labels.YEAR] = y[YEAR_WEIGHT]
     return targets, weights
 
 

@@ -15,8 +15,8 @@ import numpy as np
 import tensorflow as tf
 
 from artnet import labels
-from artnet.images import ImageError, bound_size, load_rgb  # noqa: F401  (ImageError: what callers catch)
-from artnet.models.artnet import EMBEDDING
+from artnet.images import ImageError, bound_size, check_shape, load_rgb  # noqa: F401  (ImageError: callers catch it)
+from artnet.models.artnet import EMBEDDING, YEAR_SIGMA
 from artnet.preprocessing import resize_and_crop
 
 # --- the predictor ---------------------------------------------------------------------------------------
@@ -35,6 +35,7 @@ class Predictor:
             model_or_path = load_model(model_or_path)
         self.model = model_or_path
         self.heads: tuple[str, ...] = tuple(self.model.heads)
+        self.year_head = bool(getattr(self.model, "year_head", False))
         self.image_size = int(self.model.image_size)
         self.top_k = check_top_k(top_k)
         self.forward_passes = 0
@@ -52,8 +53,10 @@ class Predictor:
         self._resize = resize.get_concrete_function()
 
     def prepare(self, image) -> np.ndarray:
-        """Any accepted input -> the uint8 (image_size, image_size, 3) pixels the model reads."""
-        return self.fit_pixels(load_rgb(image))
+        """Any accepted input -> the uint8 (image_size, image_size, 3) pixels the model reads. An image under
+        32 px a side or more elongated than the serving limit is refused (`ImageShapeError`): nothing can be said
+        about a 1x1 image, and three confident-looking answers would mislead."""
+        return self.fit_pixels(_checked(load_rgb(image)))
 
     def fit_pixels(self, rgb: np.ndarray) -> np.ndarray:
         """A uint8 RGB array (from `artnet.images.load_rgb`) -> the model's input pixels."""
@@ -63,8 +66,9 @@ class Predictor:
         return self._resize(tf.constant(array)).numpy()
 
     def predict(self, image, top_k: int | None = None) -> dict:
-        """{head: [(label, probability), ...] best first, "embedding": float32 vector} for one image."""
-        array = bound_size(load_rgb(image), self.image_size)
+        """{head: [(label, probability), ...] best first, "embedding": float32 vector} for one image; with a year
+        head also "year": (mean year, standard deviation in years)."""
+        array = bound_size(_checked(load_rgb(image)), self.image_size)
         return self._rank(self._run(array[np.newaxis]), 0, top_k)
 
     def predict_batch(self, images: list, top_k: int | None = None) -> list[dict]:
@@ -86,8 +90,15 @@ class Predictor:
             probabilities = results[head][index]
             best = np.argsort(-probabilities, kind="stable")[:top_k]
             prediction[head] = [(labels.VOCABULARIES[head][i], float(probabilities[i])) for i in best]
+        if self.year_head:
+            prediction[labels.YEAR] = (float(results[labels.YEAR][index]), float(results[YEAR_SIGMA][index]))
         prediction[EMBEDDING] = results[EMBEDDING][index]
         return prediction
+
+
+def _checked(rgb: np.ndarray) -> np.ndarray:
+    check_shape(width=int(rgb.shape[1]), height=int(rgb.shape[0]))
+    return rgb
 
 
 def check_top_k(top_k: int) -> int:

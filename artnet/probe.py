@@ -80,6 +80,51 @@ def choose_and_fit(head: str, train_x, train_y, val_x, val_y):
     return model, choice
 
 
+# The year probe: ridge regression of the normalised year on standardised pooled features.
+ALPHA_GRID = (1.0, 10.0, 100.0, 1000.0, 10000.0, 100000.0)
+MIN_YEARS = 10  # fewer known training years than this: no year probe
+
+
+@dataclasses.dataclass
+class YearProbe:
+    """A fitted ridge regression of the year, with a constant σ: its residual spread on validation."""
+
+    model: object
+    alpha: float
+    sigma: float  # normalised units (YEAR_SCALE years each)
+    validation_mae: float
+    grid: list[dict]
+
+    def raw(self, x: np.ndarray) -> np.ndarray:
+        """(μ, log σ) per example: the year head's output format, so `year_metrics` scores both alike."""
+        mean = self.model.predict(x)
+        return np.stack([mean, np.full(len(x), np.log(self.sigma))], axis=1)
+
+
+def choose_and_fit_year(train_x, train_years, val_x, val_years) -> YearProbe | None:
+    """Ridge over `ALPHA_GRID`, chosen on validation mean absolute error in years; None without enough years."""
+    from sklearn.linear_model import Ridge
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from artnet.models.year import YEAR_SCALE, normalised_years
+
+    train_z, train_known = normalised_years(train_years)
+    val_z, val_known = normalised_years(val_years)
+    if train_known.sum() < MIN_YEARS or not val_known.any():
+        return None
+    grid, best = [], None
+    for alpha in ALPHA_GRID:
+        model = make_pipeline(StandardScaler(), Ridge(alpha=alpha)).fit(train_x[train_known], train_z[train_known])
+        residual = model.predict(val_x[val_known]) - val_z[val_known]
+        mae = float(np.abs(residual).mean() * YEAR_SCALE)
+        grid.append({"alpha": alpha, "validation_mae_years": mae})
+        if best is None or mae < best[1]:
+            best = (model, mae, alpha, float(residual.std()))
+    model, mae, alpha, sigma = best
+    return YearProbe(model, alpha, max(sigma, 1e-3), mae, grid)
+
+
 def run_probe(
     config: TrainConfig,
     workdir: str | Path,
@@ -113,6 +158,20 @@ def run_probe(
             sources["validation"].labels[head],
         )
         choices[head] = dataclasses.asdict(choice)
+    from artnet.models.year import YEAR_SCALE
+
+    year_probe = choose_and_fit_year(
+        features["train"], sources["train"].years, features["validation"], sources["validation"].years
+    )
+    if year_probe is not None:
+        choices[labels.YEAR] = {
+            "alpha": year_probe.alpha,
+            "sigma_years": year_probe.sigma * YEAR_SCALE,
+            "validation_mae_years": year_probe.validation_mae,
+            "grid": year_probe.grid,
+        }
+    train_years = sources["train"].years[sources["train"].years >= 0]
+    train_year = float(train_years.mean()) if len(train_years) else None
 
     def score(source: Source, source_features: np.ndarray, folder: Path) -> dict:
         majority = majority_classes(train_counts, source)
@@ -132,10 +191,21 @@ def run_probe(
             report["heads"][head] = metrics.head_metrics(
                 source.labels[head], probabilities[head], names, majority[head]
             )
+            if head == "timeframe":  # how far in time, as for a trained model (artnet.evaluate)
+                report["heads"][head].update(
+                    metrics.timeframe_year_metrics(source.labels[head], probabilities[head], names, source.years)
+                )
+        if year_probe is not None:
+            from artnet.models.year import year_metrics
+
+            probabilities[labels.YEAR] = year_probe.raw(source_features)
+            report[labels.YEAR] = year_metrics(
+                source.years, probabilities[labels.YEAR], source.labels["timeframe"], constant=train_year
+            )
         evaluation.report_json.write_text(json.dumps(report, indent=2))
         evaluation.report_md.write_text(metrics.format_report_markdown(report))
         truth = {f"{h}_true": source.labels[h] for h in labels.HEADS}
-        np.savez_compressed(evaluation.predictions, **probabilities, **truth)
+        np.savez_compressed(evaluation.predictions, **probabilities, **truth, year_true=source.years)
         return report
 
     report = score(sources["test"], features["test"], files.test_evaluation.root)

@@ -17,6 +17,7 @@ from artnet.train import load_sources, make_strategy, refuse_unsupported, train
 from artnet.workdir import Workdir
 
 HEADLINE_METRICS = ("n", "top1", "top3", "balanced_accuracy", "majority_baseline", "chance", "data_majority")
+YEAR_METRICS = ("n", "mae", "median_ae", "mae_constant", "constant_year", "within_one_sigma", "within_one_block")
 
 
 @dataclasses.dataclass
@@ -53,6 +54,7 @@ def model_card(sources: dict[str, Source], train_counts: dict, report: dict) -> 
         "test_painters": painters(sources["test"]),
         "train_counts": train_counts,  # travels with the export: `artnet evaluate` reads its majority baselines here
         "test": headline(report),
+        **({"test_year": {k: report["year"][k] for k in YEAR_METRICS}} if "year" in report else {}),
     }
 
 
@@ -62,21 +64,31 @@ def run_experiment(
     sources: dict[str, Source] | None = None,
     strategy=None,
     callbacks=None,
+    similarity_index: bool = True,
 ) -> RunResult:
     """Train `config` in `workdir` (resuming whatever is there), evaluate on the test split, export.
 
     `strategy` defaults to `make_strategy(config.strategy)`, created here before any other TensorFlow work
-    (multi-worker collectives must come first); `sources` defaults to the config's data.
+    (multi-worker collectives must come first); `sources` defaults to the config's data. `similarity_index=False`
+    leaves out the demo's similar-paintings index (a pass over every training image), for runs that are only
+    compared, never served (the grid).
     """
     workdir = Workdir(Path(workdir))
     config.validate()
     if strategy is None:
         strategy = make_strategy(config.strategy)
-    refuse_unsupported(strategy)
+    refuse_unsupported(strategy, config)
     sources = sources or load_sources(config)
     model = train(config, workdir, sources, strategy=strategy, callbacks=callbacks)
-    counts = workdir.read_label_counts()["counts"]
-    report = evaluate(model, sources["test"], workdir.test_evaluation.root, train_counts=counts)
+    from artnet.loop import is_chief
+
+    if not is_chief(strategy):  # a multi-worker job: the chief evaluates and exports
+        return RunResult(workdir=workdir, model=model, report={}, card={})
+    recorded = workdir.read_label_counts()
+    counts = recorded["counts"]
+    report = evaluate(
+        model, sources["test"], workdir.test_evaluation.root, train_counts=counts, train_year=recorded.get("year_mean")
+    )
     card = model_card(sources, counts, report)
-    export(model, workdir.export.root, card=card, index_source=sources["train"])
+    export(model, workdir.export.root, card=card, index_source=sources["train"] if similarity_index else None)
     return RunResult(workdir=workdir, model=model, report=report, card=card)

@@ -57,18 +57,27 @@ def synthetic_source(n: int, size: int = 32, seed: int = 0, unknown_fraction: fl
     return Source(name=f"synthetic(n={n}, seed={seed})", images=images, labels=label_arrays)
 
 
-def write_synthetic_folder(folder: str | Path, n: int, size: int = 32, seed: int = 0, authors: int = 40) -> Path:
-    """A labelled folder (images/ + labels.csv, blank = unknown), like ../shared/wikiart-sample."""
+def write_synthetic_folder(
+    folder: str | Path, n: int, size: int = 32, seed: int = 0, authors: int = 40, years: bool = False
+) -> Path:
+    """A labelled folder (images/ + labels.csv, blank = unknown), like ../shared/wikiart-sample. With `years`, a
+    `year` column too: a year inside the painting's timeframe block (so the image's green level tells it to within
+    50 years), blank for about a third of the paintings and wherever the timeframe is unknown."""
     folder = Path(folder)
     (folder / "images").mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed + 1)
     label_arrays = synthetic_labels(n, seed)
-    lines = ["file,author,timeframe,school,type"]
+    lines = ["file,author,timeframe,school,type" + (",year" if years else "")]
+    year_rng = np.random.default_rng(seed + 2)
     for i in range(n):
         row = {h: int(label_arrays[h][i]) for h in labels.HEADS}
         name = f"images/{i:05d}.jpg"
         Image.fromarray(synthetic_image(row, size, rng)).save(folder / name, quality=95)
         names = {h: labels.label_name(h, row[h]) or "" for h in labels.HEADS}
-        lines.append(f"{name},painter {i % authors},{names['timeframe']},{names['school']},{names['type']}")
+        line = f"{name},painter {i % authors},{names['timeframe']},{names['school']},{names['type']}"
+        if years:
+            dated = row["timeframe"] >= 0 and year_rng.random() < 0.67
+            line += f",{1401 + 50 * row['timeframe'] + int(year_rng.integers(0, 50))}" if dated else ","
+        lines.append(line)
     (folder / "labels.csv").write_text("\n".join(lines) + "\n")
     return folder

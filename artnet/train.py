@@ -43,24 +43,53 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
     if name == "multi_worker":
-        if "TF_CONFIG" not in os.environ:
-            raise ValueError("strategy multi_worker needs TF_CONFIG describing the cluster and this worker's task")
-        return tf.distribute.MultiWorkerMirroredStrategy()  # joins the cluster; fit() refuses it below
+        return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=multi_worker_resolver())
     if name == "none":
         return tf.distribute.get_strategy()
     raise ValueError(f"unknown strategy {name!r}: auto, mirrored, multi_worker or none")
 
 
-def refuse_unsupported(strategy: tf.distribute.Strategy) -> None:
-    """Stop, before any data is loaded, on a strategy that Keras cannot train with."""
-    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        # Measured here with two localhost workers: Keras 3.15's fit() fails inside its own metric building and
-        # per-replica reductions under this strategy (open upstream as keras-team/keras#20585). Say so plainly
-        # rather than fail deep inside Keras; MirroredStrategy over the GPUs of one machine works.
-        raise TrainingError(
-            "strategy multi_worker: Keras 3.15's fit() cannot train under MultiWorkerMirroredStrategy "
-            "(keras-team/keras#20585, open upstream). Train on one machine with strategy=mirrored (all its GPUs)."
+def multi_worker_resolver():
+    """The cluster of a multi-worker job: `TF_CONFIG` when set, else Slurm's own variables under `srun` (one task
+    per node, each using all of its node's GPUs), else ValueError saying what to set."""
+    if "TF_CONFIG" in os.environ:
+        return tf.distribute.cluster_resolver.TFConfigClusterResolver()
+    if "SLURM_PROCID" in os.environ and "SLURM_STEP_NODELIST" in os.environ:
+        return tf.distribute.cluster_resolver.SlurmClusterResolver(
+            port_base=int(os.environ.get("ARTNET_SLURM_PORT", "2222")),
+            gpus_per_node=1,  # with auto_set_gpu=False these only shape the task list: one task per node
+            gpus_per_task=1,
+            auto_set_gpu=False,
         )
+    raise ValueError(
+        "strategy multi_worker needs its cluster: TF_CONFIG describing the cluster and this worker's task, or a "
+        "Slurm job step (srun) with one task per node"
+    )
+
+
+def refuse_unsupported(strategy: tf.distribute.Strategy, config: TrainConfig | None = None) -> None:
+    """Stop, before any data is loaded, on a combination that cannot train, saying what to do instead."""
+    from artnet.loop import is_multi_worker
+
+    if not is_multi_worker(strategy) or config is None:
+        return
+    if config.loop == "keras":
+        raise TrainingError(
+            "strategy multi_worker with loop=keras: Keras 3.15's fit() cannot train under MultiWorkerMirroredStrategy "
+            "(keras-team/keras#20585, open upstream). Use loop=auto (artnet's own loop, artnet.loop)."
+        )
+    if config.data.feature_views and config.backbone_weights:
+        raise TrainingError(
+            "strategy multi_worker with the feature cache (data.feature_views > 0): the cache is a one-machine CPU "
+            "shortcut. Set data.feature_views=0 to train on images across the workers."
+        )
+
+
+def uses_loop(config: TrainConfig, strategy: tf.distribute.Strategy) -> bool:
+    """Whether training runs `artnet.loop` (custom, any strategy) or Keras' fit (see `TrainConfig.loop`)."""
+    from artnet.loop import is_multi_worker
+
+    return config.loop == "custom" or (config.loop == "auto" and is_multi_worker(strategy))
 
 
 def set_precision(name: str) -> str:
@@ -103,7 +132,10 @@ def load_sources(config: TrainConfig) -> dict[str, Source]:
 def write_label_counts(workdir: Workdir, train: Source) -> dict[str, list[int]]:
     """The training split's counts per head and class, saved in the workdir (majority baselines, model card)."""
     counts = label_counts(train)
-    workdir.label_counts.write_text(json.dumps({"train_examples": len(train), "counts": counts, "source": train.name}))
+    years = train.years[train.years >= 0]
+    year_mean = round(float(years.mean()), 1) if len(years) else None  # the year head's constant-answer baseline
+    record = {"train_examples": len(train), "counts": counts, "source": train.name, "year_mean": year_mean}
+    workdir.label_counts.write_text(json.dumps(record))
     return counts
 
 
@@ -141,21 +173,28 @@ def make_optimizer(config: TrainConfig, learning_rate: float, steps: int) -> ker
 
 
 def compile_model(model: ArtNet, config: TrainConfig, learning_rate: float, steps: int) -> None:
-    heads = model.heads
+    """Losses and weighted metrics per task: the heads (cross-entropy, top-1, top-3) and the year head if any
+    (Gaussian NLL, mean absolute error in years). `model.tasks` (or `heads`) says which."""
+    from artnet.models.year import GaussianYearNLL, YearAbsoluteError
+
+    tasks = tuple(getattr(model, "tasks", None) or model.heads)
+    losses, metrics = {}, {}
+    for task in tasks:
+        if task == labels.YEAR:
+            losses[task] = GaussianYearNLL(name="year_loss")
+            metrics[task] = [YearAbsoluteError(name="mae_years")]
+            continue
+        losses[task] = head_loss(task, len(labels.VOCABULARIES[task]), config.label_smoothing, config.timeframe_loss)
+        metrics[task] = [
+            keras.metrics.SparseCategoricalAccuracy(name="top1"),
+            keras.metrics.SparseTopKCategoricalAccuracy(k=3, name="top3"),
+        ]
     model.compile(
         optimizer=make_optimizer(config, learning_rate, steps),
-        loss={
-            h: head_loss(h, len(labels.VOCABULARIES[h]), config.label_smoothing, config.timeframe_loss) for h in heads
-        },
-        loss_weights={h: float(config.loss_weights.get(h, 1.0)) for h in heads},
+        loss=losses,
+        loss_weights={task: float(config.loss_weights.get(task, 1.0)) for task in tasks},
         # Weighted, so that unknown labels (weight 0) count in no metric.
-        weighted_metrics={
-            h: [
-                keras.metrics.SparseCategoricalAccuracy(name="top1"),
-                keras.metrics.SparseTopKCategoricalAccuracy(k=3, name="top3"),
-            ]
-            for h in heads
-        },
+        weighted_metrics=metrics,
     )
 
 
@@ -271,15 +310,17 @@ def check_backup(backup_dir: Path) -> None:
 # --- loss weighting ---------------------------------------------------------------------------------------
 
 
-def weighted(network: keras.Model, config: TrainConfig, heads) -> keras.Model:
+def weighted(network: keras.Model, config: TrainConfig, tasks) -> keras.Model:
     """`network` as it trains under `config.loss_weighting`: itself for fixed weights (the plain compiled sum),
-    else wrapped in the strategy's `MultiTaskModel` (own train step; saves as the network it wraps)."""
-    network.heads = tuple(heads)  # what compile_model reads
+    else wrapped in the strategy's `MultiTaskModel` (own train step; saves as the network it wraps). `tasks`: the
+    heads, and `year` with a year head."""
+    if not isinstance(network, ArtNet):
+        network.tasks = tuple(tasks)  # what compile_model reads
     if config.loss_weighting == "fixed":
         return network
     from artnet.models.weighting import MultiTaskModel
 
-    return MultiTaskModel(network, strategy=config.loss_weighting, heads=tuple(heads), seed=config.seed)
+    return MultiTaskModel(network, strategy=config.loss_weighting, heads=tuple(tasks), seed=config.seed)
 
 
 # --- training from the feature cache ----------------------------------------------------------------------
@@ -325,6 +366,11 @@ def fit_from_cache(model: ArtNet, config: TrainConfig, sources: dict, tables: di
             table = weight_tables[head] if weight_tables else np.ones(len(labels.VOCABULARIES[head]), np.float32)
             ys[head] = np.tile(np.clip(values, 0, None), views)
             ws[head] = np.tile(pipeline.sample_weights(values, table), views)
+        if model.year_head:  # as in pipeline.make_dataset: balanced in training, 1 per known year in validation
+            from artnet.models.year import normalised_years, year_sample_weights
+
+            ys[labels.YEAR] = np.tile(normalised_years(source.years)[0], views)
+            ws[labels.YEAR] = np.tile(year_sample_weights(source.years, balance=weight_tables is not None), views)
         return ys, ws
 
     def dataset(features, source, weight_tables, training):
@@ -342,7 +388,7 @@ def fit_from_cache(model: ArtNet, config: TrainConfig, sources: dict, tables: di
         train_data = dataset(cached_features(sources["train"], layer_spec), sources["train"], tables, True)
         val_spec = dataclasses.replace(layer_spec, views=1)
         val_data = dataset(cached_features(sources["validation"], val_spec), sources["validation"], None, False)
-        network = weighted(network, config, model.heads)
+        network = weighted(network, config, model.tasks)
         steps = len(train_data) * (last_epoch - first_epoch)
         compile_model(network, config, learning_rate, steps)
         callbacks = [
@@ -371,7 +417,7 @@ def fit_from_cache(model: ArtNet, config: TrainConfig, sources: dict, tables: di
 
     def on_top(features):
         dropped = model.get_layer("dropout")(features)
-        return {head: model.get_layer(head)(dropped) for head in model.heads}
+        return {task: model.get_layer(task)(dropped) for task in model.tasks}
 
     set_trainable(model, "heads", config)
     width = model.get_layer(POOLED).output.shape[-1]
@@ -410,15 +456,20 @@ def train(
     workdir.root.mkdir(parents=True, exist_ok=True)
     config.validate()
     strategy = strategy or make_strategy(config.strategy)
-    refuse_unsupported(strategy)
+    refuse_unsupported(strategy, config)
+    from artnet.loop import is_chief
+
+    chief = is_chief(strategy)  # only the chief writes the workdir (every worker reads it)
     keras.utils.set_random_seed(config.seed)
     precision = set_precision(config.precision)
-    workdir.config.write_text(json.dumps(config.to_dict(), indent=2))
+    if chief:
+        workdir.config.write_text(json.dumps(config.to_dict(), indent=2))
 
     sources = sources or load_sources(config)
     heads = config.heads
     tables = pipeline.head_weight_tables(sources["train"].labels, heads, config.class_weight_power)
-    write_label_counts(workdir, sources["train"])
+    if chief:
+        write_label_counts(workdir, sources["train"])
 
     replicas = strategy.num_replicas_in_sync
     global_batch = config.data.batch_size * replicas
@@ -429,6 +480,7 @@ def train(
             image_size=config.image_size,
             dropout=config.dropout,
             backbone_weights=config.backbone_weights,
+            year_head=config.year_head,
         )
     started = time.monotonic()
     summary = {"replicas": replicas, "global_batch": global_batch, "precision": precision}
@@ -446,12 +498,23 @@ def train(
         weight_tables=tables,
         augment=config.data.augment,
         cache=config.data.cache,
+        shuffle_buffer=config.data.shuffle_buffer,
         seed=config.seed,
         drop_remainder=replicas > 1,
+        year=config.year_head,
     )
-    # Validation weighs every known label 1: its loss and accuracy are the plain ones.
+    # Validation weighs every known label 1: its loss and accuracy are the plain ones. Across replicas, artnet's
+    # loop drops the last partial batch (a replica must never get an empty one).
+    custom_loop = uses_loop(config, strategy)
     val_ds = pipeline.make_dataset(
-        sources["validation"], heads, size, global_batch, training=False, cache=config.data.cache
+        sources["validation"],
+        heads,
+        size,
+        global_batch,
+        training=False,
+        cache=config.data.cache,
+        year=config.year_head,
+        drop_remainder=custom_loop and replicas > 1,
     )
     batches = -(-len(sources["train"]) // global_batch) if replicas == 1 else len(sources["train"]) // global_batch
     steps = config.steps_per_epoch or max(1, batches)
@@ -469,17 +532,36 @@ def train(
         if done_marker.is_file():  # finished in an earlier run: take its weights and move on
             model.load_weights(str(done_marker))
             continue
+        print(
+            f"phase {phase}: epochs {first_epoch + 1}-{last_epoch}, global batch {global_batch} "
+            f"on {replicas} replica(s), precision {precision}, loop {'artnet' if custom_loop else 'keras fit'}",
+            flush=True,
+        )
+        if custom_loop:
+            _fit_phase_with_loop(
+                model,
+                config,
+                strategy,
+                train_ds,
+                val_ds,
+                workdir,
+                phase,
+                steps,
+                learning_rate,
+                first_epoch,
+                last_epoch,
+                callbacks,
+            )
+            if chief:
+                model.save_weights(str(done_marker))
+            continue
         check_backup(workdir.backup(phase))
         with strategy.scope():
             set_trainable(model, phase, config)
-            trainer = weighted(model, config, model.heads)
+            trainer = weighted(model, config, model.tasks)
             compile_model(trainer, config, learning_rate, steps * (last_epoch - first_epoch))
             if trainer is not model:  # built before fit (BackupAndRestore insists), after compile (its trackers)
                 trainer(keras.ops.zeros((1, *model.input_shape[1:])))
-        print(
-            f"phase {phase}: epochs {first_epoch + 1}-{last_epoch}, global batch {global_batch} "
-            f"on {replicas} replica(s), precision {precision}"
-        )
         trainer.fit(
             train_ds,
             validation_data=val_ds,
@@ -491,11 +573,44 @@ def train(
             verbose=2,
         )
         model.save_weights(str(done_marker))
-    return finish(model, workdir, started, summary)
+    return finish(model, workdir, started, summary, write=chief)
 
 
-def finish(model: ArtNet, workdir: Workdir, started: float, summary: dict) -> ArtNet:
-    """Save the final model and the run's summary (wall time, size, hardware) into the workdir."""
+def _fit_phase_with_loop(
+    model, config, strategy, train_ds, val_ds, workdir, phase, steps, learning_rate, first_epoch, last_epoch, callbacks
+) -> None:
+    """One phase through `artnet.loop`: the config's loss weighting as a `MultiTaskModel` (`fixed` too, so every
+    strategy takes the same step), compiled like the fit path, its DWA update and any callbacks fed the logs."""
+    from artnet.loop import fit_with_loop
+    from artnet.models.weighting import MultiTaskModel, _DwaUpdate
+
+    with strategy.scope():
+        set_trainable(model, phase, config)
+        trainer = MultiTaskModel(model, strategy=config.loss_weighting, heads=model.tasks, seed=config.seed)
+        compile_model(trainer, config, learning_rate, steps * (last_epoch - first_epoch))
+        trainer(keras.ops.zeros((1, *model.input_shape[1:])))
+    epoch_callbacks = [_DwaUpdate(trainer)] if config.loss_weighting == "dwa" else []
+    fit_with_loop(
+        trainer,
+        strategy,
+        train_ds,
+        val_ds,
+        first_epoch=first_epoch,
+        last_epoch=last_epoch,
+        steps_per_epoch=steps,
+        workdir=workdir,
+        phase=phase,
+        early_stopping_patience=config.early_stopping_patience,
+        backup_every_steps=config.backup_every_steps,
+        callbacks=epoch_callbacks + list(callbacks or []),
+    )
+
+
+def finish(model: ArtNet, workdir: Workdir, started: float, summary: dict, write: bool = True) -> ArtNet:
+    """Save the final model and the run's summary (wall time, size, hardware) into the workdir (`write`: the chief
+    of a multi-worker job; the other workers only return the model)."""
+    if not write:
+        return model
     model.save(str(workdir.model))
     seconds = {"seconds": round(time.monotonic() - started, 1), "parameters": int(model.count_params())}
     workdir.train_summary.write_text(json.dumps({**seconds, **summary}))

@@ -50,6 +50,13 @@ COLUMNS = (
     "train_seconds",
     "ms_per_image",
     "data",
+    "within_one_block",
+    "year_n",
+    "year_mae",
+    "year_mae_low",
+    "year_mae_high",
+    "year_median_ae",
+    "year_mae_chance",
 )
 
 
@@ -103,6 +110,11 @@ def rows_for_run(label: str, path: Path, seed: int = 0) -> list[dict]:
         result = report["heads"].get(head)
         if result is None:
             raise ValueError(f"{evaluation.report_json} has no {head!r} head, but its predictions do: re-evaluate it")
+        time_columns = {}
+        if head == "timeframe":  # how far in time: the block's centre against the year, where known
+            time_columns = year_columns(
+                result, y_true, y_pred, predictions["year_true"] if "year_true" in predictions.files else None, seed
+            )
         top1_low, top1_high = metrics.bootstrap_interval(correct, seed=seed)
         bal_low, bal_high = metrics.bootstrap_balanced_accuracy_interval(y_true, y_pred, seed=seed)
         rows.append(
@@ -122,9 +134,59 @@ def rows_for_run(label: str, path: Path, seed: int = 0) -> list[dict]:
                 "train_seconds": summary.get("seconds"),
                 "ms_per_image": None,
                 "data": report.get("data", ""),
+                **time_columns,
             }
         )
+    if labels.YEAR in predictions.files and labels.YEAR in report:  # a year head (or the ridge year probe)
+        rows.append(year_row(label, report, predictions, summary, seed))
     return rows
+
+
+def year_columns(result: dict, y_true, y_pred, years, seed: int) -> dict:
+    """The timeframe head's time columns: ±1 block and years of error (interval where the years were saved)."""
+    columns = {
+        "within_one_block": result.get("within_one_block"),
+        "year_n": result.get("year_n"),
+        "year_mae": result.get("year_mae"),
+        "year_median_ae": result.get("year_median_ae"),
+        "year_mae_chance": result.get("year_mae_chance"),
+    }
+    if years is not None:
+        dated = (np.asarray(years) >= 0) & (y_true >= 0)
+        if dated.any():
+            centres = metrics.block_centres(labels.TIMEFRAMES)
+            error = np.abs(centres[y_pred[dated]] - years[dated])
+            columns["year_mae_low"], columns["year_mae_high"] = metrics.bootstrap_interval(error, seed=seed)
+    return columns
+
+
+def year_row(label: str, report: dict, predictions, summary: dict, seed: int) -> dict:
+    """The year head's row: its predicted year scored in years, and read as a block (top-1, ±1 block)."""
+    from artnet.models.year import year_estimate
+
+    scored = report[labels.YEAR]
+    row = {
+        "run": label,
+        "head": labels.YEAR,
+        "n": scored["n"],
+        "top1": scored.get("block_top1"),
+        "parameters": summary.get("parameters"),
+        "train_seconds": summary.get("seconds"),
+        "data": report.get("data", ""),
+        "within_one_block": scored.get("within_one_block"),
+        "year_n": scored["n"],
+        "year_mae": scored.get("mae"),
+        "year_median_ae": scored.get("median_ae"),
+        "year_mae_chance": scored.get("mae_chance"),
+    }
+    years = predictions["year_true"]
+    dated = years >= 0
+    if dated.any():
+        mean, _ = year_estimate(predictions[labels.YEAR])
+        row["year_mae_low"], row["year_mae_high"] = metrics.bootstrap_interval(
+            np.abs(mean[dated] - years[dated]), seed=seed
+        )
+    return row
 
 
 def time_models(model_paths: dict[str, Path], rounds: int = 5, batch: int = 8, images: int = 32) -> dict[str, float]:
@@ -163,6 +225,8 @@ def to_markdown(rows: list[dict], title: str, notes: list[str]) -> str:
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for row in rows:
+        if row["head"] == labels.YEAR:
+            continue  # years only: in the time table below
         ms = "" if row["ms_per_image"] is None else f"{row['ms_per_image']:.1f}"
         lines.append(
             f"| {row['run']} | {row['head']} | {row['n']} | {_percent(row['top1'])} "
@@ -171,7 +235,31 @@ def to_markdown(rows: list[dict], title: str, notes: list[str]) -> str:
             f"{_percent(row['balanced_accuracy_high'])}] | {_percent(row['majority_baseline'])} | "
             f"{row['parameters'] or ''} | {row['train_seconds'] or ''} | {ms} |"
         )
+    timed = [row for row in rows if row.get("year_n")]
+    if timed:
+        lines += [
+            "",
+            "Time in years: the timeframe head read as its block's centre, the year head (`year`) as its predicted "
+            "year; ±1 block = within one block of the true one; errors over the images with a known year (n years), "
+            "[95 % bootstrap interval]; chance = a block drawn uniformly at random.",
+            "",
+            "| run | head | ±1 block % | n years | mean error, years [95 % CI] | median error, years | chance mean |",
+            "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for row in timed:
+            interval = ""
+            if row.get("year_mae_low") is not None:
+                interval = f" [{row['year_mae_low']:.0f}, {row['year_mae_high']:.0f}]"
+            lines.append(
+                f"| {row['run']} | {row['head']} | {_percent(row.get('within_one_block'))} | {row['year_n']} | "
+                f"{_years(row.get('year_mae'))}{interval} | {_years(row.get('year_median_ae'))} | "
+                f"{_years(row.get('year_mae_chance'))} |"
+            )
     return "\n".join(lines) + "\n"
+
+
+def _years(value) -> str:
+    return "" if value is None else f"{value:.0f}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -219,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
             )
     args.out_dir.mkdir(parents=True, exist_ok=True)
     with (args.out_dir / f"{args.name}.csv").open("w", newline="") as out:
-        writer = csv.DictWriter(out, fieldnames=COLUMNS)
+        writer = csv.DictWriter(out, fieldnames=COLUMNS, restval="")
         writer.writeheader()
         writer.writerows(rows)
     markdown = to_markdown(rows, args.title or args.name, notes)

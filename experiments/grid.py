@@ -206,7 +206,7 @@ def train_missing(runs: list[Run], runs_dir: Path, recipe: str, overrides: list[
         options = [f"loss_weighting={run.strategy}", f"seed={run.seed}", f"data.train_fraction={run.fraction}"]
         config = apply_overrides(load_config(arm_spec(recipe, run.arm)), [*options, *overrides])
         print(f"[{number}/{len(todo)}] {run.arm} {run.strategy} seed {run.seed} fraction {run.fraction:g}", flush=True)
-        run_experiment(config, workdir.root)
+        run_experiment(config, workdir.root, similarity_index=False)  # compared, never served
         _release_models()
         if number < len(todo):
             print_estimate(runs, runs_dir)

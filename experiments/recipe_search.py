@@ -44,6 +44,7 @@ VARIANTS: dict[str, list[str]] = {
     "from block7a, label smoothing 0.1": CONVERGE + LAST_STAGE + ["label_smoothing=0.1"],
     "from block7a, class weights ^0.5": CONVERGE + LAST_STAGE + ["class_weight_power=0.5"],
     "from block7a, ordinal timeframe": CONVERGE + LAST_STAGE + ["timeframe_loss=ordinal"],
+    "from block7a, year head": CONVERGE + LAST_STAGE + ["year_head=true"],
     # Not run yet (out of time on 2 cores in this session): AdamW with weight decay, deeper unfreezing with
     # convergence, more augmented views, MixUp/CutMix.
 }
@@ -57,13 +58,15 @@ COLUMNS = (
     "balanced_accuracy_flip",
     "within_one_block",
     "year_mae",
+    "year_median_ae",
     "epochs",
     "seconds",
 )
 
 
 def validation_probabilities(model, config, sources) -> tuple[dict, dict]:
-    """Per head, validation probabilities plain and with test-time flip, from cached front features."""
+    """Per head, validation probabilities plain and with test-time flip, from cached front features (and, with a
+    year head, its raw (μ, log σ) outputs under `year`; flipped: the mean of the two views' outputs)."""
     import keras
 
     from artnet.features import FeatureSpec, cached_features
@@ -78,12 +81,13 @@ def validation_probabilities(model, config, sources) -> tuple[dict, dict]:
     tail = keras.Model(backbone.get_layer(cut).output, backbone.output)
     cut_input = keras.Input(tuple(views.shape[2:]))
     pooled = model.get_layer(POOLED)(tail(cut_input))
-    network = keras.Model(cut_input, {head: model.get_layer(head)(pooled) for head in model.heads})
+    tasks = getattr(model, "tasks", None) or model.heads
+    network = keras.Model(cut_input, {task: model.get_layer(task)(pooled) for task in tasks})
     plain = network.predict(views[0].astype(np.float32), batch_size=64, verbose=0)
     mirrored = network.predict(views[1].astype(np.float32), batch_size=64, verbose=0)
     return (
-        {head: np.asarray(plain[head]) for head in model.heads},
-        {head: (np.asarray(plain[head]) + np.asarray(mirrored[head])) / 2 for head in model.heads},
+        {task: np.asarray(plain[task]) for task in tasks},
+        {task: (np.asarray(plain[task]) + np.asarray(mirrored[task])) / 2 for task in tasks},
     )
 
 
@@ -110,6 +114,16 @@ def probe_rows(sources, config, probe_dir: Path) -> list[dict]:
     if choices_file.is_file():
         rows = []
         for head, choice in json.loads(choices_file.read_text())["choices"].items():
+            if head == labels.YEAR:  # the ridge year probe: scored in years only
+                rows.append(
+                    {
+                        "variant": f"linear probe (ridge, alpha={choice['alpha']:g})",
+                        "head": head,
+                        "n": int((sources["validation"].years >= 0).sum()),
+                        "year_mae": choice["validation_mae_years"],
+                    }
+                )
+                continue
             rows.append(
                 {
                     "variant": f"linear probe (C={choice['C']}, {choice['class_weight'] or 'unweighted'})",
@@ -186,10 +200,34 @@ def run_variant(name: str, overrides: list[str], runs: Path, sources) -> list[di
                 "balanced_accuracy_flip": balanced_flip,
                 "within_one_block": time_scores.get("within_one_block"),
                 "year_mae": time_scores.get("year_mae"),
+                "year_median_ae": time_scores.get("year_median_ae"),
                 "epochs": epochs,
                 "seconds": seconds,
             }
         )
+    if labels.YEAR in plain:  # the year head: scored in years, and read as a block (its top-1 and ±1 block)
+        from artnet.models.year import year_metrics
+
+        validation = sources["validation"]
+        scored = year_metrics(validation.years, plain[labels.YEAR], validation.labels["timeframe"])
+        flipped_scored = year_metrics(validation.years, flipped[labels.YEAR], validation.labels["timeframe"])
+        rows.append(
+            {
+                "variant": name,
+                "head": labels.YEAR,
+                "n": scored["n"],
+                "top1": scored["block_top1"],
+                "balanced_accuracy": None,
+                "top1_flip": flipped_scored["block_top1"],
+                "balanced_accuracy_flip": None,
+                "within_one_block": scored["within_one_block"],
+                "year_mae": scored["mae"],
+                "year_median_ae": scored["median_ae"],
+                "epochs": epochs,
+                "seconds": seconds,
+            }
+        )
+    np.savez_compressed(workdir / "validation_predictions.npz", **plain)  # for experiments/time_heads.py
     return rows
 
 
@@ -207,20 +245,26 @@ def to_markdown(rows: list[dict], command: str) -> str:
         "this same validation split (its best case)",
         "- train s: wall time of training on the shared 2-core machine, including the one-off feature extraction "
         "for the first variant that needed its layer (`today`: block5c_add; `from block7a, converged`: block6d_add)",
-        "- timeframe only: `±1 block` = top-1 block within one of the true one; `years` = mean absolute error of the "
-        "top-1 block's centre against the painting's year, where the year is known (blank: not measured for that row)",
+        "- timeframe only: `±1 block` = top-1 block within one of the true one; `years` / `median` = mean / median "
+        "absolute error of the top-1 block's centre against the painting's year, where the year is known (blank: not "
+        "measured for that row)",
+        "- `year` rows (the year head of `year_head=true`): n = validation paintings with a known year; top-1 and "
+        "±1 block = the block of the predicted year against the timeframe label; years = its absolute error in "
+        "years. Intervals for the time columns: experiments/results/time_heads.md",
         f"- command: `{command}`",
         "",
-        "| variant | head | n | top-1 % | balanced % | top-1 % flip | balanced % flip | ±1 block % | years | epochs "
-        "| train s |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| variant | head | n | top-1 % | balanced % | top-1 % flip | balanced % flip | ±1 block % | years | median "
+        "| epochs | train s |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for row in rows:
+        row = {key: row.get(key) for key in COLUMNS}  # older rows lack the newer columns
         lines.append(
             f"| {row['variant']} | {row['head']} | {row['n']} | {_percent(row['top1'])} | "
             f"{_percent(row['balanced_accuracy'])} | {_percent(row['top1_flip'])} | "
-            f"{_percent(row['balanced_accuracy_flip'])} | {_percent(row.get('within_one_block'))} | "
-            f"{'' if row.get('year_mae') is None else round(row['year_mae'])} | {row['epochs'] or ''} | "
+            f"{_percent(row['balanced_accuracy_flip'])} | {_percent(row['within_one_block'])} | "
+            f"{'' if row['year_mae'] is None else round(row['year_mae'])} | "
+            f"{'' if row['year_median_ae'] is None else round(row['year_median_ae'])} | {row['epochs'] or ''} | "
             f"{row['seconds'] or ''} |"
         )
     return "\n".join(lines) + "\n"
@@ -262,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with args.out.with_suffix(".csv").open("w", newline="") as out:
-        writer = csv.DictWriter(out, fieldnames=COLUMNS)
+        writer = csv.DictWriter(out, fieldnames=COLUMNS, restval="")
         writer.writeheader()
         writer.writerows(done)
     markdown = to_markdown(done, command)

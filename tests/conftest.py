@@ -60,3 +60,16 @@ def free_port():
 def wga_server(dummy_data):
     with FaultyWgaServer(dummy_data) as server:
         yield server
+
+
+@pytest.fixture
+def tiny_weights(tmp_path) -> str:
+    """A deterministic tiny backbone saved to a weights file (what `weights=` may name besides imagenet)."""
+    import keras
+
+    from artnet.models.backbones import build_backbone
+
+    keras.utils.set_random_seed(5)
+    path = tmp_path / "tiny.weights.h5"
+    build_backbone("tiny", weights=None, image_size=32).save_weights(str(path))
+    return str(path)

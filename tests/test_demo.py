@@ -232,7 +232,8 @@ def test_the_bad_input_corpus_through_the_served_demo(served_demo, tmp_path):
             assert "gradio" not in message.lower(), message  # no server paths, no framework internals
 
 
-# The demo refuses readable images it cannot honestly answer (the predictor and `artnet predict` still answer).
+# The demo refuses readable images it cannot honestly answer, as the predictor and `artnet predict` do, and also
+# images over its own pixel limit (tuples: the message must say why, never "unreadable").
 DEMO_REFUSES = {
     "huge_20000x20000.png": ("too large .*400 Mpx",),  # the real size, not "over 179 Mpx"
     "large_12000x10000.png": ("too large .*120 Mpx > 16 Mpx",),

@@ -116,8 +116,19 @@ def test_numpy_greyscale_and_single_channel_become_rgb():
 # --- one forward pass, same answer for every input type --------------------------------------------------
 
 
+def test_images_too_small_or_too_elongated_to_judge_are_refused_not_answered(predictor):
+    from artnet.images import ImageShapeError
+
+    for image, message in ((noise(1, 1), "under 32 px"), (noise(31, 400), "under 32 px"), (noise(40, 900), "aspect")):
+        with pytest.raises(ImageShapeError, match=message):
+            predictor.predict(image)
+        with pytest.raises(ImageShapeError, match=message):
+            predictor.predict_batch([noise(40, 40), image])
+    assert_valid_prediction(predictor.predict(noise(32, 32)), top_k=3)  # the limit itself answers
+
+
 def test_one_forward_pass_per_request(predictor):
-    images = [noise(40, 30, seed=1), np.zeros((32, 32, 3), np.uint8), noise(7, 90, seed=2)]
+    images = [noise(40, 36, seed=1), np.zeros((32, 32, 3), np.uint8), noise(36, 90, seed=2)]
     before = predictor.forward_passes
     predictor.predict(images[0])
     assert predictor.forward_passes == before + 1
@@ -130,7 +141,7 @@ def test_one_forward_pass_per_request(predictor):
 
 
 def test_predict_and_predict_batch_agree(predictor):
-    images = [noise(40, 30, seed=3), noise(33, 64, seed=4)]
+    images = [noise(40, 36, seed=3), noise(33, 64, seed=4)]
     batch = predictor.predict_batch(images)
     for image, from_batch in zip(images, batch, strict=True):
         single = predictor.predict(image)
@@ -216,7 +227,9 @@ def test_run_batch_prediction_writes_one_json_line_per_file(predictor, corpus, t
 
 
 def test_run_batch_prediction_to_stdout(predictor, corpus, capsys):
-    assert run_batch_prediction(predictor, [str(corpus / "one_pixel.png"), str(corpus / "zero_bytes.jpg")], None) == 0
+    assert (
+        run_batch_prediction(predictor, [str(corpus / "exif_rotated.jpg"), str(corpus / "zero_bytes.jpg")], None) == 0
+    )
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [line["ok"] for line in lines] == [True, False]
 
@@ -231,8 +244,9 @@ def test_run_batch_prediction_writes_csv(model, corpus, tmp_path):
     assert len(rows) == 1 + len(CORPUS)
     by_name = {Path(row[0]).name: dict(zip(rows[0], row, strict=True)) for row in rows[1:]}
     assert by_name["zero_bytes.jpg"]["ok"] == "False" and "empty" in by_name["zero_bytes.jpg"]["error"]
-    assert by_name["cmyk.jpg"]["ok"] == "True" and by_name["cmyk.jpg"]["type_2"] in labels.TYPES
-    assert 0.0 <= float(by_name["cmyk.jpg"]["type_2_p"]) <= 1.0
+    assert by_name["sixteen_bit.png"]["ok"] == "True" and by_name["sixteen_bit.png"]["type_2"] in labels.TYPES
+    assert 0.0 <= float(by_name["sixteen_bit.png"]["type_2_p"]) <= 1.0
+    assert by_name["one_pixel.png"]["ok"] == "False" and "under 32 px" in by_name["one_pixel.png"]["error"]
 
 
 def test_run_batch_prediction_with_nothing_to_predict(predictor, tmp_path):
@@ -250,7 +264,7 @@ def test_an_unexpected_decoder_failure_is_one_failed_record(predictor, corpus, m
         return real_load(path)
 
     monkeypatch.setattr(artnet.batch_predict, "load_path", flaky_load)
-    paths = [corpus / "one_pixel.png", corpus / "cmyk.jpg", corpus / "rgba.png"]
+    paths = [corpus / "exif_rotated.jpg", corpus / "cmyk.jpg", corpus / "sixteen_bit.png"]
     records = list(predict_paths(predictor, paths))
     assert [record["ok"] for record in records] == [True, False, True]
     assert records[1]["error"] == "RuntimeError: decoder crashed"

@@ -8,7 +8,6 @@ import dataclasses
 import importlib.util
 from pathlib import Path
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -93,17 +92,6 @@ def test_extra_folders_join_each_split_with_their_labels(tmp_path):
         assert (combined[split].labels["type"][len(alone) :] == labels.UNKNOWN).all()
         assert len(combined[split].meta) == len(combined[split])
     assert sum(1 for _ in combined["train"].images) == len(combined["train"])
-
-
-@pytest.fixture
-def tiny_weights(tmp_path) -> str:
-    """A deterministic tiny backbone saved to a weights file (what `weights=` may name besides imagenet)."""
-    from artnet.models.backbones import build_backbone
-
-    keras.utils.set_random_seed(5)
-    path = tmp_path / "tiny.weights.h5"
-    build_backbone("tiny", weights=None, image_size=32).save_weights(str(path))
-    return str(path)
 
 
 def test_the_feature_cache_computes_once_and_never_serves_stale_features(tmp_path, tiny_weights, monkeypatch):

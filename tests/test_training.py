@@ -11,35 +11,15 @@ import pytest
 import tensorflow as tf
 
 from artnet import labels, pipeline, preprocessing
-from artnet.config import Augment, DataConfig, TrainConfig, apply_overrides, from_dict, load_config
+from artnet.config import Augment, apply_overrides, from_dict, load_config
 from artnet.evaluate import evaluate
 from artnet.export import export, load_model
 from artnet.models.artnet import ArtNet
 from artnet.models.backbones import BackboneError, build_backbone
 from artnet.sources import Source, folder_source
 from artnet.synthetic import synthetic_source
+from artnet.testing.configs import NO_AUGMENT, tiny_config
 from artnet.train import train
-
-NO_AUGMENT = Augment(flip=False, rotation_degrees=0, shift=0, zoom=0)
-
-
-def tiny_config(**overrides) -> TrainConfig:
-    config = TrainConfig(
-        backbone="tiny",
-        backbone_weights=None,
-        image_size=32,
-        optimizer="adam",
-        learning_rate=0.01,
-        fine_tune_learning_rate=0.01,
-        schedule="constant",
-        epochs=15,
-        head_epochs=0,
-        early_stopping_patience=0,
-        data=DataConfig(batch_size=32, cache=True, augment=NO_AUGMENT),
-    )
-    for key, value in overrides.items():
-        setattr(config, key, value)
-    return config
 
 
 @pytest.fixture(scope="module")

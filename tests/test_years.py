@@ -45,3 +45,20 @@ def test_evaluate_reports_the_timeframe_head_in_years(tmp_path):
     assert "## Time in years" in (tmp_path / "report.md").read_text()
     assert json.loads((tmp_path / "report.json").read_text())["heads"]["timeframe"]["year_n"] == timeframe["year_n"]
     assert np.isfinite(timeframe["year_mae"])
+
+
+def test_a_wikiart_file_name_gives_the_year_when_the_column_is_blank(tmp_path):
+    from PIL import Image
+
+    from artnet.sources import year_from_file_name
+
+    assert year_from_file_name("images/wikiart_Baroque_47a35fdb_adriaen-brouwer_interior-with-smokers-1632.jpg") == 1632
+    assert year_from_file_name("jan-van-eyck_altarpiece-1432-1435.jpg") == 1432  # a range: its first year
+    assert year_from_file_name("rembrandt_the-night-watch.jpg") == -1
+    assert year_from_file_name("psalm-1612-b.jpg") == -1  # not at the very end: a title, not a date
+    assert year_from_file_name("numbered-2040.jpg") == -1  # outside 1300-1999
+    rows = ["file,timeframe,year", "a-1520.png,1501-1550,", "b-1520.png,1501-1550,1530"]
+    for name in ("a-1520.png", "b-1520.png"):
+        Image.new("RGB", (8, 8)).save(tmp_path / name)
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    assert folder_source(tmp_path).years.tolist() == [1520, 1530]  # the column wins where it has a year

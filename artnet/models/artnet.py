@@ -1,5 +1,8 @@
 """ArtNet: one backbone, pooled features, dropout, and named softmax heads (dict outputs).
 
+With `year_head=True` it has one more output, `year`: (μ, log σ) of the painting's year (`artnet.models.year`).
+`heads` are always the classification heads; `tasks` are what trains: the heads, then `year` if there is one.
+
 A single-head model is the same class with `heads=("school",)`. Heads always appear in the fixed order of
 `artnet.labels.HEADS`, whatever order they are asked for in, and their softmax runs in float32 under any
 mixed-precision policy. The pooled features are exposed (`embedding_model`) for search and explanations.
@@ -16,9 +19,11 @@ import tensorflow as tf
 
 from artnet import labels
 from artnet.models.backbones import build_backbone, get_spec
+from artnet.models.year import LOG_SIGMA_MAX, LOG_SIGMA_MIN, YEAR, YEAR_CENTRE, YEAR_SCALE
 from artnet.preprocessing import resize_and_crop
 
 POOLED = "pooled"
+YEAR_SIGMA = "year_sigma"  # served beside `year`: the standard deviation of the predicted year
 EMBEDDING = "embedding"
 # What serving takes: a batch of uint8 RGB images, any height and width (each resized to the model's size).
 SERVING_INPUT = tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")
@@ -35,6 +40,7 @@ class ArtNet(keras.Model):
         image_size: int | None = None,
         dropout: float = 0.2,
         backbone_weights: str | None = None,
+        year_head: bool = False,
         **kwargs,
     ):
         heads = labels.validate_heads(heads)
@@ -48,6 +54,8 @@ class ArtNet(keras.Model):
             head: keras.layers.Dense(len(labels.VOCABULARIES[head]), activation="softmax", dtype="float32", name=head)
             for head in heads
         }
+        if year_head:  # (μ, log σ) of the normalised year; float32 like the softmax heads
+            head_layers[YEAR] = keras.layers.Dense(2, dtype="float32", name=YEAR)
 
         # === Functional Model ===
         images = keras.Input((image_size, image_size, 3), name="image")
@@ -60,6 +68,8 @@ class ArtNet(keras.Model):
         # === Config ===
         self.backbone_name = backbone
         self.heads = heads
+        self.year_head = bool(year_head)
+        self.tasks = (*heads, YEAR) if year_head else heads
         self.image_size = image_size
         self.dropout_rate = dropout
         self.backbone = backbone_model
@@ -72,6 +82,7 @@ class ArtNet(keras.Model):
             "image_size": self.image_size,
             "dropout": self.dropout_rate,
             "backbone_weights": None,
+            "year_head": self.year_head,
             "name": self.name,
         }
 
@@ -83,10 +94,11 @@ class ArtNet(keras.Model):
 
     def serving_function(self, embedding: bool = False):
         """A `tf.function` over `SERVING_INPUT`: uint8 images of any size -> {head: float32 probabilities}, plus
-        the pooled features under `EMBEDDING` when asked (from the same forward pass)."""
+        the pooled features under `EMBEDDING` when asked (from the same forward pass). A year head serves as
+        `year` (mean year) and `year_sigma` (its standard deviation, in years)."""
         network = self
         if embedding:
-            outputs = {head: self.get_layer(head).output for head in self.heads}
+            outputs = {task: self.get_layer(task).output for task in self.tasks}
             outputs[EMBEDDING] = self.get_layer(POOLED).output
             network = keras.Model(self.input, outputs, name=f"{self.name}_serving")
         image_size = self.image_size
@@ -94,8 +106,12 @@ class ArtNet(keras.Model):
         @tf.function(input_signature=[SERVING_INPUT])
         def serve(images):
             pixels = tf.cast(resize_and_crop(images, image_size), tf.float32)
-            results = network(pixels, training=False)
-            return {name: tf.cast(tensor, tf.float32) for name, tensor in results.items()}
+            results = {name: tf.cast(tensor, tf.float32) for name, tensor in network(pixels, training=False).items()}
+            if YEAR in results:
+                raw = results.pop(YEAR)
+                results[YEAR] = YEAR_CENTRE + YEAR_SCALE * raw[:, 0]
+                results[YEAR_SIGMA] = YEAR_SCALE * tf.exp(tf.clip_by_value(raw[:, 1], LOG_SIGMA_MIN, LOG_SIGMA_MAX))
+            return results
 
         return serve
 

@@ -3,6 +3,10 @@
     .venv/bin/artnet train --config experiments/configs/full.py:multihead --workdir runs/full/multihead   # GPUs
     .venv/bin/artnet train --config experiments/configs/full.py:multihead,split=random \
         --workdir runs/full_random/multihead
+    # several machines (TF_CONFIG on each, or under srun; the workdir on shared storage; README "Training on
+    # several machines"):
+    .venv/bin/artnet train --config experiments/configs/full.py:multihead --workdir /shared/runs/full_mw \
+        --set strategy=multi_worker
 
 `split=artist` (default: `wga/artist`, author-disjoint) or `split=random` (`wga/random`, image-level, comparable
 with the 2020 report and SemArt). The 2020 report's recipe: SGD, momentum 0.88, lr 2.5e-4 with cosine decay,
