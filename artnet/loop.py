@@ -63,6 +63,17 @@ def worker_name(strategy: tf.distribute.Strategy) -> str:
     return f"{resolver.task_type}{resolver.task_id}"
 
 
+def detached(model: keras.Model) -> keras.Model:
+    """A copy of `model` with plain variables, built outside any strategy: what the chief evaluates and exports
+    after a multi-worker job, when the other workers have left (the trained model's distributed `predict` would
+    wait on them in a collective)."""
+    if tf.distribute.has_strategy():
+        raise RuntimeError("detached() must run outside any strategy scope (its variables would be distributed)")
+    copy = model.__class__.from_config(model.get_config())
+    copy.set_weights(model.get_weights())
+    return copy
+
+
 def distribute(dataset: tf.data.Dataset, strategy: tf.distribute.Strategy):
     """`dataset` (batched by the GLOBAL batch size) split over the strategy's replicas and workers."""
     options = tf.data.Options()

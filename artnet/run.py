@@ -80,10 +80,12 @@ def run_experiment(
     refuse_unsupported(strategy, config)
     sources = sources or load_sources(config)
     model = train(config, workdir, sources, strategy=strategy, callbacks=callbacks)
-    from artnet.loop import is_chief
+    from artnet.loop import detached, is_chief, is_multi_worker
 
     if not is_chief(strategy):  # a multi-worker job: the chief evaluates and exports
         return RunResult(workdir=workdir, model=model, report={}, card={})
+    if is_multi_worker(strategy):  # alone from here: a copy outside the cluster, or predict() would wait on peers
+        model = detached(model)
     recorded = workdir.read_label_counts()
     counts = recorded["counts"]
     report = evaluate(

@@ -93,8 +93,12 @@ def test_two_workers_train_identically_and_equal_one_worker_with_the_same_global
     assert {"loss", "school_loss", "school_top1", "val_loss", "val_type_top1", "weight_type"} <= set(records[0])
     assert ("pcgrad_conflicts" in records[0]) == (loss_weighting == "pcgrad")
     assert records[-1]["loss"] < records[0]["loss"]
-    # Only the chief wrote the workdir: one log, the model, its checkpoints.
+    # Only the chief wrote the workdir: one log, the model, its checkpoints; then, alone, its test evaluation and
+    # export (a copy outside the cluster: the other worker has left).
     assert (workdir / "model.keras").is_file() and (workdir / "checkpoints" / "fine_tune" / "checkpoint").is_file()
+    report = json.loads((workdir / "eval_test" / "report.json").read_text())
+    assert set(report["heads"]) == {"school", "timeframe", "type"}
+    assert (workdir / "export" / "model.keras").is_file() and (workdir / "export" / "saved_model").is_dir()
 
     first, second = weights(workdir / "weights_worker0.npz"), weights(workdir / "weights_worker1.npz")
     assert max_difference(first, second) == 0.0  # both workers hold the same model

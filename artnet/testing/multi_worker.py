@@ -4,9 +4,10 @@ task), and helpers to start a cluster of them. Tiny backbone, synthetic data: it
     TF_CONFIG='{"cluster": {"worker": ["127.0.0.1:2222", "127.0.0.1:2223"]}, "task": {"type": "worker", "index": 0}}' \\
         python -m artnet.testing.multi_worker runs/mw --batch-size 8 --epochs 3
 
-Each worker trains `artnet.train.train` under MultiWorkerMirroredStrategy (strategy=multi_worker, so artnet's own
-loop) and writes its final weights to `<workdir>/weights_<task>.npz`; with no TF_CONFIG it trains on one process
-(the single-worker reference with the same global batch: pass the global batch size).
+Each worker runs `artnet.run.run_experiment` under MultiWorkerMirroredStrategy (strategy=multi_worker, so artnet's
+own loop; the chief then evaluates on test and exports, alone) and writes its final weights to
+`<workdir>/weights_<task>.npz`; with no TF_CONFIG it trains on one process (the single-worker reference with the
+same global batch: pass the global batch size).
 """
 
 from __future__ import annotations
@@ -43,9 +44,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from artnet.config import Augment
     from artnet.loop import is_chief, worker_name
+    from artnet.run import run_experiment
     from artnet.synthetic import synthetic_source
     from artnet.testing.configs import NO_AUGMENT, tiny_config
-    from artnet.train import train
 
     config = tiny_config(
         epochs=args.epochs,
@@ -69,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
         split: synthetic_source(args.examples if split == "train" else 32, seed=index)
         for index, split in enumerate(("train", "validation", "test"))
     }
-    model = train(config, args.workdir, sources, strategy=strategy)
+    # The whole run, as `artnet train` does it: train, then the chief alone evaluates on test and exports.
+    model = run_experiment(config, args.workdir, sources=sources, strategy=strategy, similarity_index=False).model
     weights = {f"w{i}": np.asarray(value) for i, value in enumerate(model.get_weights())}
     name = worker_name(strategy)
     np.savez(args.workdir / f"weights_{name}.npz", **weights)
