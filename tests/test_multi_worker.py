@@ -110,7 +110,7 @@ def test_a_worker_killed_mid_epoch_and_the_job_restarted_resumes_from_the_last_c
     workdir = tmp_path / "cluster"
     epochs = 8
     extra = ["--batch-size", "8", "--epochs", str(epochs), "--examples", "256", "--backup-every-steps", "4"]
-    extra += ["--loss-weighting", "dwa"]
+    extra += ["--loss-weighting", "dwa", "--precision", "mixed_float16"]  # the loss scale is checkpointed too
     workers = start_workers(workdir, 2, free_ports(2), extra, tmp_path)
     # 16 steps an epoch, a checkpoint every 4 steps and at each epoch's end: 4 per epoch, so ckpt-9 is the first
     # one inside epoch 3. Kill a worker as soon as it exists: mid-epoch, its peer loses the collective.
@@ -141,6 +141,9 @@ def test_a_worker_killed_mid_epoch_and_the_job_restarted_resumes_from_the_last_c
     assert all(logged.count(epoch) == 1 for epoch in killed_after)
     assert sorted(set(logged)) == list(range(1, epochs + 1))
     assert max_difference(weights(workdir / "weights_worker0.npz"), weights(workdir / "weights_worker1.npz")) == 0
+    records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+    assert records[-1]["loss"] < records[0]["loss"] and all(np.isfinite(r["loss"]) for r in records)
+    assert "precision mixed_float16" in logs[0]
 
 
 def test_on_one_machine_artnets_loop_trains_what_keras_fit_trains(tmp_path):
