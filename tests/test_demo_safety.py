@@ -224,16 +224,34 @@ launch(demo, server_name="127.0.0.1", server_port=int(sys.argv[4]), quiet=True)
 """
 
 
+def wait_for_port(port: int, process, timeout: float = 120.0) -> None:
+    import socket
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "the server ended before it served"
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    raise AssertionError(f"nothing listens on port {port} after {timeout:.0f} s")
+
+
 @pytest.mark.parametrize("ending", ["sigterm", "exit"])
 def test_gradcam_files_are_removed_on_sigterm_and_at_exit(hostile_export, painting, free_port, ending):
     env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
-    args = [sys.executable, "-c", SERVER, str(hostile_export), painting, ending, str(free_port())]
+    port = free_port()
+    args = [sys.executable, "-c", SERVER, str(hostile_export), painting, ending, str(port)]
     server = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
     try:
         folder = Path(server.stdout.readline().strip())
         assert folder.name.startswith("artnet-gradcam-"), folder
         if ending == "sigterm":
             assert any(folder.glob("*.png"))
+            # launch() installs the SIGTERM handler before it serves: wait until it answers, or on a loaded machine
+            # the signal can arrive first and kill the process the default way (a race in the test, not the demo).
+            wait_for_port(port, server)
             server.send_signal(signal.SIGTERM)
         assert server.wait(timeout=120) == (-signal.SIGTERM if ending == "sigterm" else 0)
         assert not folder.exists()
