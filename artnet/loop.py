@@ -27,10 +27,8 @@ then checkpoint and log. Chief and workers:
 from __future__ import annotations
 
 import csv
-import json
 import shutil
 import tempfile
-import time
 from pathlib import Path
 
 import keras
@@ -86,15 +84,14 @@ class LoopLogger:
     TensorBoard scalars when the chief writes them."""
 
     def __init__(self, jsonl: Path, csv_path: Path, tensorboard: Path | None, phase: str):
-        self.jsonl, self.csv_path, self.phase = Path(jsonl), Path(csv_path), phase
+        from artnet.train import JsonLines  # the fit path's own JSON-lines record, written the same way
+
+        self.json_lines = JsonLines(jsonl, phase)
+        self.csv_path = Path(csv_path)
         self.writer = tf.summary.create_file_writer(str(tensorboard / phase)) if tensorboard else None
-        self.started = time.monotonic()
 
     def log(self, epoch: int, logs: dict) -> None:
-        record = {"epoch": epoch + 1, "phase": self.phase, "seconds": round(time.monotonic() - self.started, 2)}
-        record.update({key: float(value) for key, value in logs.items()})
-        with self.jsonl.open("a") as out:
-            out.write(json.dumps(record) + "\n")
+        self.json_lines.on_epoch_end(epoch, logs)
         row = {"epoch": epoch, **{key: float(value) for key, value in logs.items()}}
         new_file = not self.csv_path.is_file() or self.csv_path.stat().st_size == 0
         with self.csv_path.open("a", newline="") as out:

@@ -18,7 +18,8 @@ import keras
 import numpy as np
 
 from artnet import labels
-from artnet.labels import YEAR  # the output's name, beside the classification heads
+from artnet.labels import YEAR
+from artnet.metrics import block_centres  # the output's name, beside the classification heads
 
 __all__ = ["YEAR", "GaussianYearNLL", "YearAbsoluteError", "year_estimate", "year_metrics", "year_text"]
 YEAR_CENTRE = 1650.5  # the middle of 1401-1900
@@ -120,7 +121,7 @@ def year_metrics(
     }
     if known.any():
         error = np.abs(mean[known] - years[known])
-        centres = 1401 + 50 * np.arange(len(labels.TIMEFRAMES)) + 24.5
+        centres = block_centres(labels.TIMEFRAMES)
         result.update(
             mae=float(error.mean()),
             median_ae=float(np.median(error)),
