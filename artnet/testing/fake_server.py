@@ -42,9 +42,10 @@ class FaultyWgaServer:
     with the full Content-Length, then close), "reset" (close without answering), "garbage" (200
     with bytes that are not an image), and the hostile ones: "endless" (200 without Content-Length, then
     zeros until the client hangs up), "huge" (a Content-Length of 10^13, then zeros), "trickle" (the
-    body one byte every `trickle_seconds`), ("redirect", location) (302 to `location`). A path with no
-    faults left is served normally; a path not in the mirror gets 404. `hits[path]` counts requests,
-    `sent[path]` the body bytes the hostile faults wrote. The catalogue is served zipped, as wga.hu does.
+    body one byte every `trickle_seconds`), "trickle-headers" (the status line and headers so),
+    ("redirect", location) (302 to `location`). A path with no faults left is served normally; a path not in the
+    mirror gets 404. `hits[path]` counts requests, `sent[path]` the body bytes the hostile faults wrote. The
+    catalogue is served zipped, as wga.hu does.
     """
 
     def __init__(self, mirror: Path, hang_seconds: float = 2.0, latency: float = 0.0, trickle_seconds: float = 0.3):
@@ -99,6 +100,16 @@ class FaultyWgaServer:
                     return
                 if fault == "garbage":
                     body = b"<html>this is not an image</html>"
+                if fault == "trickle-headers":
+                    # The status line and headers one byte at a time: only a total deadline can stop this.
+                    head = f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\n".encode()
+                    trickled = head + b"X" * 10_000  # then one header line that never ends
+                    for at in range(len(trickled)):
+                        if not self._write_or_stop(path, trickled[at : at + 1]):
+                            return
+                        time.sleep(server.trickle_seconds)
+                    self.close_connection = True
+                    return
                 if fault == "trickle":
                     self.send_response(200)
                     self.send_header("Content-Length", str(len(body)))

@@ -16,6 +16,7 @@ import io
 import json
 import os
 import random
+import socket
 import tempfile
 import threading
 import time
@@ -26,6 +27,7 @@ from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
 import urllib3
+import urllib3.connection
 from tqdm.auto import tqdm
 
 from artnet import __version__
@@ -112,12 +114,66 @@ class RateLimiter:
             time.sleep(start - now)
 
 
+_request = threading.local()  # per worker thread: the total deadline of the request it is making, and its watchdog
+
+
+class _DeadlineConnection:
+    """Mixed into urllib3's connections: once the request's total deadline passes, the socket is shut down.
+
+    urllib3's timeouts bound each read, not the whole response, so a server that trickles its status line and
+    headers a byte at a time would hold a worker for as long as it likes (the body loop in `Fetcher._read_body`
+    checks the deadline itself, but the headers are read inside urllib3). A shut-down socket makes the blocked
+    read return at once, and `Fetcher.get_once` reports the deadline."""
+
+    def getresponse(self, *args, **kwargs):
+        deadline = getattr(_request, "deadline", None)
+        if deadline is not None:
+            _cancel_watchdog()
+            watchdog = threading.Timer(max(0.0, deadline - time.monotonic()), self._stop_reading)
+            watchdog.daemon = True
+            watchdog.start()
+            _request.watchdog = watchdog
+        return super().getresponse(*args, **kwargs)
+
+    def _stop_reading(self) -> None:
+        sock = getattr(self, "sock", None)
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # already closed
+
+
+def _cancel_watchdog() -> None:
+    watchdog = getattr(_request, "watchdog", None)
+    if watchdog is not None:
+        watchdog.cancel()
+        _request.watchdog = None
+
+
+class _HTTPConnection(_DeadlineConnection, urllib3.connection.HTTPConnection):
+    pass
+
+
+class _HTTPSConnection(_DeadlineConnection, urllib3.connection.HTTPSConnection):
+    pass
+
+
+class _HTTPPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _HTTPConnection
+
+
+class _HTTPSPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _HTTPSConnection
+
+
 class Fetcher:
     """GET with retries and backoff, shared by all worker threads, over urllib3's connection pool.
 
     Every request is bounded: the body is streamed in chunks and refused past `MAX_BODY_BYTES` (a Content-Length
     over it is refused before a byte is read), each request has a total deadline on top of urllib3's per-read
-    timeout, and redirects are followed only to https (or the original scheme) on the same host.
+    timeout (headers included: `_DeadlineConnection`), and redirects are followed only to https (or the original
+    scheme) on the same host.
     """
 
     def __init__(self, config: DownloadConfig):
@@ -133,10 +189,12 @@ class Fetcher:
             retries=False,
             timeout=urllib3.Timeout(connect=config.timeout, read=config.timeout),
         )
+        self.pool.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
 
     def get_once(self, url: str) -> bytes:
         self.limiter.wait()
         deadline = time.monotonic() + self.config.deadline
+        _request.deadline = deadline  # read by _DeadlineConnection when the response's headers are awaited
         first = urlsplit(url)
         try:
             for _ in range(MAX_REDIRECTS + 1):
@@ -155,6 +213,7 @@ class Fetcher:
                     complete = True
                     return body
                 finally:
+                    _cancel_watchdog()  # before the connection goes back to the pool
                     # A connection with unread bytes on it must not go back to the pool.
                     if complete:
                         response.release_conn()
@@ -162,9 +221,22 @@ class Fetcher:
                         response.close()
             raise DownloadError(f"more than {MAX_REDIRECTS} redirects from {first.geturl()}", retryable=False)
         except (urllib3.exceptions.HTTPError, OSError, http.client.HTTPException) as error:
+            if time.monotonic() >= deadline:  # the watchdog shut the socket: say why
+                raise self._past_deadline(url, "the response was cut off") from error
             # Timeouts, refused or reset connections, TLS failures, bodies cut short: urllib3 HTTPError or OSError.
             reason = getattr(error, "reason", error)
             raise DownloadError(f"{type(error).__name__} for {url}: {reason}", retryable=True) from error
+        finally:
+            _cancel_watchdog()
+            _request.deadline = None
+
+    def _past_deadline(self, url: str, progress: str) -> DownloadError:
+        return DownloadError(
+            f"{url} was not complete after {self.config.deadline:g} s (the total deadline per request, "
+            f"$ARTNET_WGA_DEADLINE): {progress}; the server is stalling",
+            retryable=True,
+            kind="deadline",
+        )
 
     def _read_body(self, response, url: str, deadline: float) -> bytes:
         declared = response.headers.get("Content-Length")
@@ -178,12 +250,7 @@ class Fetcher:
         chunks, size = [], 0
         while True:
             if time.monotonic() > deadline:
-                raise DownloadError(
-                    f"{url} was not complete after {self.config.deadline:g} s (the total deadline per request, "
-                    f"$ARTNET_WGA_DEADLINE): {size:,} bytes so far; the server is stalling",
-                    retryable=True,
-                    kind="deadline",
-                )
+                raise self._past_deadline(url, f"{size:,} bytes so far")
             chunk = response.read1(CHUNK_BYTES)  # one socket read at most, so the deadline is checked often
             if not chunk:
                 break
