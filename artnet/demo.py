@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import html
 import logging
 import os
@@ -61,6 +62,9 @@ MAX_BATCH = 8
 DEMO_MAX_PIXELS = 16_000_000
 # Grad-CAM files: gradio copies each returned file into its own cache at once, so ours need to outlive only that.
 OVERLAY_MAX_FILES = 30
+K_SIMILAR = 6  # similar paintings shown per answer
+NEAREST = "nearest"  # the batch's search result, in a forward result (`DemoBackend._forward`)
+THUMBS_CACHED = 2048  # data: URIs of index thumbnails kept in memory, ~8 KB each
 LOG = logging.getLogger("artnet.demo")
 # The only pages a neighbour may link to: the painting's own page on wga.hu.
 WGA_PAGE = re.compile(r"https://www\.wga\.hu/html/[A-Za-z0-9_\-/]+\.html?")
@@ -171,7 +175,7 @@ def head_title(head: str, ranked: list[tuple[str, float]]) -> str:
 
 
 def neighbour_record(item: dict) -> dict:
-    """One similar painting as structured data (what /classify returns beside the gallery)."""
+    """One similar painting as structured data (what /classify returns beside the cards)."""
     item_labels = item.get("labels") or {}
     return {
         "title": item.get("title") or None,
@@ -184,7 +188,7 @@ def neighbour_record(item: dict) -> dict:
 
 
 def neighbour_caption(record: dict) -> str:
-    """Plain text (gradio shows gallery captions as text): painter, title, date, labels, similarity."""
+    """Plain text (escaped where the page shows it): painter, title, date, labels, similarity."""
     known = [value for value in record["labels"].values() if value]
     return (
         f"{record['painter'] or 'unknown painter'}, {record['title'] or 'untitled'} "
@@ -193,14 +197,50 @@ def neighbour_caption(record: dict) -> str:
     )
 
 
+def html_text(text) -> str:
+    """Catalogue text for the page's HTML: every tag and quote escaped, and `$` and backticks too, because
+    gr.HTML fills its value into a JavaScript template literal (a title cannot become markup or a placeholder)."""
+    return html.escape(str(text), quote=True).replace("$", "&#36;").replace("`", "&#96;")
+
+
+@functools.lru_cache(maxsize=THUMBS_CACHED)
+def thumbnail_data_uri(path: str) -> str:
+    """A thumbnail inlined as a data: URI (~8 KB): the page needs no request per thumbnail, and the server no
+    file handling (see `DemoBackend.similar`). Cached: the index's thumbnails never change while it serves."""
+    return "data:image/jpeg;base64," + base64.b64encode(Path(path).read_bytes()).decode("ascii")
+
+
+def neighbours_html(records: list[dict], thumbnails: list[str | None], total: int) -> str:
+    """The similar paintings as cards: thumbnail shown whole, the full caption under it (labels, similarity,
+    "date unknown"), each linked to its wga.hu page when it has a safe one. All catalogue text is escaped."""
+    cards = []
+    for record, thumbnail in zip(records, thumbnails, strict=True):
+        caption = html_text(neighbour_caption(record))
+        image = f'<img src="{thumbnail_data_uri(thumbnail)}" alt="{caption}">' if thumbnail else ""
+        body = f"{image}<figcaption>{caption}</figcaption>"
+        if record["url"]:  # a wga.hu page (safe_url): no quotes or markup can be in it
+            body = f'<a href="{record["url"]}" target="_blank" rel="noopener noreferrer">{body}</a>'
+        cards.append(f"<figure>{body}</figure>")
+    header = f"<p>The {len(records)} nearest of the {total:,} paintings of the training collection:</p>"
+    return header + f'<div class="artnet-neighbours">{"".join(cards)}</div>'
+
+
+NEIGHBOURS_CSS = """
+.artnet-neighbours { display: grid; grid-template-columns: repeat(auto-fill, minmax(150px, 1fr)); gap: 12px; }
+.artnet-neighbours figure { margin: 0; }
+.artnet-neighbours a { color: inherit; text-decoration: none; }
+.artnet-neighbours img { display: block; width: 100%; height: 180px; object-fit: contain; }
+.artnet-neighbours figcaption { font-size: 0.85em; line-height: 1.3; overflow-wrap: anywhere; }
+"""
+
+
 class Answer(NamedTuple):
     """What one classify request shows."""
 
     labels: dict[str, dict[str, float]]  # head -> {class: probability}, top classes
     titles: dict[str, str]  # head -> its label on the page, saying what it answers or that it is unsure
     note: str
-    gallery: list[tuple[str, str]]  # (thumbnail path, caption)
-    listing: str  # Markdown, catalogue text escaped, links to wga.hu only
+    similar: str  # HTML cards (`neighbours_html`): thumbnails, escaped captions, links to wga.hu only
     neighbours: list[dict]  # structured: title, painter, date, labels, similarity, url
     year: str | None = None  # "c. 1640 ± 25" when the model has a year head
 
@@ -267,11 +307,20 @@ class DemoBackend:
         self._gradcam = None
         self._gradcam_lock = threading.Lock()
         self._decode_slots = threading.BoundedSemaphore(DECODE_SLOTS)
-        self.batcher = Batcher(self.predictor.predict_batch)
+        self.batcher = Batcher(self._forward)
         self._overlays = Path(tempfile.mkdtemp(prefix="artnet-gradcam-"))
         # Runs at exit too (weakref.finalize registers with atexit); `launch` also runs it on SIGTERM.
         self._cleanup = weakref.finalize(self, shutil.rmtree, self._overlays, ignore_errors=True)
         _BACKENDS.add(self)
+
+    def _forward(self, batch: list[np.ndarray]) -> list[dict]:
+        """One forward pass over the batch, and the nearest K_SIMILAR paintings of each in one matrix product."""
+        results = self.predictor.predict_batch(batch)
+        if results and self.index is not None and len(self.index):
+            found = self.index.query_batch(np.stack([result["embedding"] for result in results]), K_SIMILAR)
+            for result, items in zip(results, found, strict=True):
+                result[NEAREST] = items
+        return results
 
     def close(self) -> None:
         """Remove this backend's Grad-CAM files (idempotent)."""
@@ -301,7 +350,7 @@ class DemoBackend:
             name = Path(image).name if isinstance(image, str | Path) else "pasted image"
             raise type(error)(f"{name}: {error}") from None
 
-    def classify(self, image: str | Path | bytes | None, k_similar: int = 6):
+    def classify(self, image: str | Path | bytes | None, k_similar: int = K_SIMILAR):
         """An `Answer`: labels and titles per head, a note, the similar paintings: one (batched) forward pass."""
         if image is None:
             raise user_error("Upload, paste or photograph a painting first.", "No image")
@@ -327,31 +376,28 @@ class DemoBackend:
         )
         if is_sample_scale(self.card):
             note += " This is a small sample-scale model: see the facts at the top."
-        gallery, listing, records = self.similar(result["embedding"], k_similar)
+        similar, records = self.similar(result["embedding"], k_similar, result.get(NEAREST))
         year = None
         if labels.YEAR in result:
             from artnet.models.year import year_text
 
             year = year_text(*result[labels.YEAR])
-        return Answer(per_head, titles, note, gallery, listing, records, year)
+        return Answer(per_head, titles, note, similar, records, year)
 
-    def similar(self, embedding, k: int):
-        """(gallery of (thumbnail, caption), a Markdown listing with escaped text and wga.hu links only, records)."""
+    def similar(self, embedding, k: int, nearest: list[dict] | None = None) -> tuple[str, list[dict]]:
+        """(HTML cards of the k nearest training paintings, their structured records); `nearest` is the batch's
+        search result when it has k items (`_forward`).
+
+        The thumbnails travel inside the answer as data: URIs rather than as six files. Each returned file costs
+        gradio's event loop a path check, a cache move and then a request of its own to serve it: under 20
+        concurrent visitors that was over half of the loop's work, and the loop was the bottleneck
+        (benchmarks/README.md, "Demo under load")."""
         if self.index is None or not len(self.index):
-            return [], "No similar-paintings index was exported with this model.", []
-        gallery, lines, records = [], [], []
-        for item in self.index.query(embedding, k):
-            record = neighbour_record(item)
-            records.append(record)
-            caption = neighbour_caption(record)
-            if item.get("thumbnail"):
-                # A path, not a PIL image: gradio copies files into its cache atomically, but rewrites a PIL
-                # image's cache file in place, which truncated concurrent downloads under load (measured).
-                gallery.append((item["thumbnail"], caption))
-            line = escape_markdown(caption)
-            lines.append(f"1. [{line}]({record['url']})" if record["url"] else f"1. {line}")
-        header = f"The {len(records)} nearest of the {len(self.index)} paintings of the training collection:\n\n"
-        return gallery, header + "\n".join(lines), records
+            return "<p>No similar-paintings index was exported with this model.</p>", []
+        items = nearest if nearest is not None and len(nearest) == min(k, len(self.index)) else None
+        items = items or self.index.query(embedding, k)
+        records = [neighbour_record(item) for item in items]
+        return neighbours_html(records, [item.get("thumbnail") for item in items], len(self.index)), records
 
     def explain(self, image: str | Path | bytes | None):
         """One Grad-CAM overlay per head, each for that head's top class, captioned head: class (probability)."""
@@ -447,8 +493,9 @@ GRADCAM_LEGEND = (
 def build_demo(export_dir: str | Path, examples: list[str] | None = None) -> gr.Blocks:
     backend = DemoBackend(export_dir)
     heads = backend.model.heads
-    # The thumbnails are served where they lie, from any working folder: gradio otherwise refuses files outside
-    # the cwd and the temp dir ("Cannot move ... to the gradio cache dir"), which failed every /classify call.
+    # The examples (index thumbnails) are served where they lie, from any working folder: gradio otherwise refuses
+    # files outside the cwd and the temp dir ("Cannot move ... to the gradio cache dir"), which once failed every
+    # /classify call, when the neighbours still came back as files.
     gr.set_static_paths([backend.thumbs])
     with gr.Blocks(title="artnet: when, where and what is this painting?", delete_cache=GRADIO_CACHE_CLEANUP) as demo:
         gr.Markdown(
@@ -474,14 +521,13 @@ def build_demo(export_dir: str | Path, examples: list[str] | None = None) -> gr.
             heatmaps = gr.Gallery(label="Grad-CAM", columns=3, object_fit="contain", height="auto")
             gr.Markdown(GRADCAM_LEGEND)
         with gr.Accordion("Similar paintings of the training collection", open=True):
-            similar = gr.Gallery(label="Nearest by embedding", columns=6, object_fit="contain", height="auto")
-            links = gr.Markdown(label="similar paintings")
+            similar = gr.HTML(label="similar paintings", css_template=NEIGHBOURS_CSS, js_on_load=None)
             neighbours = gr.JSON(label="neighbours", visible=False)
         with gr.Accordion("Model card", open=False):
             gr.Markdown(model_card_markdown(backend.card))
 
         extra = [year] if year is not None else []
-        targets = [outputs[head] for head in heads] + extra + [note, similar, links, neighbours]
+        targets = [outputs[head] for head in heads] + extra + [note, similar, neighbours]
         shown = [outputs[head] for head in heads]
 
         def on_classify(upload):
@@ -489,7 +535,7 @@ def build_demo(export_dir: str | Path, examples: list[str] | None = None) -> gr.
             return (
                 [answer.labels[head] for head in heads]
                 + ([answer.year] if extra else [])
-                + [answer.note, answer.gallery, answer.listing, answer.neighbours]
+                + [answer.note, answer.similar, answer.neighbours]
             )
 
         def on_new_image(upload):
@@ -500,7 +546,7 @@ def build_demo(export_dir: str | Path, examples: list[str] | None = None) -> gr.
 
         def clear():
             # A new image: nothing shown may still describe the previous one.
-            return [None] * len(heads) + [""] * len(extra) + ["", None, "", None, None]
+            return [None] * len(heads) + [""] * len(extra) + ["", "", None, None]
 
         def retitle(*values):
             """Each head's label says in words what it answers, or that it is unsure (the API keeps plain

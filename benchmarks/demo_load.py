@@ -1,4 +1,4 @@
-"""Demo under load: concurrent gradio_client users against the demo on 127.0.0.1.
+"""Demo under load: concurrent visitors against the demo on 127.0.0.1.
 
     .venv/bin/python benchmarks/demo_load.py --model runs/sample/export            # the README's sample model
     .venv/bin/python benchmarks/demo_load.py --clients 1 --requests 50             # plain per-request latency
@@ -37,6 +37,12 @@ def resident_mib(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process `pid` so far (its threads included)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def folder_mib(folder: Path) -> float:
@@ -99,6 +105,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1, help="repeat the burst; one table row per round")
     parser.add_argument("--distinct", action="store_true", help="a new file with every request (cache growth)")
     parser.add_argument(
+        "--gradio-client",
+        action="store_true",
+        help="send through gradio_client (the clients before 2026-12-02: they cost more CPU than the server)",
+    )
+    parser.add_argument(
         "--worst-case",
         type=int,
         action="append",
@@ -130,16 +141,24 @@ def main() -> None:
             f"server in its own process; {os.cpu_count()} cores\n"
         )
         print(f"server RSS after one warm-up request: {memory_start:.0f} MiB; cache {folder_mib(cache):.1f} MiB\n")
-        print("| round | requests | errors | p50 ms | p95 ms | requests/s | server RSS MiB | gradio cache MiB |")
-        print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+        # The CPU columns say who is the bottleneck: cores busy in the server, and in this process's clients.
+        print(
+            "| round | requests | errors | p50 ms | p95 ms | requests/s | server cores | client cores "
+            "| server RSS MiB | gradio cache MiB |"
+        )
+        print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
         for round_number in range(1, args.rounds + 1):
             distinct_into = work / "uploads" / str(round_number) if args.distinct else None
             uploads = plan_uploads(images, args.clients, args.requests, distinct_into)
-            latencies, errors, wall = burst(url, uploads)
+            server_cpu, client_cpu = cpu_seconds(server.pid), time.process_time()
+            latencies, errors, wall = burst(url, uploads, args.gradio_client)
+            server_cores = (cpu_seconds(server.pid) - server_cpu) / wall
+            client_cores = (time.process_time() - client_cpu) / wall
             p50, p95 = (1000 * np.percentile(latencies, q) if latencies else float("nan") for q in (50, 95))
             print(
                 f"| {round_number} | {args.clients * args.requests} | {len(errors)} | {p50:.0f} | {p95:.0f} | "
-                f"{len(latencies) / wall:.1f} | {resident_mib(server.pid):.0f} | {folder_mib(cache):.1f} |",
+                f"{len(latencies) / wall:.1f} | {server_cores:.2f} | {client_cores:.2f} | "
+                f"{resident_mib(server.pid):.0f} | {folder_mib(cache):.1f} |",
                 flush=True,
             )
             for error in errors[:5]:
@@ -217,8 +236,56 @@ def plan_uploads(images: list[str], clients: int, requests: int, distinct_into: 
     return plan
 
 
-def burst(url: str, uploads: list[list[str]]) -> tuple[list[float], list[str], float]:
-    """One thread per row of `uploads`, each its own gradio_client, sending its files as classify calls."""
+class HttpUser:
+    """One visitor as a browser is one: a single keep-alive HTTP connection speaking gradio's documented REST API
+    (upload the file, call `/classify`, read its server-sent events), then fetching the neighbour thumbnails the
+    page would show.
+
+    Why not gradio_client: it opens a new HTTPS-capable httpx client, with a fresh SSL context (~40 ms of CPU),
+    for every file it downloads. With six thumbnails a request, 20 gradio_client users on this 2-core machine
+    spent 1.05 cores of their own and left the server at 0.22 (measured with py-spy, 2026-12-02): the benchmark
+    measured its own clients. This user costs a few ms of CPU a request."""
+
+    def __init__(self, url: str, api_name: str = "classify"):
+        import httpx
+
+        self.http = httpx.Client(base_url=url, timeout=120)
+        self.api_name = api_name
+
+    def close(self) -> None:
+        self.http.close()
+
+    def call(self, image: str) -> list:
+        """The endpoint's outputs for `image`, thumbnails fetched; raises on any error the server reports."""
+        import json
+
+        with open(image, "rb") as handle:
+            upload = self.http.post("gradio_api/upload", files={"files": (Path(image).name, handle.read())})
+        upload.raise_for_status()
+        data = [{"path": upload.json()[0], "meta": {"_type": "gradio.FileData"}}]
+        started = self.http.post(f"gradio_api/call/{self.api_name}", json={"data": data})
+        started.raise_for_status()
+        event, outputs = None, None
+        with self.http.stream("GET", f"gradio_api/call/{self.api_name}/{started.json()['event_id']}") as stream:
+            for line in stream.iter_lines():
+                if line.startswith("event:"):
+                    event = line.partition(":")[2].strip()
+                elif line.startswith("data:") and event in ("complete", "error"):
+                    outputs = json.loads(line.partition(":")[2])
+                    break
+        if event != "complete":
+            raise RuntimeError(f"{self.api_name}: {event}: {outputs}")
+        for value in outputs:  # what the page then loads: each gallery image
+            if isinstance(value, list):
+                for item in value:
+                    if isinstance(item, dict) and isinstance(item.get("image"), dict) and item["image"].get("url"):
+                        self.http.get(item["image"]["url"]).raise_for_status()
+        return outputs
+
+
+def burst(url: str, uploads: list[list[str]], use_gradio_client: bool = False) -> tuple[list[float], list[str], float]:
+    """One thread per row of `uploads`, each one visitor (`HttpUser`, or a gradio_client), sending its files as
+    classify calls."""
     from gradio_client import Client, handle_file
 
     latencies: list[float] = []
@@ -226,16 +293,23 @@ def burst(url: str, uploads: list[list[str]]) -> tuple[list[float], list[str], f
     lock = threading.Lock()
 
     def user(files: list[str]) -> None:
-        client = Client(url, verbose=False)
+        if use_gradio_client:
+            client = Client(url, verbose=False)
+            send = lambda image: client.predict(handle_file(image), api_name="/classify")  # noqa: E731
+        else:
+            client = HttpUser(url)
+            send = client.call
         for image in files:
             started = time.perf_counter()
             try:
-                client.predict(handle_file(image), api_name="/classify")
+                send(image)
                 with lock:
                     latencies.append(time.perf_counter() - started)
             except Exception as error:  # noqa: BLE001 (count every failure, whatever its kind)
                 with lock:
                     errors.append(repr(error)[:200])
+        if not use_gradio_client:
+            client.close()
 
     started = time.perf_counter()
     threads = [threading.Thread(target=user, args=(files,)) for files in uploads]

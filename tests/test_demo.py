@@ -5,7 +5,10 @@ every served test below also proves that any export folder serves (the similar-p
 """
 
 import base64
+import html
+import io
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -70,13 +73,7 @@ def test_classify_gives_three_labels_a_note_and_similar_paintings(export_dir, pa
     backend = DemoBackend(export_dir)
     before = backend.predictor.forward_passes
     answer = backend.classify(painting)
-    per_head, note, gallery, links, neighbours = (
-        answer.labels,
-        answer.note,
-        answer.gallery,
-        answer.listing,
-        answer.neighbours,
-    )
+    per_head, note, cards, neighbours = answer.labels, answer.note, answer.similar, answer.neighbours
     assert backend.predictor.forward_passes == before + 1  # one forward pass answers everything
     assert set(per_head) == {"school", "timeframe", "type"}
     for head, scores in per_head.items():
@@ -88,16 +85,35 @@ def test_classify_gives_three_labels_a_note_and_similar_paintings(export_dir, pa
         expected = f"{top} (" if probability >= 0.5 else f"unsure (best guess {top}, "
         assert expected in answer.titles[head], answer.titles[head]
     assert "unsure" in note or "confident" in note
-    assert len(gallery) == 6 and all(Image.open(path).size[0] > 0 for path, _ in gallery)
-    assert "https://www.wga.hu/html/p/" in links and "of the 24 paintings" in links
+    # The cards: six thumbnails inlined (each decodes as the index's own thumbnail), a caption under each.
+    thumbnails = [base64.b64decode(uri) for uri in re.findall(r'src="data:image/jpeg;base64,([^"]+)"', cards)]
+    assert len(thumbnails) == 6 and all(Image.open(io.BytesIO(data)).size[0] > 0 for data in thumbnails)
+    assert "of the 24 paintings" in cards and cards.count("<figcaption>") == 6
     # Neighbours as data: painter, title, date ("-" is unknown), their own labels, similarity, a wga.hu url.
     assert len(neighbours) == 6 and neighbours[0]["similarity"] >= neighbours[-1]["similarity"]
-    for record, (_, caption) in zip(neighbours, gallery, strict=True):
+    captions = re.findall(r"<figcaption>(.*?)</figcaption>", cards)
+    links = re.findall(r'<a href="([^"]+)"', cards)
+    for record, caption, link in zip(neighbours, captions, links, strict=True):
         assert set(record) == {"title", "painter", "date", "labels", "similarity", "url"}
         assert record["url"].startswith("https://www.wga.hu/html/p/") and set(record["labels"]) == set(labels.HEADS)
+        assert link == record["url"]
+        caption = html.unescape(caption)
         assert caption.startswith(f"{record['painter']}, {record['title']} ({record['date'] or 'date unknown'})")
         assert f"similarity {record['similarity']:.2f}" in caption
-    assert any(record["date"] is None for record in backend.similar(backend.index.embeddings[0], 24)[2])
+    assert any(record["date"] is None for record in backend.similar(backend.index.embeddings[0], 24)[1])
+
+
+def test_a_batch_of_neighbour_searches_answers_as_each_search_alone(export_dir):
+    index = DemoBackend(export_dir).index
+    queries = np.random.default_rng(2).normal(size=(5, index.embeddings.shape[1])).astype(np.float32)
+    for k in (1, 6, 24, 100):  # 24 is the whole index; more is capped to it
+        batched = index.query_batch(queries, k)
+        alone = [index.query(row, k) for row in queries]
+        assert [len(items) for items in batched] == [min(k, 24)] * 5
+        for many, one, row in zip(batched, alone, queries, strict=True):
+            assert [item["score"] for item in many] == pytest.approx([item["score"] for item in one], abs=1e-6)
+            scores = index.embeddings @ (row / np.linalg.norm(row))
+            assert [item["score"] for item in many] == pytest.approx(sorted(scores, reverse=True)[:k], abs=1e-5)
 
 
 def test_gradcam_gives_one_overlay_per_head_at_model_size(export_dir, painting):
@@ -176,13 +192,11 @@ def test_the_served_demo_answers_gradio_client(served_demo, painting, tmp_path):
     from gradio_client import Client, handle_file
 
     client = Client(served_demo, verbose=False)
-    school, timeframe, kind, note, gallery, links, neighbours = client.predict(
-        handle_file(painting), api_name="/classify"
-    )
+    school, timeframe, kind, note, cards, neighbours = client.predict(handle_file(painting), api_name="/classify")
     for label in (school, timeframe, kind):
         assert len(label["confidences"]) == 3
-    assert len(gallery) == 6 and all(Image.open(item["image"]).size[0] > 0 for item in gallery)
-    assert [item["caption"] for item in gallery] == [
+    assert cards.count('src="data:image/jpeg;base64,') == 6
+    assert [html.unescape(caption) for caption in re.findall(r"<figcaption>(.*?)</figcaption>", cards)] == [
         f"{n['painter']}, {n['title']} ({n['date'] or 'date unknown'}); "
         + ", ".join(v for v in n["labels"].values() if v)
         + f"; similarity {n['similarity']:.2f}"
@@ -259,6 +273,17 @@ def test_a_pasted_image_arrives_as_a_data_url(export_dir, painting):
 
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+# For each image matching the selector: decoded, laid out, drawn uncropped (object-fit contain, or a box of its own
+# aspect ratio), and not clipped by its container.
+SHOWN_WHOLE = """
+return [...document.querySelectorAll(arguments[0])].map(img => {
+  const box = img.getBoundingClientRect(), frame = img.parentElement.getBoundingClientRect();
+  const ratio = img.naturalWidth / img.naturalHeight, drawn = box.width / box.height;
+  const uncropped = getComputedStyle(img).objectFit === "contain" || Math.abs(ratio - drawn) < 0.05 * ratio;
+  const inside = box.width <= frame.width + 1 && box.height <= frame.height + 1;
+  return img.complete && img.naturalWidth > 0 && box.width > 20 && uncropped && inside;
+});
+"""
 
 
 def test_a_browser_uploads_explains_and_clicks_an_example(served_demo, painting, tmp_path):
@@ -334,12 +359,19 @@ def test_a_browser_uploads_explains_and_clicks_an_example(served_demo, painting,
         upload(painting)
         wait(60).until(lambda d: len(shown_labels()) == 3)
         shown = shown_labels()
+        # The similar paintings: six cards, each thumbnail decoded and laid out, each caption in full.
+        wait(30).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".artnet-neighbours img")) == 6)
+        assert driver.execute_script(SHOWN_WHOLE, ".artnet-neighbours img") == [True] * 6
+        captions = [element.text for element in driver.find_elements(By.CSS_SELECTOR, ".artnet-neighbours figcaption")]
+        assert len(captions) == 6 and all("similarity" in caption for caption in captions), captions
         for text, vocabulary in zip(shown, (labels.SCHOOLS, labels.TIMEFRAMES, labels.TYPES), strict=True):
             assert any(name in text for name in vocabulary), shown
         assert not driver.find_elements(By.CSS_SELECTOR, '[data-testid="label-output-value"]')  # no bold headline
         click("Why? Grad-CAM")
         click("Show where each head looked")
         wait(60).until(lambda d: overlays())
+        # Each overlay is shown whole (not cropped to a square tile), beside its caption.
+        assert driver.execute_script(SHOWN_WHOLE, ".gallery-item img") == [True] * 3, "an overlay is cut off"
         # The overlay explains the school shown for THIS image (same class in its caption).
         assert overlays()[0].split(": ", 1)[1].split(" (")[0] in shown[0]
         driver.find_element(By.CSS_SELECTOR, "button[aria-label='Remove Image']").click()

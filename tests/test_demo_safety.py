@@ -1,7 +1,9 @@
 """What makes the demo safe to share: each guarantee of the "safe to share" list, as a test that could fail."""
 
+import html
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -24,6 +26,7 @@ from artnet.demo import (
     DemoBackend,
     build_demo,
     escape_markdown,
+    html_text,
     launch,
     model_card_facts,
     parse_auth,
@@ -80,19 +83,27 @@ def rendered(markdown: str) -> str:
 def test_catalogue_text_is_escaped_and_links_go_only_to_wga_pages(hostile_export, painting):
     backend = DemoBackend(hostile_export)
     answer = backend.classify(painting, k_similar=10)
-    page = rendered(answer.listing) + rendered(model_card_facts(backend.card))
-    assert "<img" not in page and "<form" not in page and "<input" not in page and "<b>" not in page
-    listing = rendered(answer.listing)  # the catalogue's Markdown shows as text, not as bold, code or headings
-    assert "<strong>" not in listing and "<em>" not in listing and "<code>" not in listing and "<h1>" not in listing
+    cards = answer.similar  # the neighbours' HTML, exactly as the page's gr.HTML shows it
+    page = cards + rendered(model_card_facts(backend.card))
+    images = re.findall(r"<img\b[^>]*>", page)
+    assert len(images) == 10 and all(tag.startswith('<img src="data:image/jpeg;base64,') for tag in images), images
+    assert "<form" not in page and "<input" not in page and "<b>" not in page
+    facts = rendered(model_card_facts(backend.card))  # the card's Markdown shows as text, not as bold or code
+    assert "<strong>" in facts and "<code>" not in facts and "<h1>" not in facts and "<img" not in facts
+    # The cards' markup is artnet's own: only its tags, and no placeholder gr.HTML's template could fill in.
+    assert set(re.findall(r"<(\w+)", cards)) == {"p", "div", "figure", "a", "img", "figcaption"}
+    assert "${" not in cards and "`" not in cards
     hrefs = [part.split('"', 1)[0] for part in page.split('href="')[1:]]
     assert len(hrefs) == 5 and all(href.startswith("https://www.wga.hu/html/a/") for href in hrefs), hrefs
-    assert "Madonna](https://evil.example/phish) [x" in page.replace("&quot;", '"')  # shown, as plain text
-    # Structured neighbours carry no link but a wga.hu page; gallery captions are text (gradio escapes them).
+    assert "Madonna](https://evil.example/phish) [x" in html.unescape(cards)  # shown, as plain text
+    assert "<img src=http://evil.example/track.gif>" in html.unescape(cards)
+    # Structured neighbours carry no link but a wga.hu page.
     assert all(n["url"] is None or n["url"].startswith("https://www.wga.hu/html/") for n in answer.neighbours)
     assert sum(n["url"] is None for n in answer.neighbours) == 5
     for url in EVIL_URLS:
         assert safe_url(url) is None, url
     assert escape_markdown("a<b>") == "a&lt;b&gt;"
+    assert html_text("${alert(1)} `x` <b>") == "&#36;{alert(1)} &#96;x&#96; &lt;b&gt;"
 
 
 def test_uploads_over_64_mib_are_refused_before_they_are_cached(tmp_path, free_port):
@@ -179,6 +190,10 @@ def test_concurrent_requests_share_forward_passes_and_keep_their_own_errors(host
     results = [None] * len(inputs)
     start = threading.Barrier(len(inputs))
     passes_before = backend.predictor.forward_passes
+    searches = []  # the neighbour searches: one matrix product per forward pass, none per request
+    batch_search, single_search = backend.index.query_batch, backend.index.query
+    backend.index.query_batch = lambda vectors, k: searches.append(len(vectors)) or batch_search(vectors, k)
+    backend.index.query = lambda *args: searches.append("single") or single_search(*args)
 
     def request(index):
         start.wait()
@@ -199,6 +214,7 @@ def test_concurrent_requests_share_forward_passes_and_keep_their_own_errors(host
             assert isinstance(result, gr.Error) and "cannot be read" in result.message
     assert backend.predictor.forward_passes - passes_before < 12  # 12 good requests, fewer passes
     assert max(backend.batcher.batch_sizes) > 1
+    assert "single" not in searches and sum(searches) == 12 and len(searches) < 12, searches
 
 
 def test_gradcam_files_are_capped(hostile_export, painting, monkeypatch):
