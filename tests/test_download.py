@@ -1,6 +1,9 @@
 """The download path against a local server on 127.0.0.1 that injects faults (no internet needed)."""
 
 import hashlib
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -271,3 +274,19 @@ def test_a_malformed_checksums_line_is_named(tmp_path):
     bad.write_text("https://www.wga.hu/database/download/data_txt.zip\t1522461\tnot-a-sha\tdata_txt.zip\n")
     with pytest.raises(ValueError, match="checksums.tsv line 1: expected url<TAB>size<TAB>sha256<TAB>filename"):
         read_checksums(bad)
+
+
+def test_partial_files_of_a_killed_build_are_removed_and_a_live_writers_kept(tmp_path):
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = int(finished.stdout)  # a process that has exited: its pid names no writer now
+    folder = tmp_path / "mirror" / "art" / "a" / "x"
+    folder.mkdir(parents=True)
+    left = folder / f".one.jpg.{dead}.abc123.part"
+    live = folder / f".two.jpg.{os.getpid()}.def456.part"
+    other = folder / ".notes.part"  # not a name the writer makes: not ours to delete
+    for path in (left, live, other):
+        path.write_bytes(b"half a jpeg")
+    assert download.remove_stale_parts(tmp_path / "mirror") == 1
+    assert not left.exists() and live.exists() and other.exists()
+    download.write_atomically(folder / "three.jpg", b"data")  # its temporary name carries this pid
+    assert (folder / "three.jpg").read_bytes() == b"data" and download.remove_stale_parts(tmp_path / "mirror") == 0

@@ -39,6 +39,7 @@ from artnet.wga.download import (
     fetch_catalog,
     is_path_error,
     mirror_images,
+    remove_stale_parts,
     write_atomically,
 )
 from artnet.wga.splits import SPLITS, assign_splits, select_sample, split_of
@@ -263,6 +264,7 @@ def plan_build(
                     errors[row.image_path] = message
 
     cache_dir = work_dir / f"prepared-{_POLICY}" / hashlib.sha1(str(source_dir.resolve()).encode()).hexdigest()[:10]
+    remove_stale_parts(cache_dir)  # what a killed build was writing into the prepared-image cache
     to_prepare = [row for row in paintings if status.get(row.image_path, FOUND) == FOUND]
     image_files: dict[int, Path] = {}
     damaged: list[CatalogRow] = []

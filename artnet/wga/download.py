@@ -335,7 +335,8 @@ def write_atomically(path: Path, data: bytes) -> None:
     points at complete bytes (a rename alone may reach the disk before the data does).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    # The writer's pid is in the name, so a later build can tell a killed writer's leftover (`remove_stale_parts`).
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".part")
     try:
         with os.fdopen(handle, "wb") as out:
             out.write(data)
@@ -350,6 +351,34 @@ def write_atomically(path: Path, data: bytes) -> None:
         os.fsync(folder)
     finally:
         os.close(folder)
+
+
+def remove_stale_parts(root: Path) -> int:
+    """Delete the temporary `.part` files under `root` whose writer is no longer running (a SIGKILLed build leaves
+    the file it was writing; an atomic rename cannot clean up after a kill), and say how many went. Files of a
+    live writer, another build sharing the folder, are left alone."""
+    removed = 0
+    for part in Path(root).rglob(".*.part") if Path(root).is_dir() else ():
+        try:
+            pid = int(part.name.rsplit(".", 3)[-3])
+        except (ValueError, IndexError):
+            continue  # not ours
+        if not _running(pid):
+            part.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def _running(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's live process
+    return True
 
 
 def fetch_catalog(config: DownloadConfig, mirror_dir: Path) -> Path:
@@ -388,6 +417,9 @@ def mirror_images(
     """
     mirror_dir = Path(mirror_dir)
     started = time.monotonic()
+    swept = remove_stale_parts(mirror_dir)
+    if swept:
+        print(f"removed {swept} partial file(s) left in {mirror_dir} by an interrupted build")
     missing_log = mirror_dir / MISSING_LOG
     known_missing = set(json.loads(missing_log.read_text())) if missing_log.is_file() else set()
     status: dict[str, str] = {}
