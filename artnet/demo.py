@@ -62,6 +62,7 @@ MAX_BATCH = 8
 DEMO_MAX_PIXELS = 16_000_000
 # Grad-CAM files: gradio copies each returned file into its own cache at once, so ours need to outlive only that.
 OVERLAY_MAX_FILES = 30
+GRADIO_ANALYTICS = {"GRADIO_ANALYTICS_MAX_EVENTS": "1000", "GRADIO_ANALYTICS_CACHE_FREQUENCY": "100"}
 K_SIMILAR = 6  # similar paintings shown per answer
 NEAREST = "nearest"  # the batch's search result, in a forward result (`DemoBackend._forward`)
 THUMBS_CACHED = 2048  # data: URIs of index thumbnails kept in memory, ~8 KB each
@@ -575,6 +576,12 @@ def build_demo(export_dir: str | Path, examples: list[str] | None = None) -> gr.
                 inputs=[image],
                 example_labels=[f"training painting {Path(path).stem}" for path in examples],
             )
+    # gradio 6.31 keeps analytics of up to 10,000 events and, after EVERY event, rebuilds their summary as a pandas
+    # DataFrame over all of them: a cost that grew with each request served (and its memory with it). A shorter
+    # record, summarised every 100 events, keeps a long-running demo as fast as a fresh one. (Variables a user set
+    # win; they are read when the queue is made.)
+    for variable, value in GRADIO_ANALYTICS.items():
+        os.environ.setdefault(variable, value)
     demo.queue(default_concurrency_limit=CONCURRENCY, max_size=64)
     demo.backend = backend  # for tests and the CLI
     return demo

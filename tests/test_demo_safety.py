@@ -217,6 +217,22 @@ def test_concurrent_requests_share_forward_passes_and_keep_their_own_errors(host
     assert "single" not in searches and sum(searches) == 12 and len(searches) < 12, searches
 
 
+def test_the_queue_keeps_a_bounded_record_summarised_now_and_then(hostile_export, monkeypatch):
+    # gradio rebuilds its analytics summary (a pandas DataFrame over every recorded event) after each event: with
+    # its defaults (10,000 events, every event) a busy demo slowed down and grew with every request it served.
+    for variable in demo_module.GRADIO_ANALYTICS:
+        monkeypatch.delenv(variable, raising=False)
+    queue = build_demo(hostile_export)._queue
+    assert queue.ANALYTICS_MAX_EVENTS == 1000 and queue.ANAYLTICS_CACHE_FREQUENCY == 100  # (gradio's spelling)
+    records = [{"function": "classify", "status": "success", "process_time": 0.1}] * 50
+    summaries = []
+    monkeypatch.setattr(queue, "_get_df", lambda rows: summaries.append(len(rows)) or type(queue)._get_df(rows))
+    for _ in range(250):
+        queue.events_recorded += 1
+        queue.compute_analytics_summary(records)
+    assert len(summaries) == 2  # every 100 events, not 250 times
+
+
 def test_gradcam_files_are_capped(hostile_export, painting, monkeypatch):
     monkeypatch.setattr(demo_module, "OVERLAY_MAX_FILES", 5)
     backend = DemoBackend(hostile_export)
