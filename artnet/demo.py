@@ -395,10 +395,10 @@ class DemoBackend:
         (benchmarks/README.md, "Demo under load")."""
         if self.index is None or not len(self.index):
             return "<p>No similar-paintings index was exported with this model.</p>", []
-        items = nearest if nearest is not None and len(nearest) == min(k, len(self.index)) else None
-        items = items or self.index.query(embedding, k)
-        records = [neighbour_record(item) for item in items]
-        return neighbours_html(records, [item.get("thumbnail") for item in items], len(self.index)), records
+        if nearest is None or len(nearest) != min(k, len(self.index)):
+            nearest = self.index.query(embedding, k)
+        records = [neighbour_record(item) for item in nearest]
+        return neighbours_html(records, [item.get("thumbnail") for item in nearest], len(self.index)), records
 
     def explain(self, image: str | Path | bytes | None):
         """One Grad-CAM overlay per head, each for that head's top class, captioned head: class (probability)."""

@@ -18,8 +18,8 @@ import keras
 import numpy as np
 
 from artnet import labels
-from artnet.labels import YEAR
-from artnet.metrics import block_centres  # the output's name, beside the classification heads
+from artnet.labels import YEAR  # the output's name, beside the classification heads
+from artnet.metrics import block_centres
 
 __all__ = ["YEAR", "GaussianYearNLL", "YearAbsoluteError", "year_estimate", "year_metrics", "year_text"]
 YEAR_CENTRE = 1650.5  # the middle of 1401-1900

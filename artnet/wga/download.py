@@ -370,8 +370,6 @@ def remove_stale_parts(root: Path) -> int:
 
 
 def _running(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
