@@ -138,10 +138,11 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from artnet.demo import build_demo, example_images, launch, parse_auth
+    from artnet.demo import build_demo, example_images, launch, limit_serving_threads, parse_auth
 
     auth = parse_auth(args.auth, args.auth_file)  # before loading the model: a typo fails at once
     export_dir = Export.of(args.model).root
+    limit_serving_threads()  # before the model loads: TensorFlow's thread pools are fixed by its first op
     demo = build_demo(export_dir, examples=example_images(export_dir))
     launch(demo, server_name=args.host, server_port=args.port, share=args.share, auth=auth)
     return 0

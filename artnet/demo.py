@@ -63,6 +63,14 @@ DEMO_MAX_PIXELS = 16_000_000
 # Grad-CAM files: gradio copies each returned file into its own cache at once, so ours need to outlive only that.
 OVERLAY_MAX_FILES = 30
 GRADIO_ANALYTICS = {"GRADIO_ANALYTICS_MAX_EVENTS": "1000", "GRADIO_ANALYTICS_CACHE_FREQUENCY": "100"}
+# The demo's parallelism is its concurrent requests, not threads inside one: under load those only fight each
+# other for the cores. Measured with 20 visitors on 2 cores (benchmarks/README.md, "Demo under load"):
+# OpenBLAS's threads spin-waiting after the neighbour search, TensorFlow's inter-op pool beside its intra-op one,
+# and two intra-op threads per forward pass (24 ms of CPU per image at batch 8, against 20.5 ms on one thread)
+# all cost CPU that the requests needed. So a serving process runs each forward pass on one thread, and as many
+# passes at once as it has cores (`forward_lanes`). A user's own settings of these variables win.
+SERVING_THREADS = 1
+BLAS_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 K_SIMILAR = 6  # similar paintings shown per answer
 NEAREST = "nearest"  # the batch's search result, in a forward result (`DemoBackend._forward`)
 THUMBS_CACHED = 2048  # data: URIs of index thumbnails kept in memory, ~8 KB each
@@ -250,17 +258,18 @@ _BACKENDS: weakref.WeakSet = weakref.WeakSet()
 
 
 class Batcher:
-    """Concurrent requests share forward passes: a request that finds no pass running leads one over every request
-    waiting (up to `max_batch`, oldest first) and hands over once its own result is in; the others wait. Unlike
-    gradio's `batch=True`, each request keeps its own errors: one bad upload never fails the requests batched
-    with it (it is refused before it gets here)."""
+    """Concurrent requests share forward passes: a request whose input no pass has taken leads one over every
+    request waiting (up to `max_batch`, oldest first) when fewer than `lanes` passes are running, and hands over
+    once its own result is in; the others wait. Unlike gradio's `batch=True`, each request keeps its own errors:
+    one bad upload never fails the requests batched with it (it is refused before it gets here)."""
 
-    def __init__(self, run, max_batch: int = MAX_BATCH):
+    def __init__(self, run, max_batch: int = MAX_BATCH, lanes: int = 1):
         self._run = run  # list of model-size uint8 arrays -> list of results
         self._max_batch = max_batch
+        self._lanes = max(1, int(lanes))
         self._turn = threading.Condition()
         self._pending: list[tuple[np.ndarray, Future]] = []
-        self._leading = False
+        self._running = 0  # passes under way
         self.batch_sizes: list[int] = []  # for tests and the benchmark
 
     def __call__(self, pixels: np.ndarray):
@@ -269,17 +278,20 @@ class Batcher:
             self._pending.append((pixels, future))
         while True:
             with self._turn:
-                while self._leading and not future.done():
+                # A taken input is `running` until its pass sets the result; only an untaken one may lead.
+                while not future.done() and (future.running() or self._running >= self._lanes):
                     self._turn.wait()
                 if future.done():
                     return future.result()
-                self._leading = True
+                self._running += 1
                 batch, self._pending = self._pending[: self._max_batch], self._pending[self._max_batch :]
+                for _, taken in batch:
+                    taken.set_running_or_notify_cancel()
             try:
                 self._pass(batch)
             finally:
                 with self._turn:
-                    self._leading = False
+                    self._running -= 1
                     self._turn.notify_all()
 
     def _pass(self, batch: list[tuple[np.ndarray, Future]]) -> None:
@@ -308,7 +320,7 @@ class DemoBackend:
         self._gradcam = None
         self._gradcam_lock = threading.Lock()
         self._decode_slots = threading.BoundedSemaphore(DECODE_SLOTS)
-        self.batcher = Batcher(self._forward)
+        self.batcher = Batcher(self._forward, lanes=forward_lanes())
         self._overlays = Path(tempfile.mkdtemp(prefix="artnet-gradcam-"))
         # Runs at exit too (weakref.finalize registers with atexit); `launch` also runs it on SIGTERM.
         self._cleanup = weakref.finalize(self, shutil.rmtree, self._overlays, ignore_errors=True)
@@ -627,6 +639,44 @@ def remove_files_on_sigterm() -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
     signal.signal(signal.SIGTERM, on_sigterm)
+
+
+def limit_serving_threads() -> dict[str, int]:
+    """Before the model loads, in a process that serves the demo: one BLAS thread, and one TensorFlow thread per
+    op and per graph (see SERVING_THREADS). Returns what it set; a variable the user set, or a TensorFlow that
+    has already run, is left alone (the latter said in the log)."""
+    import tensorflow as tf
+    from threadpoolctl import threadpool_limits
+
+    applied = {}
+    if not any(variable in os.environ for variable in BLAS_VARIABLES):
+        threadpool_limits(limits=SERVING_THREADS, user_api="blas")  # for the life of the process
+        applied["blas"] = SERVING_THREADS
+    pools = {
+        "tf_inter_op": ("TF_NUM_INTEROP_THREADS", tf.config.threading.set_inter_op_parallelism_threads),
+        "tf_intra_op": ("TF_NUM_INTRAOP_THREADS", tf.config.threading.set_intra_op_parallelism_threads),
+    }
+    for name, (variable, set_threads) in pools.items():
+        if variable in os.environ:
+            continue
+        try:
+            set_threads(SERVING_THREADS)
+            applied[name] = SERVING_THREADS
+        except RuntimeError:  # TensorFlow has already run an op in this process: its pools are fixed
+            LOG.info("TensorFlow is already initialised: its %s threads stay as they are", name)
+    return applied
+
+
+def forward_lanes() -> int:
+    """How many forward passes may run at once: one per core when each pass runs on one thread
+    (`limit_serving_threads`), else one (a pass already spreads over the cores), never more than CONCURRENCY."""
+    import tensorflow as tf
+
+    threads = os.environ.get("TF_NUM_INTRAOP_THREADS", "").strip()  # TensorFlow reads it; its API does not say
+    if (int(threads) if threads.isdigit() else tf.config.threading.get_intra_op_parallelism_threads()) != 1:
+        return 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(cores, CONCURRENCY))
 
 
 def launch(demo: gr.Blocks, **options):

@@ -217,6 +217,74 @@ def test_concurrent_requests_share_forward_passes_and_keep_their_own_errors(host
     assert "single" not in searches and sum(searches) == 12 and len(searches) < 12, searches
 
 
+@pytest.mark.parametrize("lanes", [1, 2])
+def test_the_batcher_runs_at_most_its_lanes_of_passes_at_once_and_answers_each_request_its_own(lanes):
+    running, most, lock = [0], [0], threading.Lock()
+
+    def run(batch):
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.05)  # long enough for every other request to arrive and wait
+        with lock:
+            running[0] -= 1
+        return [int(pixels[0]) * 10 for pixels in batch]
+
+    batcher = demo_module.Batcher(run, max_batch=3, lanes=lanes)
+    answers = [None] * 12
+    start = threading.Barrier(12)
+
+    def request(index):
+        start.wait()
+        answers[index] = batcher(np.array([index]))
+
+    threads = [threading.Thread(target=request, args=(i,)) for i in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert answers == [10 * i for i in range(12)]  # each its own result, none lost or swapped
+    assert most[0] == lanes
+    assert sum(batcher.batch_sizes) == 12 and max(batcher.batch_sizes) == 3
+
+
+def test_a_serving_process_runs_each_pass_on_one_thread_and_one_pass_per_core():
+    # In a fresh process (TensorFlow's pools are fixed once it has run): what `artnet demo` does before loading.
+    script = """
+import json, os, sys
+from threadpoolctl import threadpool_info
+import tensorflow as tf
+from artnet.demo import forward_lanes, limit_serving_threads
+before = forward_lanes()
+applied = limit_serving_threads()
+tf.constant(1.0) + 1.0  # TensorFlow runs: the pools are made now
+blas = [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+print(json.dumps({"applied": applied, "before": before, "after": forward_lanes(), "blas": blas,
+                  "inter": tf.config.threading.get_inter_op_parallelism_threads(),
+                  "intra": tf.config.threading.get_intra_op_parallelism_threads()}))
+"""
+    environment = {k: v for k, v in os.environ.items() if k not in ("TF_NUM_INTEROP_THREADS", "TF_NUM_INTRAOP_THREADS")}
+    for variable in demo_module.BLAS_VARIABLES:
+        environment.pop(variable, None)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=environment, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    assert found["applied"] == {"blas": 1, "tf_inter_op": 1, "tf_intra_op": 1}
+    assert found["inter"] == found["intra"] == 1 and set(found["blas"]) <= {1}
+    assert found["before"] == 1  # TensorFlow's default pools already spread one pass over the cores
+    assert found["after"] == min(len(os.sched_getaffinity(0)), CONCURRENCY)
+    # A user's own setting wins.
+    environment["TF_NUM_INTRAOP_THREADS"] = "2"
+    environment["OPENBLAS_NUM_THREADS"] = "2"
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=environment, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    assert found["applied"] == {"tf_inter_op": 1} and found["after"] == 1
+    environment["TF_NUM_INTRAOP_THREADS"] = "1"  # one thread per pass, the user's way: still one pass per core
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=environment, timeout=120)
+    assert json.loads(done.stdout.strip().splitlines()[-1])["after"] == min(len(os.sched_getaffinity(0)), CONCURRENCY)
+
+
 def test_the_queue_keeps_a_bounded_record_summarised_now_and_then(hostile_export, monkeypatch):
     # gradio rebuilds its analytics summary (a pandas DataFrame over every recorded event) after each event: with
     # its defaults (10,000 events, every event) a busy demo slowed down and grew with every request it served.
