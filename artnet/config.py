@@ -30,6 +30,9 @@ class Augment:
     shift: float = 0.1  # fraction of the image size
     zoom: float = 0.1  # +- fraction
     randaugment: bool = False
+    # MixUp (Zhang et al. 2018): each training example blended with another of its batch, lambda ~ Beta(a, a);
+    # 0 = off. On the feature cache the blend is of cached features (manifold MixUp, Verma et al. 2019).
+    mixup: float = 0.0
 
 
 @dataclasses.dataclass

@@ -40,7 +40,9 @@ class FeatureSpec:
     batch_size: int = 32
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        spec = dataclasses.asdict(self)
+        spec["augment"].pop("mixup")  # applied to batches of cached features in training: the cache is the same
+        return spec
 
 
 def default_cache_dir() -> Path:

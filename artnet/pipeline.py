@@ -121,12 +121,35 @@ def make_dataset(
             images = affine_warp(images, augment)
             if randaugment is not None:
                 images = randaugment(images)
-            return images, y, w
+            return mix_batch(images, y, w, augment.mixup) if augment.mixup else (images, y, w)
 
         dataset = dataset.map(augment_batch, num_parallel_calls=AUTOTUNE)
     else:
         dataset = dataset.map(lambda images, y, w: (tf.cast(images, tf.float32), y, w), num_parallel_calls=AUTOTUNE)
     return dataset.prefetch(AUTOTUNE)
+
+
+def mix_batch(x, y: dict, w: dict, alpha: float, seed: int | None = None):
+    """MixUp of a batch, by duplication: each input is blended with a partner of the same batch, lambda ~
+    Beta(alpha, alpha) per example, and the blend appears twice, once with its own targets weighted lambda and
+    once with its partner's weighted 1 - lambda. The sum of the two rows' losses is MixUp's loss, for every loss
+    here (sparse, smoothed, ordinal, the year's) and masks stay exact: an unknown label still weighs 0. Weights
+    are doubled because Keras averages over the (doubled) rows."""
+    n = tf.shape(x)[0]
+    seeds = (None, None) if seed is None else (seed, seed + 1)
+    first = tf.random.gamma([n], alpha, seed=seeds[0])
+    second = tf.random.gamma([n], alpha, seed=seeds[1])
+    lam = first / tf.maximum(first + second, 1e-12)
+    partner = tf.random.shuffle(tf.range(n), seed=seed)
+    x = tf.cast(x, tf.float32)
+    shape = tf.concat([[n], tf.ones([tf.rank(x) - 1], tf.int32)], axis=0)
+    blend = tf.reshape(lam, shape) * x + tf.reshape(1.0 - lam, shape) * tf.gather(x, partner)
+    mixed_y = {name: tf.concat([value, tf.gather(value, partner)], axis=0) for name, value in y.items()}
+    mixed_w = {
+        name: 2.0 * tf.concat([value * lam, tf.gather(value, partner) * (1.0 - lam)], axis=0)
+        for name, value in w.items()
+    }
+    return tf.concat([blend, blend], axis=0), mixed_y, mixed_w
 
 
 def _randaugment():
@@ -179,7 +202,7 @@ def _fused_training_dataset(
         images = warp_canvases(*canvases, image_size)
         if randaugment is not None:
             images = randaugment(images)
-        return images, y, w
+        return mix_batch(images, y, w, augment.mixup) if augment.mixup else (images, y, w)
 
     dataset = dataset.map(warp, num_parallel_calls=AUTOTUNE, deterministic=False)
     return dataset.prefetch(AUTOTUNE)

@@ -381,6 +381,9 @@ def fit_from_cache(model: ArtNet, config: TrainConfig, sources: dict, tables: di
         if training:
             data = data.shuffle(len(x), seed=config.seed, reshuffle_each_iteration=True)
         data = data.batch(config.data.batch_size).map(lambda a, b, c: (tf.cast(a, tf.float32), b, c))
+        if training and config.data.augment.mixup:  # blends of cached features: manifold MixUp
+            alpha = config.data.augment.mixup
+            data = data.map(lambda a, b, c: pipeline.mix_batch(a, b, c, alpha), num_parallel_calls=tf.data.AUTOTUNE)
         return data.prefetch(tf.data.AUTOTUNE)
 
     def fit(network, layer_name, phase, first_epoch, last_epoch, learning_rate):

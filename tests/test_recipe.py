@@ -275,7 +275,8 @@ def test_data_stats_of_a_folder_shows_painters_per_class_and_split(tmp_path, cap
     assert "painters train" in capsys.readouterr().out
 
 
-def test_fine_tuning_from_the_cache_trains_only_the_unfrozen_tail(tmp_path, tiny_weights, monkeypatch):
+@pytest.mark.parametrize("mixup", [0.0, 0.4])
+def test_fine_tuning_from_the_cache_trains_only_the_unfrozen_tail(tmp_path, tiny_weights, monkeypatch, mixup):
     """unfreeze=tiny_conv2: the cache holds tiny_bn1's output; the front keeps its weights, the tail learns."""
     import json
 
@@ -295,7 +296,9 @@ def test_fine_tuning_from_the_cache_trains_only_the_unfrozen_tail(tmp_path, tiny
         head_epochs=3,
         unfreeze="tiny_conv2",
         early_stopping_patience=0,
-        data=DataConfig(source="folder", folder=str(folder), batch_size=32, feature_views=2, augment=Augment()),
+        data=DataConfig(
+            source="folder", folder=str(folder), batch_size=32, feature_views=2, augment=Augment(mixup=mixup)
+        ),
     )
     from artnet.models.backbones import build_backbone
 

@@ -161,6 +161,42 @@ def test_augmentation_is_training_only_and_keeps_shape():
     np.testing.assert_allclose(identity, plain, atol=1e-3)
 
 
+def test_mixup_blends_each_example_with_a_partner_and_splits_its_weight_between_their_labels():
+    x = tf.constant(np.arange(6, dtype=np.float32).reshape(6, 1, 1) * 10.0)
+    y = {"school": tf.constant([0, 1, 2, 3, 4, 5], tf.int64)}
+    w = {"school": tf.constant([1.0, 1.0, 0.0, 2.0, 1.0, 1.0])}  # example 2's label is unknown: weight 0
+    mixed, mixed_y, mixed_w = (value for value in pipeline.mix_batch(x, y, w, alpha=0.4, seed=3))
+    blend, again = mixed.numpy()[:6, 0, 0], mixed.numpy()[6:, 0, 0]
+    np.testing.assert_array_equal(blend, again)  # one blend, two rows: its own targets, then its partner's
+    own, partner = mixed_y["school"].numpy()[:6], mixed_y["school"].numpy()[6:]
+    np.testing.assert_array_equal(own, np.arange(6))
+    assert sorted(partner) == list(range(6))  # a permutation of the batch
+    lam = (blend - 10.0 * partner) / (10.0 * (own - partner) + 1e-30)
+    lam = np.where(own == partner, 0.5, lam)  # an example drawn as its own partner: any lambda
+    weights = mixed_w["school"].numpy()
+    base = w["school"].numpy()
+    for i in range(6):
+        if own[i] != partner[i]:
+            np.testing.assert_allclose(weights[i], 2 * base[i] * lam[i], rtol=1e-4, atol=1e-5)
+            np.testing.assert_allclose(weights[6 + i], 2 * base[partner[i]] * (1 - lam[i]), rtol=1e-4, atol=1e-5)
+    assert weights[2] == 0.0 and weights[6 + int(np.flatnonzero(partner == 2)[0])] == 0.0  # unknown stays unknown
+    assert np.all((lam >= 0) & (lam <= 1))
+
+
+def test_mixup_in_the_training_pipeline_doubles_the_rows_and_never_in_validation():
+    source = synthetic_source(16, size=48, seed=4)
+    mixing = Augment(mixup=0.4)
+    images, y, w = next(iter(pipeline.make_dataset(source, labels.HEADS, 32, 8, training=True, augment=mixing)))
+    assert images.shape == (16, 32, 32, 3) and all(y[head].shape == (16,) for head in labels.HEADS)
+    cached = pipeline.make_dataset(source, labels.HEADS, 32, 8, training=True, augment=mixing, cache=True)
+    assert next(iter(cached))[0].shape == (16, 32, 32, 3)
+    plain = next(iter(pipeline.make_dataset(source, labels.HEADS, 32, 8, training=False, augment=mixing)))
+    assert plain[0].shape == (8, 32, 32, 3)
+    from artnet.features import FeatureSpec  # blending happens after the cache: its features are the same
+
+    assert FeatureSpec(augment=mixing).to_dict() == FeatureSpec(augment=Augment()).to_dict()
+
+
 def test_mixed_precision_keeps_heads_float32_and_a_step_is_finite():
     try:
         for policy in ("mixed_float16", "mixed_bfloat16"):
