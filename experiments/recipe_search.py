@@ -45,8 +45,12 @@ VARIANTS: dict[str, list[str]] = {
     "from block7a, class weights ^0.5": CONVERGE + LAST_STAGE + ["class_weight_power=0.5"],
     "from block7a, ordinal timeframe": CONVERGE + LAST_STAGE + ["timeframe_loss=ordinal"],
     "from block7a, year head": CONVERGE + LAST_STAGE + ["year_head=true"],
-    # Not run yet (out of time on 2 cores in this session): AdamW with weight decay, deeper unfreezing with
-    # convergence, more augmented views, MixUp/CutMix.
+    "from block7a, AdamW (weight decay 0.05)": CONVERGE + LAST_STAGE + ["optimizer=adamw", "weight_decay=0.05"],
+    "from block7a, fine-tune lr 3e-4": CONVERGE + LAST_STAGE + ["fine_tune_learning_rate=3e-4"],
+    "from block7a, 4 views (+2 affine warps)": CONVERGE + LAST_STAGE + ["data.feature_views=4"],
+    "from block7a, MixUp 0.2 (of cached features)": CONVERGE + LAST_STAGE + ["data.augment.mixup=0.2"],
+    # Not run yet (out of time on 2 cores): deeper unfreezing with convergence (from block6a: ~2 min per epoch),
+    # CutMix and RandAugment views.
 }
 COLUMNS = (
     "variant",
@@ -244,7 +248,8 @@ def to_markdown(rows: list[dict], command: str) -> str:
         "mirror), overrides as named; `flip` = test-time flip; the probe's C and class weighting were chosen on "
         "this same validation split (its best case)",
         "- train s: wall time of training on the shared 2-core machine, including the one-off feature extraction "
-        "for the first variant that needed its layer (`today`: block5c_add; `from block7a, converged`: block6d_add)",
+        "for the first variant that needed its layer (`today`: block5c_add; `from block7a, converged`: block6d_add; "
+        "in a later session, on a fresh machine, `AdamW`: pooled and block6d_add again; `4 views`: its 4 views)",
         "- timeframe only: `±1 block` = top-1 block within one of the true one; `years` / `median` = mean / median "
         "absolute error of the top-1 block's centre against the painting's year, where the year is known (blank: not "
         "measured for that row)",
