@@ -66,7 +66,7 @@ GRADIO_ANALYTICS = {"GRADIO_ANALYTICS_MAX_EVENTS": "1000", "GRADIO_ANALYTICS_CAC
 # The demo's parallelism is its concurrent requests, not threads inside one: under load those only fight each
 # other for the cores. Measured with 20 visitors on 2 cores (benchmarks/README.md, "Demo under load"):
 # OpenBLAS's threads spin-waiting after the neighbour search, TensorFlow's inter-op pool beside its intra-op one,
-# and two intra-op threads per forward pass (24 ms of CPU per image at batch 8, against 20.5 ms on one thread)
+# and two intra-op threads per forward pass (25.2 ms of CPU per image at batch 8, against 20.6 ms on one thread)
 # all cost CPU that the requests needed. So a serving process runs each forward pass on one thread, and as many
 # passes at once as it has cores (`forward_lanes`). A user's own settings of these variables win.
 SERVING_THREADS = 1
