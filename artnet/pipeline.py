@@ -121,7 +121,7 @@ def make_dataset(
             images = affine_warp(images, augment)
             if randaugment is not None:
                 images = randaugment(images)
-            return mix_batch(images, y, w, augment.mixup) if augment.mixup else (images, y, w)
+            return mix_batch(images, y, w, augment.mixup)
 
         dataset = dataset.map(augment_batch, num_parallel_calls=AUTOTUNE)
     else:
@@ -134,7 +134,9 @@ def mix_batch(x, y: dict, w: dict, alpha: float, seed: int | None = None):
     Beta(alpha, alpha) per example, and the blend appears twice, once with its own targets weighted lambda and
     once with its partner's weighted 1 - lambda. The sum of the two rows' losses is MixUp's loss, for every loss
     here (sparse, smoothed, ordinal, the year's) and masks stay exact: an unknown label still weighs 0. Weights
-    are doubled because Keras averages over the (doubled) rows."""
+    are doubled because Keras averages over the (doubled) rows. `alpha` 0 is no MixUp: the batch as it came."""
+    if not alpha:
+        return x, y, w
     n = tf.shape(x)[0]
     seeds = (None, None) if seed is None else (seed, seed + 1)
     first = tf.random.gamma([n], alpha, seed=seeds[0])
@@ -202,7 +204,7 @@ def _fused_training_dataset(
         images = warp_canvases(*canvases, image_size)
         if randaugment is not None:
             images = randaugment(images)
-        return mix_batch(images, y, w, augment.mixup) if augment.mixup else (images, y, w)
+        return mix_batch(images, y, w, augment.mixup)
 
     dataset = dataset.map(warp, num_parallel_calls=AUTOTUNE, deterministic=False)
     return dataset.prefetch(AUTOTUNE)

@@ -181,6 +181,7 @@ def test_mixup_blends_each_example_with_a_partner_and_splits_its_weight_between_
             np.testing.assert_allclose(weights[6 + i], 2 * base[partner[i]] * (1 - lam[i]), rtol=1e-4, atol=1e-5)
     assert weights[2] == 0.0 and weights[6 + int(np.flatnonzero(partner == 2)[0])] == 0.0  # unknown stays unknown
     assert np.all((lam >= 0) & (lam <= 1))
+    assert pipeline.mix_batch(x, y, w, alpha=0.0) == (x, y, w)  # 0 = off: the batch as it came
 
 
 def test_mixup_in_the_training_pipeline_doubles_the_rows_and_never_in_validation():
