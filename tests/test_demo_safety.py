@@ -263,26 +263,30 @@ print(json.dumps({"applied": applied, "before": before, "after": forward_lanes()
                   "inter": tf.config.threading.get_inter_op_parallelism_threads(),
                   "intra": tf.config.threading.get_intra_op_parallelism_threads()}))
 """
+
+    def serving_settings(environment: dict) -> dict:
+        done = subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, env=environment, timeout=120
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
     environment = {k: v for k, v in os.environ.items() if k not in ("TF_NUM_INTEROP_THREADS", "TF_NUM_INTRAOP_THREADS")}
     for variable in demo_module.BLAS_VARIABLES:
         environment.pop(variable, None)
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=environment, timeout=120)
-    assert done.returncode == 0, done.stderr[-2000:]
-    found = json.loads(done.stdout.strip().splitlines()[-1])
+    cores = min(len(os.sched_getaffinity(0)), CONCURRENCY)
+    found = serving_settings(environment)
     assert found["applied"] == {"blas": 1, "tf_inter_op": 1, "tf_intra_op": 1}
     assert found["inter"] == found["intra"] == 1 and set(found["blas"]) <= {1}
     assert found["before"] == 1  # TensorFlow's default pools already spread one pass over the cores
-    assert found["after"] == min(len(os.sched_getaffinity(0)), CONCURRENCY)
+    assert found["after"] == cores
     # A user's own setting wins.
     environment["TF_NUM_INTRAOP_THREADS"] = "2"
     environment["OPENBLAS_NUM_THREADS"] = "2"
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=environment, timeout=120)
-    assert done.returncode == 0, done.stderr[-2000:]
-    found = json.loads(done.stdout.strip().splitlines()[-1])
+    found = serving_settings(environment)
     assert found["applied"] == {"tf_inter_op": 1} and found["after"] == 1
     environment["TF_NUM_INTRAOP_THREADS"] = "1"  # one thread per pass, the user's way: still one pass per core
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=environment, timeout=120)
-    assert json.loads(done.stdout.strip().splitlines()[-1])["after"] == min(len(os.sched_getaffinity(0)), CONCURRENCY)
+    assert serving_settings(environment)["after"] == cores
 
 
 def test_the_queue_keeps_a_bounded_record_summarised_now_and_then(hostile_export, monkeypatch):
