@@ -90,9 +90,16 @@ class TrainConfig:
     # A fourth task: the year as a number with an uncertainty (Gaussian NLL, `artnet.models.year`), trained where
     # the year is known and masked elsewhere; its weight is `loss_weights["year"]` (default 1).
     year_head: bool = False
+    # Backbone layers whose per-channel mean and standard deviation the heads see beside the pooled features
+    # (`artnet.models.artnet.ChannelStatistics`): style statistics of mid-level maps. () = pooled features only.
+    style_layers: tuple[str, ...] = ()
     # Two phases: heads only (backbone frozen), then fine-tuning from `unfreeze` at a lower rate.
     epochs: int = 10  # total, both phases
     head_epochs: int = 2
+    # How the heads phase trains: "epochs" (head_epochs of gradient steps) or "probe": each head is the linear
+    # probe's logistic regression (scikit-learn, its L2 strength chosen on validation) on the cached frozen
+    # features, written into the model's layers, so fine-tuning starts from the probe (LP-FT, Kumar et al. 2022).
+    heads_from: str = "epochs"
     unfreeze: str = "all"  # all | none | the name of the first backbone layer to train
     fine_tune_learning_rate: float = 1e-4
     freeze_batchnorm: bool = True
@@ -128,6 +135,15 @@ class TrainConfig:
             raise ValueError("loop=keras cannot train under strategy=multi_worker (keras-team/keras#20585): use auto")
         if self.timeframe_loss not in ("crossentropy", "ordinal"):
             raise ValueError(f"timeframe_loss must be 'crossentropy' or 'ordinal', got {self.timeframe_loss!r}")
+        if self.heads_from not in ("epochs", "probe"):
+            raise ValueError(f"heads_from must be 'epochs' or 'probe', got {self.heads_from!r}")
+        if self.heads_from == "probe" and not (self.data.feature_views and self.backbone_weights):
+            raise ValueError(
+                "heads_from=probe fits the probe on cached features: set data.feature_views (1 or more) and "
+                "pretrained backbone_weights"
+            )
+        if self.heads_from == "probe" and self.year_head:
+            raise ValueError("heads_from=probe fits the class heads only: train a year head with heads_from=epochs")
         if not 0.0 <= float(self.label_smoothing) < 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         return self
@@ -244,7 +260,7 @@ def _typed(value: Any, annotation: str, item: str) -> Any:
     """`value` as the field annotated `annotation` (e.g. "int | None", "tuple[str, ...]") takes it, or ValueError."""
     kinds = {part.strip() for part in annotation.split("|")}
     if any(kind.startswith("tuple") for kind in kinds):
-        return tuple(value.split(",")) if isinstance(value, str) else tuple(value)
+        return tuple(item for item in value.split(",") if item) if isinstance(value, str) else tuple(value)
     if value is None and "None" in kinds:
         return None
     if isinstance(value, bool):

@@ -9,8 +9,6 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from artnet.models.artnet import POOLED
-
 
 class GradCam:
     """Heat-maps for every head of an ArtNet model: one gradient tape through the model's own backbone,
@@ -18,14 +16,12 @@ class GradCam:
 
     def __init__(self, model):
         self.model = model
-        self._pool = model.get_layer(POOLED)
         self._heads = {head: model.get_layer(head) for head in model.heads}
 
     def _forward(self, batch):
         """The model's own layers, called step by step to keep hold of the feature map (dropout is off here)."""
-        feature_map = self.model.backbone(batch, training=False)
-        pooled = self._pool(feature_map)
-        return feature_map, {head: layer(pooled) for head, layer in self._heads.items()}
+        feature_map, features = self.model.head_features(batch)
+        return feature_map, {head: layer(features) for head, layer in self._heads.items()}
 
     def heatmap(self, pixels: np.ndarray, head: str, class_index: int | None = None) -> np.ndarray:
         """`pixels`: (S, S, 3) in [0, 255] at the model's size -> (S, S) float in [0, 1]."""

@@ -4,7 +4,7 @@ Heads-only training and the linear probe then take seconds instead of minutes of
 `FeatureSpec` says what was computed (backbone, weights, image size, layer, views and their augmentation); the
 cache key adds the data itself (a digest of every encoded image, in order), so a cache is never used for other
 images, another layer or other weights. Files: `<cache_dir>/<key>.npz` holding `features` (views, n, ...) as
-float16, with `<key>.json` beside it saying what they are.
+float16 (style statistics: float32), with `<key>.json` beside it saying what they are.
 
 Views: 0 is the plain resize and centre crop (what evaluation sees), 1 is its mirror image (test-time flip),
 2 and on are random affine warps of the training augmentation, each seeded by its view number.
@@ -27,6 +27,16 @@ from artnet.preprocessing import affine_warp, decode_and_resize
 from artnet.sources import Source
 
 POOLED = "pooled"
+STYLE_PREFIX = "style:"
+
+
+def is_style(layer: str) -> bool:
+    return layer.startswith(STYLE_PREFIX)
+
+
+def style_layer_spec(style_layers) -> str:
+    """The `FeatureSpec.layer` of the style statistics of `style_layers`."""
+    return STYLE_PREFIX + ",".join(style_layers)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,7 +44,9 @@ class FeatureSpec:
     backbone: str = "efficientnet_lite0"
     weights: str | None = "imagenet"
     image_size: int | None = None  # None = the backbone's own
-    layer: str = POOLED  # "pooled" (global average of the last feature map) or a backbone layer's name
+    # "pooled" (global average of the last feature map), a backbone layer's name, or "style:<layer>,<layer>,..."
+    # (those layers' per-channel mean and standard deviation, as `ArtNet(style_layers=...)` computes them)
+    layer: str = POOLED
     views: int = 1
     augment: Augment = dataclasses.field(default_factory=Augment)  # for views 2 and on
     batch_size: int = 32
@@ -65,40 +77,65 @@ def cache_key(spec: FeatureSpec, digest: str) -> str:
     weights = spec.weights
     if weights not in (None, "imagenet") and Path(weights).is_file():  # a weights file: its content, not its name
         weights = hashlib.sha256(Path(weights).read_bytes()).hexdigest()
-    key = {"spec": spec.to_dict(), "weights": weights, "data": digest, "format": 1}
+    # format 2: style statistics stored as float32 (`cached_dtype`); everything else is still format 1
+    key = {"spec": spec.to_dict(), "weights": weights, "data": digest, "format": 2 if is_style(spec.layer) else 1}
     text = json.dumps(key, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-def feature_extractor(spec: FeatureSpec):
-    """(frozen Keras model: [0, 255] float images -> features, its image size)."""
+def cached_dtype(layer: str):
+    """float16 for feature maps and pooled features (half the disk and memory); float32 for style statistics,
+    whose channel means vary little between images relative to their size, so float16 rounding would be a
+    large part of their standardised value."""
+    return np.float32 if is_style(layer) else np.float16
+
+
+def _layer_output(backbone, layer: str, backbone_name: str):
     import keras
 
-    from artnet.models.backbones import build_backbone, get_spec, leaf_layers
+    from artnet.models.backbones import leaf_layers
+
+    if layer == POOLED:
+        return keras.layers.GlobalAveragePooling2D()(backbone.output)
+    if is_style(layer):
+        from artnet.models.artnet import style_statistics_model
+
+        return style_statistics_model(backbone, layer[len(STYLE_PREFIX) :].split(",")).output
+    layers = {item.name: item for item in leaf_layers(backbone)}
+    if layer not in layers:
+        raise ValueError(
+            f"layer {layer!r} is not a layer of {backbone_name}; use 'pooled', 'style:<layers>' or a layer name"
+        )
+    return layers[layer].output
+
+
+def feature_extractor(spec: FeatureSpec, layers: list[str] | None = None):
+    """(frozen Keras model: [0, 255] float images -> a list of features, one per layer, its image size).
+
+    `layers` defaults to `[spec.layer]`; several layers come out of one forward pass."""
+    import keras
+
+    from artnet.models.backbones import build_backbone, get_spec
 
     size = spec.image_size or get_spec(spec.backbone).image_size
     backbone = build_backbone(spec.backbone, weights=spec.weights, image_size=size)
     backbone.trainable = False
-    if spec.layer == POOLED:
-        pooled = keras.layers.GlobalAveragePooling2D()(backbone.output)
-        return keras.Model(backbone.input, pooled, name=f"{spec.backbone}_pooled"), size
-    layers = {layer.name: layer for layer in leaf_layers(backbone)}
-    if spec.layer not in layers:
-        raise ValueError(f"layer {spec.layer!r} is not a layer of {spec.backbone}; use 'pooled' or a layer name")
-    return keras.Model(backbone.input, layers[spec.layer].output, name=f"{spec.backbone}_{spec.layer}"), size
+    outputs = [_layer_output(backbone, layer, spec.backbone) for layer in (layers or [spec.layer])]
+    return keras.Model(backbone.input, outputs, name=f"{spec.backbone}_features"), size
 
 
-def compute_features(source: Source, spec: FeatureSpec) -> np.ndarray:
-    """(views, n, ...) float16 features of every image of `source` (no cache)."""
+def compute_layers(source: Source, spec: FeatureSpec, layers: list[str]) -> list[np.ndarray]:
+    """(views, n, ...) features (`cached_dtype`) of every image of `source` at each of `layers` (`spec.layer` ignored),
+    from one pass of the backbone per view (no cache)."""
     from tqdm.auto import tqdm
 
-    model, size = feature_extractor(spec)
+    model, size = feature_extractor(spec, layers)
     pixels = source.images.map(lambda encoded: decode_and_resize(encoded, size), num_parallel_calls=tf.data.AUTOTUNE)
     batches = pixels.batch(spec.batch_size).prefetch(tf.data.AUTOTUNE)
-    views = []
+    views = [[] for _ in layers]  # per layer, per view: the view's features
     for view in range(spec.views):
         tf.random.set_seed(view)  # a random view is the same view on every machine and every rerun
-        chunks = []
+        chunks = [[] for _ in layers]
         with tqdm(total=len(source), unit="img", desc=f"features view {view + 1}/{spec.views}") as progress:
             for batch in batches:
                 images = tf.cast(batch, tf.float32)
@@ -106,32 +143,59 @@ def compute_features(source: Source, spec: FeatureSpec) -> np.ndarray:
                     images = tf.reverse(images, axis=[2])
                 elif view >= 2:
                     images = affine_warp(batch, spec.augment)
-                chunks.append(np.asarray(model(images, training=False), dtype=np.float16))
+                outputs = model(images, training=False)
+                outputs = outputs if isinstance(outputs, list | tuple) else [outputs]  # Keras unwraps one output
+                for layer, chunk, output in zip(layers, chunks, outputs, strict=True):
+                    chunk.append(np.asarray(output, dtype=cached_dtype(layer)))
                 progress.update(len(batch))
-        views.append(np.concatenate(chunks) if chunks else np.zeros((0,), np.float16))
-    return np.stack(views)
+        for per_layer, chunk in zip(views, chunks, strict=True):
+            per_layer.append(np.concatenate(chunk) if chunk else np.zeros((0,), np.float16))
+    return [np.stack(per_layer) for per_layer in views]
+
+
+def compute_features(source: Source, spec: FeatureSpec) -> np.ndarray:
+    """(views, n, ...) features of every image of `source` at `spec.layer` (no cache)."""
+    return compute_layers(source, spec, [spec.layer])[0]
 
 
 def cached_features(source: Source, spec: FeatureSpec, cache_dir: str | Path | None = None) -> np.ndarray:
-    """`compute_features`, read from the cache when this spec has already run over these exact images.
+    """`compute_features`, read from the cache when this spec has already run over these exact images."""
+    return cached_layers(source, [spec], cache_dir)[0]
+
+
+def cached_layers(source: Source, specs: list[FeatureSpec], cache_dir: str | Path | None = None) -> list[np.ndarray]:
+    """The cached features of each spec; those not cached yet are computed together, one backbone pass per view
+    for all the specs that differ only in their layer (the pooled features and style statistics of one model).
 
     A subset (`artnet.sources.subset`) takes its rows of the features of the source it came from."""
     if source.origin is not None:
         root, indices = source.origin
-        return cached_features(root, spec, cache_dir)[:, indices]
+        return [features[:, indices] for features in cached_layers(root, specs, cache_dir)]
     folder = Path(cache_dir) if cache_dir else default_cache_dir()
-    key = cache_key(spec, data_digest(source))
-    path = folder / f"{key}.npz"
-    if path.is_file():
+    digest = data_digest(source)
+    paths = [folder / f"{cache_key(spec, digest)}.npz" for spec in specs]
+    missing: dict[str, tuple[FeatureSpec, list[int]]] = {}  # one pass per spec-but-the-layer
+    for index, (spec, path) in enumerate(zip(specs, paths, strict=True)):
+        if not path.is_file():
+            shared = dataclasses.replace(spec, layer=POOLED)
+            key = json.dumps(shared.to_dict(), sort_keys=True)
+            missing.setdefault(key, (shared, []))[1].append(index)
+    for shared, indices in missing.values():
+        started = time.monotonic()
+        layers = list(dict.fromkeys(specs[index].layer for index in indices))
+        computed = dict(zip(layers, compute_layers(source, shared, layers), strict=True))
+        seconds = round(time.monotonic() - started, 1)
+        folder.mkdir(parents=True, exist_ok=True)
+        for index in indices:
+            spec, path, features = specs[index], paths[index], computed[specs[index].layer]
+            partial = folder / f".{path.stem}.{os.getpid()}.partial.npz"
+            np.savez(partial, features=features)
+            os.replace(partial, path)  # a killed extraction never leaves a file that looks complete
+            about = {"spec": spec.to_dict(), "source": source.name, "examples": len(source)}
+            about |= {"shape": list(features.shape), "seconds": seconds, "computed_with": layers}
+            path.with_suffix(".json").write_text(json.dumps(about, indent=2))
+    results = []
+    for path in paths:
         with np.load(path) as stored:
-            return stored["features"]
-    started = time.monotonic()
-    features = compute_features(source, spec)
-    folder.mkdir(parents=True, exist_ok=True)
-    partial = folder / f".{key}.{os.getpid()}.partial.npz"
-    np.savez(partial, features=features)
-    os.replace(partial, path)  # a killed extraction never leaves a file that looks complete
-    about = {"spec": spec.to_dict(), "source": source.name, "examples": len(source), "shape": list(features.shape)}
-    about["seconds"] = round(time.monotonic() - started, 1)
-    (folder / f"{key}.json").write_text(json.dumps(about, indent=2))
-    return features
+            results.append(stored["features"])
+    return results

@@ -137,21 +137,25 @@ def mix_batch(x, y: dict, w: dict, alpha: float, seed: int | None = None):
     are doubled because Keras averages over the (doubled) rows. `alpha` 0 is no MixUp: the batch as it came."""
     if not alpha:
         return x, y, w
-    n = tf.shape(x)[0]
+    n = tf.shape(tf.nest.flatten(x)[0])[0]
     seeds = (None, None) if seed is None else (seed, seed + 1)
     first = tf.random.gamma([n], alpha, seed=seeds[0])
     second = tf.random.gamma([n], alpha, seed=seeds[1])
     lam = first / tf.maximum(first + second, 1e-12)
     partner = tf.random.shuffle(tf.range(n), seed=seed)
-    x = tf.cast(x, tf.float32)
-    shape = tf.concat([[n], tf.ones([tf.rank(x) - 1], tf.int32)], axis=0)
-    blend = tf.reshape(lam, shape) * x + tf.reshape(1.0 - lam, shape) * tf.gather(x, partner)
+
+    def blend(inputs):  # each input of a tuple (cached features of two layers) blends with the same partner
+        inputs = tf.cast(inputs, tf.float32)
+        shape = tf.concat([[n], tf.ones([tf.rank(inputs) - 1], tf.int32)], axis=0)
+        mixed = tf.reshape(lam, shape) * inputs + tf.reshape(1.0 - lam, shape) * tf.gather(inputs, partner)
+        return tf.concat([mixed, mixed], axis=0)
+
     mixed_y = {name: tf.concat([value, tf.gather(value, partner)], axis=0) for name, value in y.items()}
     mixed_w = {
         name: 2.0 * tf.concat([value * lam, tf.gather(value, partner) * (1.0 - lam)], axis=0)
         for name, value in w.items()
     }
-    return tf.concat([blend, blend], axis=0), mixed_y, mixed_w
+    return tf.nest.map_structure(blend, x), mixed_y, mixed_w
 
 
 def _randaugment():

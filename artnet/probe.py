@@ -1,6 +1,7 @@
 """The linear probe: the bar every fine-tuned recipe must clear.
 
-Frozen backbone, pooled features (from the feature cache), one multinomial logistic regression per head
+Frozen backbone, pooled features (from the feature cache; with the config's `style_layers`, joined by their
+style statistics, so that the probe sees what the model's heads see), one multinomial logistic regression per head
 (scikit-learn), its L2 strength `C` and class weighting chosen on the validation split, which is painter-disjoint
 from train (so the choice is painter-grouped). The chosen probe is refit on train and scored once on test; its
 test evaluation is written in the same form as a trained model's (`report.json`, `predictions.npz`), so the
@@ -20,7 +21,7 @@ import numpy as np
 
 from artnet import labels, metrics
 from artnet.config import TrainConfig
-from artnet.features import FeatureSpec, cached_features
+from artnet.features import FeatureSpec, cached_layers, style_layer_spec
 from artnet.sources import Source
 from artnet.workdir import Evaluation, Workdir
 
@@ -56,13 +57,13 @@ def full_probabilities(model, x: np.ndarray, num_classes: int) -> np.ndarray:
     return out
 
 
-def choose_and_fit(head: str, train_x, train_y, val_x, val_y):
+def choose_and_fit(head: str, train_x, train_y, val_x, val_y, class_weights=CLASS_WEIGHTS):
     """Grid over C x class weighting on validation balanced accuracy; returns (fitted model, choice)."""
     from sklearn.metrics import accuracy_score, balanced_accuracy_score
 
     known_train, known_val = train_y >= 0, val_y >= 0
     grid, best = [], None
-    for class_weight in CLASS_WEIGHTS:
+    for class_weight in class_weights:
         for C in C_GRID:
             model = _fit(train_x[known_train], train_y[known_train], C, class_weight)
             predicted = model.predict(val_x[known_val])
@@ -144,9 +145,17 @@ def run_probe(
     files = Workdir(Path(workdir))
     files.root.mkdir(parents=True, exist_ok=True)
     spec = FeatureSpec(backbone=config.backbone, weights=config.backbone_weights, image_size=config.image_size)
-    features = {
-        split: cached_features(source, spec, cache_dir)[0].astype(np.float32) for split, source in sources.items()
-    }
+
+    def frozen_features(source: Source) -> np.ndarray:
+        """The pooled features, joined by the style statistics when the config's model has style layers: the
+        probe sees exactly what that model's heads see, frozen."""
+        specs = [spec]
+        if config.style_layers:
+            specs.append(dataclasses.replace(spec, layer=style_layer_spec(config.style_layers)))
+        parts = cached_layers(source, specs, cache_dir)
+        return np.concatenate([part[0] for part in parts], axis=1).astype(np.float32)
+
+    features = {split: frozen_features(source) for split, source in sources.items()}
     train_counts = write_label_counts(files, sources["train"])
     fitted, choices = {}, {}
     for head in config.heads:
@@ -178,7 +187,8 @@ def run_probe(
         evaluation = Evaluation(folder)
         evaluation.root.mkdir(parents=True, exist_ok=True)
         report = {
-            "model": f"linear probe on {config.backbone} pooled features",
+            "model": f"linear probe on {config.backbone} pooled features"
+            + (f" and the style statistics of {', '.join(config.style_layers)}" if config.style_layers else ""),
             "data": source.name,
             "examples": len(source),
             "majority_baseline_from": "the training split's label counts",
@@ -210,8 +220,65 @@ def run_probe(
 
     report = score(sources["test"], features["test"], files.test_evaluation.root)
     for name, source in (also_evaluate or {}).items():
-        score(source, cached_features(source, spec, cache_dir)[0].astype(np.float32), files.root / f"eval_{name}")
+        score(source, frozen_features(source), files.root / f"eval_{name}")
     seconds = round(time.monotonic() - started, 1)
     files.probe_choices.write_text(json.dumps({"choices": choices, "seconds": seconds}, indent=2))
     files.train_summary.write_text(json.dumps({"seconds": seconds, "parameters": None, "kind": "linear probe"}))
     return report
+
+
+# --- the probe as the starting point of fine-tuning (LP-FT) ------------------------------------------------------
+
+ABSENT_CLASS_LOGIT = -30.0  # a class the training split never shows: the probe cannot answer it, nor can the head
+
+
+def probe_into_heads(model, config: TrainConfig, sources: dict[str, Source], cache_dir=None) -> dict:
+    """Fit the linear probe of each head on the cached frozen features that `model`'s heads see (pooled, and the
+    style statistics with style layers) and write it into the model's layers: the head's Dense takes the probe's
+    weights with its standardisation folded in, and the style statistics' BatchNormalization is set to the same
+    standardisation. The model then computes the probe exactly (at inference), and fine-tuning starts from it.
+    Returns the choices made on validation, per head."""
+    from artnet.models.artnet import POOLED as POOLED_LAYER
+    from artnet.models.artnet import STYLE_NORM
+
+    spec = FeatureSpec(backbone=config.backbone, weights=config.backbone_weights, image_size=model.image_size)
+    specs = [spec]
+    if model.style_layers:
+        specs.append(dataclasses.replace(spec, layer=style_layer_spec(model.style_layers)))
+
+    def frozen(split: str) -> np.ndarray:
+        return np.concatenate([part[0] for part in cached_layers(sources[split], specs, cache_dir)], axis=1)
+
+    train_x, val_x = frozen("train").astype(np.float32), frozen("validation").astype(np.float32)
+    width = model.get_layer(POOLED_LAYER).output.shape[-1]  # the pooled part; the rest is style statistics
+    # Balanced class weights when the recipe balances its losses (class_weight_power 1), else both are tried.
+    weighting = ("balanced",) if config.class_weight_power == 1 else CLASS_WEIGHTS
+    # The style statistics' BatchNormalization standardises them once for every head, by all training rows;
+    # each head's probe standardised them by its own rows (those with a known label): the difference is folded
+    # into that head's weights, as the pooled part's whole standardisation is.
+    style_mean, style_scale = train_x[:, width:].mean(axis=0), train_x[:, width:].std(axis=0)
+    style_scale = np.where(style_scale > 0, style_scale, 1.0)
+    choices = {}
+    for head in model.heads:
+        fitted, choice = choose_and_fit(
+            head, train_x, sources["train"].labels[head], val_x, sources["validation"].labels[head], weighting
+        )
+        scaler, regression = fitted[0], fitted[-1]
+        coef, intercept = regression.coef_, regression.intercept_
+        if len(regression.classes_) == 2:  # scikit-learn's binary form: one logit, for the second class
+            coef, intercept = np.vstack([np.zeros_like(coef), coef]), np.concatenate([[0.0], intercept])
+        mean, scale = scaler.mean_, scaler.scale_
+        pooled_coef = coef[:, :width] / scale[:width]  # on the raw pooled features
+        style_coef = coef[:, width:] / scale[width:]  # on the raw style statistics...
+        kernel = np.concatenate([pooled_coef, style_coef * style_scale], axis=1).T  # ...as the BN hands them on
+        bias = intercept - pooled_coef @ mean[:width] - style_coef @ (mean[width:] - style_mean)
+        full_kernel = np.zeros((kernel.shape[0], len(labels.VOCABULARIES[head])), np.float32)
+        full_bias = np.full(len(labels.VOCABULARIES[head]), ABSENT_CLASS_LOGIT, np.float32)
+        full_kernel[:, regression.classes_], full_bias[regression.classes_] = kernel, bias
+        model.get_layer(head).set_weights([full_kernel, full_bias])
+        choices[head] = {k: v for k, v in dataclasses.asdict(choice).items() if k != "grid"}
+    if model.style_layers:
+        norm = model.get_layer(STYLE_NORM)
+        gamma = np.sqrt(style_scale**2 + norm.epsilon) / style_scale  # so that the BN computes (x - mean) / scale
+        norm.set_weights([gamma, np.zeros_like(style_mean), style_mean, style_scale**2])
+    return choices

@@ -10,6 +10,7 @@ phase's best).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import time
@@ -349,7 +350,7 @@ def fit_from_cache(model: ArtNet, config: TrainConfig, sources: dict, tables: di
     the one difference from image training is that augmentation is a fixed set of `feature_views` views.
     """
     from artnet.features import POOLED as POOLED_FEATURES
-    from artnet.features import FeatureSpec, cached_features
+    from artnet.features import FeatureSpec, cached_layers
 
     spec = FeatureSpec(
         backbone=config.backbone,
@@ -373,24 +374,29 @@ def fit_from_cache(model: ArtNet, config: TrainConfig, sources: dict, tables: di
             ws[labels.YEAR] = np.tile(year_sample_weights(source.years, balance=weight_tables is not None), views)
         return ys, ws
 
-    def dataset(features, source, weight_tables, training):
-        views = features.shape[0]
-        x = features.reshape((-1, *features.shape[2:]))
+    def dataset(features: list, source, weight_tables, training):
+        """`features`: one (views, n, ...) array per network input."""
+        views = features[0].shape[0]
+        x = tuple(array.reshape((-1, *array.shape[2:])) for array in features)
+        x = x if len(x) > 1 else x[0]
         y, w = targets(source, weight_tables, views)
         data = tf.data.Dataset.from_tensor_slices((x, y, w))
         if training:
-            data = data.shuffle(len(x), seed=config.seed, reshuffle_each_iteration=True)
-        data = data.batch(config.data.batch_size).map(lambda a, b, c: (tf.cast(a, tf.float32), b, c))
+            data = data.shuffle(views * len(source), seed=config.seed, reshuffle_each_iteration=True)
+        as_float = functools.partial(tf.nest.map_structure, lambda a: tf.cast(a, tf.float32))
+        data = data.batch(config.data.batch_size).map(lambda a, b, c: (as_float(a), b, c))
         if training and config.data.augment.mixup:  # blends of cached features: manifold MixUp
             alpha = config.data.augment.mixup
             data = data.map(lambda a, b, c: pipeline.mix_batch(a, b, c, alpha), num_parallel_calls=tf.data.AUTOTUNE)
         return data.prefetch(tf.data.AUTOTUNE)
 
-    def fit(network, layer_name, phase, first_epoch, last_epoch, learning_rate):
-        layer_spec = dataclasses.replace(spec, layer=layer_name)
-        train_data = dataset(cached_features(sources["train"], layer_spec), sources["train"], tables, True)
-        val_spec = dataclasses.replace(layer_spec, views=1)
-        val_data = dataset(cached_features(sources["validation"], val_spec), sources["validation"], None, False)
+    def fit(network, layer_names: tuple, phase, first_epoch, last_epoch, learning_rate):
+        def features(split: str, views: int) -> list:
+            specs = [dataclasses.replace(spec, layer=name, views=views) for name in layer_names]
+            return cached_layers(sources[split], specs)  # missing layers: one backbone pass for all of them
+
+        train_data = dataset(features("train", spec.views), sources["train"], tables, True)
+        val_data = dataset(features("validation", 1), sources["validation"], None, False)
         network = weighted(network, config, model.tasks)
         steps = len(train_data) * (last_epoch - first_epoch)
         compile_model(network, config, learning_rate, steps)
@@ -405,9 +411,15 @@ def fit_from_cache(model: ArtNet, config: TrainConfig, sources: dict, tables: di
                 )
             )
         print(
-            f"phase {phase} from the feature cache ({layer_name}, {spec.views} view(s)): "
+            f"phase {phase} from the feature cache ({' + '.join(layer_names)}, {spec.views} view(s)): "
             f"epochs {first_epoch + 1}-{last_epoch}"
         )
+        # Starting from the probe, fine-tuning must earn its keep on validation: if no epoch beats the start's
+        # validation loss, the model goes back to the probe.
+        keep_start = phase == "fine_tune" and config.heads_from == "probe"
+        if keep_start:
+            start_loss = float(network.evaluate(val_data, verbose=0, return_dict=True)["loss"])
+            start_weights = model.get_weights()
         network.fit(
             train_data,
             validation_data=val_data,
@@ -417,17 +429,62 @@ def fit_from_cache(model: ArtNet, config: TrainConfig, sources: dict, tables: di
             shuffle=False,  # the dataset shuffles
             verbose=2,
         )
+        if keep_start:
+            end_loss = float(network.evaluate(val_data, verbose=0, return_dict=True)["loss"])
+            kept = end_loss < start_loss
+            if not kept:
+                model.set_weights(start_weights)
+            verdict = "kept" if kept else "undone: the probe's start was better"
+            print(f"fine-tuning {verdict} (validation loss {start_loss:.4f} at the start, {end_loss:.4f} after)")
+            record = json.loads(workdir.probe_choices.read_text())
+            record["fine_tune"] = {"kept": kept, "validation_loss_start": start_loss, "validation_loss_end": end_loss}
+            workdir.probe_choices.write_text(json.dumps(record, indent=2))
 
-    def on_top(features):
+    # With style layers the networks take their cached statistics as a second input, normalised and joined to
+    # the pooled features by the model's own layers. They must lie below the unfrozen part: frozen, so cacheable.
+    style_inputs, style_layer = [], ()
+    if model.style_layers:
+        from artnet.features import style_layer_spec
+        from artnet.models.artnet import FEATURES, STYLE, STYLE_NORM
+
+        if not heads_only(config):  # refused before any training, not after the heads phase
+            names = [layer.name for layer in leaf_layers(model.backbone)]
+            unfrozen = set(names[names.index(config.unfreeze) :]) if config.unfreeze in names else set(names)
+            if set(model.style_layers) & unfrozen:
+                raise ValueError(
+                    f"style_layers {sorted(set(model.style_layers) & unfrozen)} lie in the unfrozen part "
+                    f"(from {config.unfreeze!r}), so their statistics cannot come from the feature cache: "
+                    "unfreeze later, use earlier style layers, or train on images (data.feature_views=0)"
+                )
+        style_layer = (style_layer_spec(model.style_layers),)
+        style_inputs = [keras.Input((model.get_layer(STYLE).output.shape[-1],), name="style_statistics")]
+
+    def on_top(pooled):
+        features = pooled
+        if style_inputs:
+            style = model.get_layer(STYLE_NORM)(style_inputs[0])
+            features = model.get_layer(FEATURES)([pooled, style])
         dropped = model.get_layer("dropout")(features)
         return {task: model.get_layer(task)(dropped) for task in model.tasks}
 
     set_trainable(model, "heads", config)
     width = model.get_layer(POOLED).output.shape[-1]
     pooled_input = keras.Input((width,), name="pooled_features")
-    if config.head_epochs:
-        heads_network = keras.Model(pooled_input, on_top(pooled_input), name="heads_on_cache")
-        fit(heads_network, POOLED_FEATURES, "heads", 0, min(config.head_epochs, config.epochs), config.learning_rate)
+    if config.heads_from == "probe":  # LP-FT: the heads start as the linear probe, fitted on the same features
+        from artnet.probe import probe_into_heads
+
+        choices = probe_into_heads(model, config, sources)
+        workdir.probe_choices.write_text(json.dumps({"choices": choices}, indent=2))
+        print(
+            "phase heads: each head is its linear probe (C chosen on validation): "
+            + ", ".join(
+                f"{head} C={choice['C']:g} {choice['class_weight'] or 'unweighted'}" for head, choice in choices.items()
+            )
+        )
+    elif config.head_epochs:
+        heads_network = keras.Model([pooled_input, *style_inputs], on_top(pooled_input), name="heads_on_cache")
+        last = min(config.head_epochs, config.epochs)
+        fit(heads_network, (POOLED_FEATURES, *style_layer), "heads", 0, last, config.learning_rate)
     if heads_only(config):
         return
     set_trainable(model, "fine_tune", config)
@@ -435,8 +492,10 @@ def fit_from_cache(model: ArtNet, config: TrainConfig, sources: dict, tables: di
     cut = cut_layer(backbone, config.unfreeze)
     tail = keras.Model(backbone.get_layer(cut).output, backbone.output, name="unfrozen_tail")
     cut_input = keras.Input(tuple(backbone.get_layer(cut).output.shape[1:]), name="cached_features")
-    tail_network = keras.Model(cut_input, on_top(model.get_layer(POOLED)(tail(cut_input))), name="tail_on_cache")
-    fit(tail_network, cut, "fine_tune", config.head_epochs, config.epochs, config.fine_tune_learning_rate)
+    tail_outputs = on_top(model.get_layer(POOLED)(tail(cut_input)))
+    tail_network = keras.Model([cut_input, *style_inputs], tail_outputs, name="tail_on_cache")
+    layers = (cut, *style_layer)
+    fit(tail_network, layers, "fine_tune", config.head_epochs, config.epochs, config.fine_tune_learning_rate)
 
 
 # --- the run ---------------------------------------------------------------------------------------------
@@ -484,6 +543,7 @@ def train(
             dropout=config.dropout,
             backbone_weights=config.backbone_weights,
             year_head=config.year_head,
+            style_layers=config.style_layers,
         )
     started = time.monotonic()
     summary = {"replicas": replicas, "global_batch": global_batch, "precision": precision}

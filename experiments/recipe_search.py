@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 import os
 import shlex
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -33,6 +35,8 @@ RECIPE = str(Path(__file__).resolve().parent / "configs" / "cpu.py") + ":multihe
 COMMON = ["data.feature_views=2"]
 CONVERGE = ["head_epochs=15", "early_stopping_patience=2"]
 LAST_STAGE = ["unfreeze=block7a_expand_conv", "epochs=27"]  # the last stage + top conv: 1.0 of 3.4 M weights
+# The per-channel mean and std of each stage's output below the last stage (frozen, so cacheable): style statistics.
+STYLE = ["style_layers=block2b_add,block3b_add,block4c_add,block5c_add,block6d_add"]
 # name -> overrides on top of the cpu recipe (and COMMON). Epoch counts are maxima: early stopping on validation
 # loss (patience 2, best weights restored) decides, except in `today`, the old recipe as it was (fine-tuning the
 # last two stages, 2 + 2 epochs). Fine-tuning from block6a costs ~2 min per epoch from the cache on 2 cores,
@@ -49,6 +53,14 @@ VARIANTS: dict[str, list[str]] = {
     "from block7a, fine-tune lr 3e-4": CONVERGE + LAST_STAGE + ["fine_tune_learning_rate=3e-4"],
     "from block7a, 4 views (+2 affine warps)": CONVERGE + LAST_STAGE + ["data.feature_views=4"],
     "from block7a, MixUp 0.2 (of cached features)": CONVERGE + LAST_STAGE + ["data.augment.mixup=0.2"],
+    "heads only, style statistics (stages 2-6), converged": ["head_epochs=40", "epochs=40", "early_stopping_patience=3"]
+    + STYLE,
+    "from block7a, style statistics (stages 2-6)": CONVERGE + LAST_STAGE + STYLE,
+    # LP-FT (Kumar et al. 2022): each head starts as its linear probe on the same frozen features, then the last
+    # stage fine-tunes; if no epoch lowers the validation loss, the model stays the probe.
+    "linear probe in the model, pooled + style statistics": ["heads_from=probe", "epochs=0", "head_epochs=0"] + STYLE,
+    "LP-FT from block7a": CONVERGE + LAST_STAGE + ["heads_from=probe"],
+    "LP-FT from block7a, style statistics (stages 2-6)": CONVERGE + LAST_STAGE + ["heads_from=probe"] + STYLE,
     # Not run yet (out of time on 2 cores): deeper unfreezing with convergence (from block6a: ~2 min per epoch),
     # CutMix and RandAugment views.
 }
@@ -81,14 +93,22 @@ def validation_probabilities(model, config, sources) -> tuple[dict, dict]:
     # A heads-only model is scored through the same path, from the input of the last stage.
     cut = cut_layer(backbone, "block7a_expand_conv" if heads_only(config) else config.unfreeze)
     spec = FeatureSpec(config.backbone, config.backbone_weights, model.image_size, layer=cut, views=2)
-    views = cached_features(sources["validation"], spec)
+    views = [cached_features(sources["validation"], spec)]
     tail = keras.Model(backbone.get_layer(cut).output, backbone.output)
-    cut_input = keras.Input(tuple(views.shape[2:]))
-    pooled = model.get_layer(POOLED)(tail(cut_input))
+    inputs = [keras.Input(tuple(views[0].shape[2:]))]
+    features = model.get_layer(POOLED)(tail(inputs[0]))
+    if model.style_layers:  # the cached style statistics, normalised and joined by the model's own layers
+        from artnet.features import style_layer_spec
+        from artnet.models.artnet import FEATURES, STYLE_NORM
+
+        style_spec = dataclasses.replace(spec, layer=style_layer_spec(model.style_layers))
+        views.append(cached_features(sources["validation"], style_spec))
+        inputs.append(keras.Input(tuple(views[1].shape[2:])))
+        features = model.get_layer(FEATURES)([features, model.get_layer(STYLE_NORM)(inputs[1])])
     tasks = getattr(model, "tasks", None) or model.heads
-    network = keras.Model(cut_input, {task: model.get_layer(task)(pooled) for task in tasks})
-    plain = network.predict(views[0].astype(np.float32), batch_size=64, verbose=0)
-    mirrored = network.predict(views[1].astype(np.float32), batch_size=64, verbose=0)
+    network = keras.Model(inputs, {task: model.get_layer(task)(features) for task in tasks})
+    plain = network.predict([view[0].astype(np.float32) for view in views], batch_size=64, verbose=0)
+    mirrored = network.predict([view[1].astype(np.float32) for view in views], batch_size=64, verbose=0)
     return (
         {task: np.asarray(plain[task]) for task in tasks},
         {task: (np.asarray(plain[task]) + np.asarray(mirrored[task])) / 2 for task in tasks},
@@ -176,6 +196,8 @@ def run_variant(name: str, overrides: list[str], runs: Path, sources) -> list[di
 
     config = apply_overrides(load_config(RECIPE), COMMON + overrides)
     workdir = runs / "".join(c if c.isalnum() else "_" for c in name).strip("_")
+    if workdir.exists():  # a variant without rows is trained afresh: an earlier attempt's logs would be appended to
+        shutil.rmtree(workdir)
     started = time.monotonic()
     model = train(config, workdir, sources)
     seconds = round(time.monotonic() - started, 1)

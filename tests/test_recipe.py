@@ -23,6 +23,20 @@ ROOT = Path(__file__).resolve().parents[1]
 WIKIART = ROOT.parent / "shared" / "wikiart-sample"
 
 
+def _tiny_cached_config(tmp_path, tiny_weights, monkeypatch, images: int, authors: int, data=None, **fields):
+    """A tiny-backbone config on a synthetic folder, trained from a feature cache kept in `tmp_path`."""
+    monkeypatch.setenv("ARTNET_FEATURE_CACHE", str(tmp_path / "cache"))
+    folder = write_synthetic_folder(tmp_path / "paintings", images, authors=authors)
+    data = {"batch_size": 32, "feature_views": 2, **(data or {})}
+    return TrainConfig(
+        backbone="tiny",
+        backbone_weights=tiny_weights,
+        image_size=32,
+        data=DataConfig(source="folder", folder=str(folder), **data),
+        **fields,
+    )
+
+
 def _groups_and_labels(n_groups: int, seed: int = 0):
     """Painters with 1-6 works each; a rare school held by exactly 3 painters."""
     rng = np.random.default_rng(seed)
@@ -106,7 +120,7 @@ def test_the_feature_cache_computes_once_and_never_serves_stale_features(tmp_pat
     def no_recompute(*args, **kwargs):
         raise AssertionError("the cache should have answered")
 
-    monkeypatch.setattr(features, "compute_features", no_recompute)
+    monkeypatch.setattr(features, "compute_layers", no_recompute)
     np.testing.assert_array_equal(cached_features(source, spec, tmp_path / "cache"), first)
     monkeypatch.undo()
     # Other images, another layer, other weights: each is a new key, computed afresh.
@@ -115,6 +129,33 @@ def test_the_feature_cache_computes_once_and_never_serves_stale_features(tmp_pat
     layer_spec = FeatureSpec(backbone="tiny", weights=tiny_weights, image_size=32, layer="preprocess", batch_size=8)
     assert cached_features(source, layer_spec, tmp_path / "cache").shape == (1, 24, 32, 32, 3)
     assert len(list((tmp_path / "cache").glob("*.npz"))) == 3
+
+
+def test_layers_missing_from_the_cache_come_from_one_backbone_pass(tmp_path, tiny_weights, monkeypatch):
+    """The pooled features and style statistics of one model: one pass per view computes both, and each is
+    stored under its own key (what a later single-layer request reads)."""
+    from artnet import features
+    from artnet.features import cached_layers, style_layer_spec
+    from artnet.synthetic import synthetic_source
+
+    source = synthetic_source(16, size=32, seed=0)
+    pooled = FeatureSpec(backbone="tiny", weights=tiny_weights, image_size=32, views=2, batch_size=8)
+    style = dataclasses.replace(pooled, layer=style_layer_spec(["tiny_bn1"]))
+    passes = []
+    compute_layers = features.compute_layers
+
+    def counted(source, spec, layers):
+        passes.append(list(layers))
+        return compute_layers(source, spec, layers)
+
+    monkeypatch.setattr(features, "compute_layers", counted)
+    both = cached_layers(source, [pooled, style], tmp_path / "cache")
+    assert passes == [["pooled", "style:tiny_bn1"]]
+    assert both[0].shape[:2] == both[1].shape[:2] == (2, 16)
+    alone = features.compute_features(source, style)
+    np.testing.assert_allclose(both[1].astype(np.float32), alone.astype(np.float32), atol=1e-2)
+    np.testing.assert_array_equal(cached_features(source, pooled, tmp_path / "cache"), both[0])
+    assert passes == [["pooled", "style:tiny_bn1"], ["style:tiny_bn1"]]  # compute_features; the cache answered
 
 
 def test_a_subset_takes_its_rows_of_the_whole_sources_cached_features(tmp_path, tiny_weights, monkeypatch):
@@ -134,7 +175,7 @@ def test_a_subset_takes_its_rows_of_the_whole_sources_cached_features(tmp_path, 
     def no_recompute(*args, **kwargs):
         raise AssertionError("a subset of a cached source should extract nothing")
 
-    monkeypatch.setattr(features, "compute_features", no_recompute)
+    monkeypatch.setattr(features, "compute_layers", no_recompute)
     np.testing.assert_array_equal(cached_features(half, spec, tmp_path / "cache"), whole[:, keep])
     np.testing.assert_array_equal(cached_features(quarter, spec, tmp_path / "cache"), whole[:, keep][:, inner_keep])
     monkeypatch.undo()
@@ -200,7 +241,11 @@ def _compare_module():
     return module
 
 
-def test_the_probe_arm_writes_an_evaluation_the_runner_tabulates(tmp_path, tiny_weights):
+@pytest.mark.parametrize("style_layers", [(), ("tiny_bn1",)])
+def test_the_probe_arm_writes_an_evaluation_the_runner_tabulates(tmp_path, tiny_weights, style_layers):
+    """With the config's style layers, the probe sees what that model's heads see: pooled + style statistics."""
+    import json
+
     from artnet.probe import run_probe
 
     folder = write_synthetic_folder(tmp_path / "paintings", 160, authors=32)
@@ -208,10 +253,17 @@ def test_the_probe_arm_writes_an_evaluation_the_runner_tabulates(tmp_path, tiny_
         backbone="tiny",
         backbone_weights=tiny_weights,
         image_size=32,
+        style_layers=style_layers,
         data=DataConfig(source="folder", folder=str(folder)),
     )
     report = run_probe(config, tmp_path / "probe", load_sources(config), cache_dir=tmp_path / "cache")
     assert set(report["heads"]) == set(labels.HEADS)
+    cached_layers = {json.loads(path.read_text())["spec"]["layer"] for path in (tmp_path / "cache").glob("*.json")}
+    if style_layers:
+        assert cached_layers == {"pooled", "style:tiny_bn1"}
+        assert "style statistics of tiny_bn1" in report["model"]
+    else:
+        assert cached_layers == {"pooled"} and "style" not in report["model"]
     rows = _compare_module().rows_for_run("probe", tmp_path / "probe")
     assert {row["head"] for row in rows} == set(labels.HEADS)
     for row in rows:
@@ -358,6 +410,15 @@ def test_an_unknown_loss_weighting_is_refused_with_its_likely_name():
         TrainConfig(loss_weighting="pcgard")
 
 
+def test_heads_from_the_probe_is_refused_where_it_would_be_ignored_or_misread():
+    with pytest.raises(ValueError, match="heads_from must be 'epochs' or 'probe'"):
+        TrainConfig(heads_from="probes")
+    with pytest.raises(ValueError, match="needs|cached features: set data.feature_views"):
+        TrainConfig(heads_from="probe", data=DataConfig(feature_views=0))
+    with pytest.raises(ValueError, match="class heads only"):
+        TrainConfig(heads_from="probe", year_head=True, data=DataConfig(feature_views=2))
+
+
 def test_training_fractions_of_painters_are_nested_and_keep_images_with_their_labels(tmp_path):
     from artnet.sources import painter_fraction
 
@@ -375,3 +436,149 @@ def test_training_fractions_of_painters_are_nested_and_keep_images_with_their_la
         assert encoded == originals[item["file"]]
     with pytest.raises(ValueError, match="train_fraction"):
         painter_fraction(train, 0.0)
+
+
+@pytest.mark.parametrize("mixup", [0.0, 0.4])
+def test_style_statistics_train_from_the_cache_and_are_the_models_own(tmp_path, tiny_weights, monkeypatch, mixup):
+    """style_layers=tiny_bn1 with unfreeze=tiny_conv2: the heads see the pooled features and tiny_bn1's
+    per-channel mean and std; both phases train from the cache (pooled, tiny_bn1 and its statistics); the saved
+    model gives the same predictions, and Grad-CAM runs through the same layers."""
+    import json
+
+    import keras
+
+    from artnet.explain import GradCam
+    from artnet.features import style_layer_spec
+    from artnet.models.artnet import STYLE
+    from artnet.preprocessing import decode_and_resize
+    from artnet.train import train
+
+    config = _tiny_cached_config(
+        tmp_path,
+        tiny_weights,
+        monkeypatch,
+        200,
+        40,
+        data={"augment": Augment(mixup=mixup)},
+        heads=("school", "type"),
+        optimizer="adam",
+        learning_rate=0.01,
+        fine_tune_learning_rate=0.01,
+        epochs=6,
+        head_epochs=3,
+        unfreeze="tiny_conv2",
+        style_layers=("tiny_bn1",),
+        early_stopping_patience=0,
+    )
+    sources = load_sources(config)
+    model = train(config, tmp_path / "run", sources)
+    phases = [json.loads(line)["phase"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert phases == ["heads"] * 3 + ["fine_tune"] * 3
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == 6  # pooled, tiny_bn1, its statistics: train + val
+
+    test = sources["test"]
+    pixels = np.stack([decode_and_resize(encoded, 32).numpy() for encoded in test.images]).astype(np.float32)
+    cached = cached_features(test, FeatureSpec("tiny", tiny_weights, 32, layer=style_layer_spec(["tiny_bn1"])))[0]
+    taps = keras.Model(model.input, model.get_layer(STYLE).output)
+    np.testing.assert_allclose(taps(pixels).numpy(), cached.astype(np.float32), rtol=2e-2, atol=2e-2)
+    channels = model.backbone.get_layer("tiny_bn1").output.shape[-1]
+    assert cached.shape == (len(test), 2 * channels)  # a mean and a standard deviation per channel
+
+    reloaded = keras.saving.load_model(tmp_path / "run" / "model.keras")
+    assert reloaded.style_layers == ("tiny_bn1",)
+    for head in model.heads:
+        np.testing.assert_allclose(reloaded(pixels)[head].numpy(), model(pixels)[head].numpy(), atol=1e-5)
+    heatmap = GradCam(reloaded).heatmap(pixels[0], "school")
+    assert heatmap.shape == (32, 32) and np.isfinite(heatmap).all()
+
+
+def test_style_layers_in_the_unfrozen_part_are_refused_when_training_from_the_cache(
+    tmp_path, tiny_weights, monkeypatch
+):
+    """Refused before the heads phase trains: nothing is extracted, and the message says what to do."""
+    from artnet.train import train
+
+    config = _tiny_cached_config(
+        tmp_path,
+        tiny_weights,
+        monkeypatch,
+        80,
+        16,
+        data={"feature_views": 1},
+        heads=("school",),
+        epochs=2,
+        head_epochs=1,
+        unfreeze="tiny_conv2",
+        style_layers=("tiny_bn2",),
+    )
+    with pytest.raises(ValueError, match=r"tiny_bn2.*unfrozen part.*feature_views=0"):
+        train(config, tmp_path / "run", load_sources(config))
+    assert not (tmp_path / "cache").exists()
+    with pytest.raises(ValueError, match="not layers of tiny"):
+        from artnet.models.artnet import ArtNet
+
+        ArtNet(backbone="tiny", heads=("school",), image_size=32, style_layers=("no_such_layer",))
+
+
+@pytest.mark.parametrize("style_layers", [(), ("tiny_bn1",)])
+def test_heads_from_the_probe_compute_the_probe_and_fine_tuning_never_ends_worse(
+    tmp_path, tiny_weights, monkeypatch, style_layers
+):
+    """heads_from=probe (LP-FT): after the heads phase the model's image predictions are the probe's, fitted on
+    the same cached features; fine-tuning then either lowers the validation loss or is undone."""
+    import json
+
+    import keras
+
+    from artnet.features import style_layer_spec
+    from artnet.models.artnet import POOLED, STYLE
+    from artnet.preprocessing import decode_and_resize
+    from artnet.probe import choose_and_fit, full_probabilities
+    from artnet.train import train
+
+    config = _tiny_cached_config(
+        tmp_path,
+        tiny_weights,
+        monkeypatch,
+        200,
+        40,
+        heads=("school", "type"),
+        heads_from="probe",
+        style_layers=style_layers,
+        epochs=0,
+        head_epochs=0,
+        unfreeze="tiny_conv2",
+    )
+    sources = load_sources(config)
+    model = train(config, tmp_path / "probe_only", sources)
+    specs = [FeatureSpec("tiny", tiny_weights, 32)]
+    if style_layers:
+        specs.append(dataclasses.replace(specs[0], layer=style_layer_spec(style_layers)))
+
+    def frozen(split):
+        return np.concatenate([cached_features(sources[split], spec)[0] for spec in specs], 1).astype(np.float32)
+
+    test = sources["test"]
+    pixels = np.stack([decode_and_resize(encoded, 32).numpy() for encoded in test.images]).astype(np.float32)
+    predicted = model.predict(pixels, verbose=0)
+    # The model's own frozen features of the test images (float32; the cache rounds pooled ones to float16)
+    frozen_outputs = [model.get_layer(POOLED).output] + ([model.get_layer(STYLE).output] if style_layers else [])
+    own = keras.Model(model.input, frozen_outputs).predict(pixels, verbose=0)
+    own = np.concatenate(own if style_layers else [own], axis=1)
+    for head in model.heads:
+        train_y, val_y = sources["train"].labels[head], sources["validation"].labels[head]
+        # class_weight_power 1 (balanced losses): the probe in the heads is the balanced one
+        probe, _ = choose_and_fit(head, frozen("train"), train_y, frozen("validation"), val_y, ("balanced",))
+        expected = full_probabilities(probe, own, len(labels.VOCABULARIES[head]))
+        np.testing.assert_allclose(predicted[head], expected, atol=1e-4)
+
+    fine_tuned = dataclasses.replace(config, epochs=3, fine_tune_learning_rate=0.05, early_stopping_patience=0)
+    tuned = train(fine_tuned, tmp_path / "lp_ft", sources)
+    record = json.loads((tmp_path / "lp_ft" / "probe.json").read_text())["fine_tune"]
+    assert record["kept"] == (record["validation_loss_end"] < record["validation_loss_start"])
+    after = tuned.predict(pixels, verbose=0)
+    for head in model.heads:
+        if record["kept"]:
+            assert not np.allclose(after[head], predicted[head], atol=1e-3)
+        else:
+            np.testing.assert_allclose(after[head], predicted[head], atol=1e-5)
