@@ -98,7 +98,8 @@ class TrainConfig:
     head_epochs: int = 2
     # How the heads phase trains: "epochs" (head_epochs of gradient steps) or "probe": each head is the linear
     # probe's logistic regression (scikit-learn, its L2 strength chosen on validation) on the cached frozen
-    # features, written into the model's layers, so fine-tuning starts from the probe (LP-FT, Kumar et al. 2022).
+    # features, written into the model's layers, so fine-tuning starts from the probe (LP-FT, Kumar et al. 2022)
+    # and is undone unless it raises the heads' mean validation balanced accuracy.
     heads_from: str = "epochs"
     unfreeze: str = "all"  # all | none | the name of the first backbone layer to train
     fine_tune_learning_rate: float = 1e-4

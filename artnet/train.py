@@ -340,6 +340,20 @@ def cut_layer(backbone: keras.Model, unfreeze: str) -> str:
     return history.operation.name
 
 
+def mean_balanced_accuracy(network: keras.Model, data: tf.data.Dataset, source: Source, heads) -> float:
+    """The heads' mean balanced accuracy over `data` (batches of `source`'s examples, in order, one view)."""
+    from sklearn.metrics import balanced_accuracy_score
+
+    predicted = network.predict(data.map(lambda x, y, w: (x,)), verbose=0)  # (x,): a tuple x is the inputs
+    scores = []
+    for head in heads:
+        known = source.labels[head] >= 0
+        if known.any():
+            choice = np.asarray(predicted[head]).argmax(axis=1)
+            scores.append(balanced_accuracy_score(source.labels[head][known], choice[known]))
+    return float(np.mean(scores))
+
+
 def fit_from_cache(model: ArtNet, config: TrainConfig, sources: dict, tables: dict, workdir: Workdir) -> None:
     """Both phases on cached features instead of images: the same layers, losses and weights, a fraction of the cost.
 
@@ -414,11 +428,12 @@ def fit_from_cache(model: ArtNet, config: TrainConfig, sources: dict, tables: di
             f"phase {phase} from the feature cache ({' + '.join(layer_names)}, {spec.views} view(s)): "
             f"epochs {first_epoch + 1}-{last_epoch}"
         )
-        # Starting from the probe, fine-tuning must earn its keep on validation: if no epoch beats the start's
-        # validation loss, the model goes back to the probe.
+        # Starting from the probe, fine-tuning must earn its keep on validation, by the measure the probe was
+        # chosen by (the heads' mean balanced accuracy; the loss falls as the heads sharpen towards the majority):
+        # if fine-tuning does not raise it, the model goes back to the probe.
         keep_start = phase == "fine_tune" and config.heads_from == "probe"
         if keep_start:
-            start_loss = float(network.evaluate(val_data, verbose=0, return_dict=True)["loss"])
+            start_score = mean_balanced_accuracy(network, val_data, sources["validation"], model.heads)
             start_weights = model.get_weights()
         network.fit(
             train_data,
@@ -430,14 +445,21 @@ def fit_from_cache(model: ArtNet, config: TrainConfig, sources: dict, tables: di
             verbose=2,
         )
         if keep_start:
-            end_loss = float(network.evaluate(val_data, verbose=0, return_dict=True)["loss"])
-            kept = end_loss < start_loss
+            end_score = mean_balanced_accuracy(network, val_data, sources["validation"], model.heads)
+            kept = end_score > start_score
             if not kept:
                 model.set_weights(start_weights)
-            verdict = "kept" if kept else "undone: the probe's start was better"
-            print(f"fine-tuning {verdict} (validation loss {start_loss:.4f} at the start, {end_loss:.4f} after)")
+            verdict = "kept" if kept else "undone: the probe it started from was better"
+            print(
+                f"fine-tuning {verdict} (mean validation balanced accuracy {100 * start_score:.1f} % at the start, "
+                f"{100 * end_score:.1f} % after)"
+            )
             record = json.loads(workdir.probe_choices.read_text())
-            record["fine_tune"] = {"kept": kept, "validation_loss_start": start_loss, "validation_loss_end": end_loss}
+            record["fine_tune"] = {
+                "kept": kept,
+                "validation_mean_balanced_accuracy_start": start_score,
+                "validation_mean_balanced_accuracy_end": end_score,
+            }
             workdir.probe_choices.write_text(json.dumps(record, indent=2))
 
     # With style layers the networks take their cached statistics as a second input, normalised and joined to

@@ -42,6 +42,9 @@ def test_recipes_say_what_they_are():
     assert load_config(f"{CONFIGS}/full.py:multihead,split=random").data.wga_config == "random"
     sample = load_config(f"{CONFIGS}/sample.py")  # the arm defaults to multihead
     assert (sample.heads, sample.data.wga_config, sample.backbone) == (ARMS["multihead"], "sample", cpu.backbone)
+    # the cpu recipe's heads start as the probe on pooled + style statistics; the main job keeps to its minutes
+    assert cpu.heads_from == "probe" and cpu.style_layers[-1] == "block6d_add"
+    assert (sample.heads_from, sample.style_layers) == ("epochs", ())
     with pytest.raises(ValueError, match="unknown arm 'single_shcool' \\(did you mean 'single_school'\\?\\)"):
         load_config(f"{CONFIGS}/cpu.py:single_shcool")
     with pytest.raises(ValueError, match="options are split=painter\\|image"):

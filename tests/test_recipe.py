@@ -525,7 +525,7 @@ def test_heads_from_the_probe_compute_the_probe_and_fine_tuning_never_ends_worse
     tmp_path, tiny_weights, monkeypatch, style_layers
 ):
     """heads_from=probe (LP-FT): after the heads phase the model's image predictions are the probe's, fitted on
-    the same cached features; fine-tuning then either lowers the validation loss or is undone."""
+    the same cached features; fine-tuning then either raises the mean validation balanced accuracy or is undone."""
     import json
 
     import keras
@@ -575,7 +575,8 @@ def test_heads_from_the_probe_compute_the_probe_and_fine_tuning_never_ends_worse
     fine_tuned = dataclasses.replace(config, epochs=3, fine_tune_learning_rate=0.05, early_stopping_patience=0)
     tuned = train(fine_tuned, tmp_path / "lp_ft", sources)
     record = json.loads((tmp_path / "lp_ft" / "probe.json").read_text())["fine_tune"]
-    assert record["kept"] == (record["validation_loss_end"] < record["validation_loss_start"])
+    start, end = record["validation_mean_balanced_accuracy_start"], record["validation_mean_balanced_accuracy_end"]
+    assert record["kept"] == (end > start)
     after = tuned.predict(pixels, verbose=0)
     for head in model.heads:
         if record["kept"]:
