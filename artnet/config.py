@@ -122,6 +122,7 @@ class TrainConfig:
     def validate(self) -> TrainConfig:
         """Normalise `heads` (fixed order) and refuse what would otherwise be silently ignored."""
         self.heads = labels.validate_heads(self.heads)
+        self.style_layers = tuple(self.style_layers)  # a list from config.json: the same config
         labels.validate_head_keys({k: v for k, v in self.loss_weights.items() if k != labels.YEAR}, "loss_weights")
         if labels.YEAR in self.loss_weights and not self.year_head:
             raise ValueError("loss_weights has a 'year' weight but year_head is off: set year_head=true or drop it")
