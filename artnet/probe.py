@@ -57,6 +57,17 @@ def full_probabilities(model, x: np.ndarray, num_classes: int) -> np.ndarray:
     return out
 
 
+def frozen_features(source: Source, config: TrainConfig, image_size, cache_dir=None) -> np.ndarray:
+    """(n, d) float32 plain-view features of `source` that `config`'s heads see, frozen: the pooled features,
+    joined by the style statistics of `config.style_layers` when it has them (one cache, one backbone pass)."""
+    spec = FeatureSpec(backbone=config.backbone, weights=config.backbone_weights, image_size=image_size)
+    specs = [spec]
+    if config.style_layers:
+        specs.append(dataclasses.replace(spec, layer=style_layer_spec(config.style_layers)))
+    parts = cached_layers(source, specs, cache_dir)
+    return np.concatenate([part[0] for part in parts], axis=1).astype(np.float32)
+
+
 def choose_and_fit(head: str, train_x, train_y, val_x, val_y, class_weights=CLASS_WEIGHTS):
     """Grid over C x class weighting on validation balanced accuracy; returns (fitted model, choice)."""
     from sklearn.metrics import accuracy_score, balanced_accuracy_score
@@ -144,18 +155,9 @@ def run_probe(
     started = time.monotonic()
     files = Workdir(Path(workdir))
     files.root.mkdir(parents=True, exist_ok=True)
-    spec = FeatureSpec(backbone=config.backbone, weights=config.backbone_weights, image_size=config.image_size)
-
-    def frozen_features(source: Source) -> np.ndarray:
-        """The pooled features, joined by the style statistics when the config's model has style layers: the
-        probe sees exactly what that model's heads see, frozen."""
-        specs = [spec]
-        if config.style_layers:
-            specs.append(dataclasses.replace(spec, layer=style_layer_spec(config.style_layers)))
-        parts = cached_layers(source, specs, cache_dir)
-        return np.concatenate([part[0] for part in parts], axis=1).astype(np.float32)
-
-    features = {split: frozen_features(source) for split, source in sources.items()}
+    features = {
+        split: frozen_features(source, config, config.image_size, cache_dir) for split, source in sources.items()
+    }
     train_counts = write_label_counts(files, sources["train"])
     fitted, choices = {}, {}
     for head in config.heads:
@@ -220,7 +222,7 @@ def run_probe(
 
     report = score(sources["test"], features["test"], files.test_evaluation.root)
     for name, source in (also_evaluate or {}).items():
-        score(source, frozen_features(source), files.root / f"eval_{name}")
+        score(source, frozen_features(source, config, config.image_size, cache_dir), files.root / f"eval_{name}")
     seconds = round(time.monotonic() - started, 1)
     files.probe_choices.write_text(json.dumps({"choices": choices, "seconds": seconds}, indent=2))
     files.train_summary.write_text(json.dumps({"seconds": seconds, "parameters": None, "kind": "linear probe"}))
@@ -241,15 +243,9 @@ def probe_into_heads(model, config: TrainConfig, sources: dict[str, Source], cac
     from artnet.models.artnet import POOLED as POOLED_LAYER
     from artnet.models.artnet import STYLE_NORM
 
-    spec = FeatureSpec(backbone=config.backbone, weights=config.backbone_weights, image_size=model.image_size)
-    specs = [spec]
-    if model.style_layers:
-        specs.append(dataclasses.replace(spec, layer=style_layer_spec(model.style_layers)))
-
-    def frozen(split: str) -> np.ndarray:
-        return np.concatenate([part[0] for part in cached_layers(sources[split], specs, cache_dir)], axis=1)
-
-    train_x, val_x = frozen("train").astype(np.float32), frozen("validation").astype(np.float32)
+    train_x, val_x = (
+        frozen_features(sources[split], config, model.image_size, cache_dir) for split in ("train", "validation")
+    )
     width = model.get_layer(POOLED_LAYER).output.shape[-1]  # the pooled part; the rest is style statistics
     # Balanced class weights when the recipe balances its losses (class_weight_power 1), else both are tried.
     weighting = ("balanced",) if config.class_weight_power == 1 else CLASS_WEIGHTS
