@@ -98,8 +98,9 @@ class TrainConfig:
     head_epochs: int = 2
     # How the heads phase trains: "epochs" (head_epochs of gradient steps) or "probe": each head is the linear
     # probe's logistic regression (scikit-learn, its L2 strength chosen on validation) on the cached frozen
-    # features, written into the model's layers, so fine-tuning starts from the probe (LP-FT, Kumar et al. 2022)
-    # and is undone unless it raises the heads' mean validation balanced accuracy.
+    # features, written into the model's layers, so fine-tuning (from the feature cache or on images) starts from
+    # the probe (LP-FT, Kumar et al. 2022) and is undone unless it raises the heads' mean validation balanced
+    # accuracy.
     heads_from: str = "epochs"
     unfreeze: str = "all"  # all | none | the name of the first backbone layer to train
     fine_tune_learning_rate: float = 1e-4
@@ -139,11 +140,8 @@ class TrainConfig:
             raise ValueError(f"timeframe_loss must be 'crossentropy' or 'ordinal', got {self.timeframe_loss!r}")
         if self.heads_from not in ("epochs", "probe"):
             raise ValueError(f"heads_from must be 'epochs' or 'probe', got {self.heads_from!r}")
-        if self.heads_from == "probe" and not (self.data.feature_views and self.backbone_weights):
-            raise ValueError(
-                "heads_from=probe fits the probe on cached features: set data.feature_views (1 or more) and "
-                "pretrained backbone_weights"
-            )
+        if self.heads_from == "probe" and not self.backbone_weights:
+            raise ValueError("heads_from=probe fits the probe on a pretrained network's features: set backbone_weights")
         if self.heads_from == "probe" and self.year_head:
             raise ValueError("heads_from=probe fits the class heads only: train a year head with heads_from=epochs")
         if not 0.0 <= float(self.label_smoothing) < 1.0:

@@ -84,6 +84,11 @@ def refuse_unsupported(strategy: tf.distribute.Strategy, config: TrainConfig | N
             "strategy multi_worker with the feature cache (data.feature_views > 0): the cache is a one-machine CPU "
             "shortcut. Set data.feature_views=0 to train on images across the workers."
         )
+    if config.heads_from == "probe":
+        raise TrainingError(
+            "strategy multi_worker with heads_from=probe: the probe is fitted by scikit-learn on one machine, and a "
+            "weight set on one worker is not set on the others. Set heads_from=epochs to train across the workers."
+        )
 
 
 def uses_loop(config: TrainConfig, strategy: tf.distribute.Strategy) -> bool:
@@ -354,6 +359,48 @@ def mean_balanced_accuracy(network: keras.Model, data: tf.data.Dataset, source: 
     return float(np.mean(scores))
 
 
+def heads_from_probe(model: ArtNet, config: TrainConfig, sources: dict, workdir: Workdir) -> None:
+    """The heads phase of `heads_from=probe`: each head becomes its linear probe, fitted by scikit-learn on the
+    frozen features that the heads see (from the feature cache), its C chosen on validation (see `artnet.probe`)."""
+    from artnet.probe import probe_into_heads
+
+    choices = probe_into_heads(model, config, sources)
+    workdir.probe_choices.write_text(json.dumps({"choices": choices}, indent=2))
+    print(
+        "phase heads: each head is its linear probe (C chosen on validation): "
+        + ", ".join(
+            f"{head} C={choice['C']:g} {choice['class_weight'] or 'unweighted'}" for head, choice in choices.items()
+        ),
+        flush=True,
+    )
+
+
+def keep_fine_tuning_if_better(
+    model: ArtNet, network: keras.Model, val_data, source: Source, workdir: Workdir, start_score: float, start_weights
+) -> bool:
+    """After fine-tuning from the probe: keep it only if it raised the heads' mean validation balanced accuracy
+    (the measure the probe was chosen by; the loss falls as the heads sharpen towards the majority), else put the
+    probe's weights back. Records both scores in the workdir's probe.json; returns whether it was kept."""
+    end_score = mean_balanced_accuracy(network, val_data, source, model.heads)
+    kept = end_score > start_score
+    if not kept:
+        model.set_weights(start_weights)
+    verdict = "kept" if kept else "undone: the probe it started from was better"
+    print(
+        f"fine-tuning {verdict} (mean validation balanced accuracy {100 * start_score:.1f} % at the start, "
+        f"{100 * end_score:.1f} % after)",
+        flush=True,
+    )
+    record = json.loads(workdir.probe_choices.read_text())
+    record["fine_tune"] = {
+        "kept": kept,
+        "validation_mean_balanced_accuracy_start": start_score,
+        "validation_mean_balanced_accuracy_end": end_score,
+    }
+    workdir.probe_choices.write_text(json.dumps(record, indent=2))
+    return kept
+
+
 def fit_from_cache(model: ArtNet, config: TrainConfig, sources: dict, tables: dict, workdir: Workdir) -> None:
     """Both phases on cached features instead of images: the same layers, losses and weights, a fraction of the cost.
 
@@ -428,9 +475,7 @@ def fit_from_cache(model: ArtNet, config: TrainConfig, sources: dict, tables: di
             f"phase {phase} from the feature cache ({' + '.join(layer_names)}, {spec.views} view(s)): "
             f"epochs {first_epoch + 1}-{last_epoch}"
         )
-        # Starting from the probe, fine-tuning must earn its keep on validation, by the measure the probe was
-        # chosen by (the heads' mean balanced accuracy; the loss falls as the heads sharpen towards the majority):
-        # if fine-tuning does not raise it, the model goes back to the probe.
+        # Starting from the probe, fine-tuning must earn its keep on validation (`keep_fine_tuning_if_better`).
         keep_start = phase == "fine_tune" and config.heads_from == "probe"
         if keep_start:
             start_score = mean_balanced_accuracy(network, val_data, sources["validation"], model.heads)
@@ -445,22 +490,9 @@ def fit_from_cache(model: ArtNet, config: TrainConfig, sources: dict, tables: di
             verbose=2,
         )
         if keep_start:
-            end_score = mean_balanced_accuracy(network, val_data, sources["validation"], model.heads)
-            kept = end_score > start_score
-            if not kept:
-                model.set_weights(start_weights)
-            verdict = "kept" if kept else "undone: the probe it started from was better"
-            print(
-                f"fine-tuning {verdict} (mean validation balanced accuracy {100 * start_score:.1f} % at the start, "
-                f"{100 * end_score:.1f} % after)"
+            keep_fine_tuning_if_better(
+                model, network, val_data, sources["validation"], workdir, start_score, start_weights
             )
-            record = json.loads(workdir.probe_choices.read_text())
-            record["fine_tune"] = {
-                "kept": kept,
-                "validation_mean_balanced_accuracy_start": start_score,
-                "validation_mean_balanced_accuracy_end": end_score,
-            }
-            workdir.probe_choices.write_text(json.dumps(record, indent=2))
 
     # With style layers the networks take their cached statistics as a second input, normalised and joined to
     # the pooled features by the model's own layers. They must lie below the unfrozen part: frozen, so cacheable.
@@ -493,16 +525,7 @@ def fit_from_cache(model: ArtNet, config: TrainConfig, sources: dict, tables: di
     width = model.get_layer(POOLED).output.shape[-1]
     pooled_input = keras.Input((width,), name="pooled_features")
     if config.heads_from == "probe":  # LP-FT: the heads start as the linear probe, fitted on the same features
-        from artnet.probe import probe_into_heads
-
-        choices = probe_into_heads(model, config, sources)
-        workdir.probe_choices.write_text(json.dumps({"choices": choices}, indent=2))
-        print(
-            "phase heads: each head is its linear probe (C chosen on validation): "
-            + ", ".join(
-                f"{head} C={choice['C']:g} {choice['class_weight'] or 'unweighted'}" for head, choice in choices.items()
-            )
-        )
+        heads_from_probe(model, config, sources, workdir)
     elif config.head_epochs:
         heads_network = keras.Model([pooled_input, *style_inputs], on_top(pooled_input), name="heads_on_cache")
         last = min(config.head_epochs, config.epochs)
@@ -612,11 +635,24 @@ def train(
     plan.append(("fine_tune", head_epochs, config.epochs, config.fine_tune_learning_rate))
     for phase, first_epoch, last_epoch, learning_rate in plan:
         done_marker = workdir.phase_done(phase)
-        if last_epoch <= first_epoch:
+        # heads_from=probe: the heads phase is the probe, fitted on cached frozen features however many epochs it
+        # was given; its done marker keeps it, so a resumed run does not fit it again.
+        probe_phase = phase == "heads" and config.heads_from == "probe"
+        if last_epoch <= first_epoch and not probe_phase:
             continue
         if done_marker.is_file():  # finished in an earlier run: take its weights and move on
             model.load_weights(str(done_marker))
             continue
+        if probe_phase:
+            heads_from_probe(model, config, sources, workdir)
+            model.save_weights(str(done_marker))
+            continue
+        # Fine-tuning from the probe must earn its keep on the whole validation split (`keep_fine_tuning_if_better`)
+        keep_start = phase == "fine_tune" and config.heads_from == "probe"
+        if keep_start:
+            score_data = pipeline.make_dataset(sources["validation"], heads, size, global_batch, training=False)
+            start_weights = model.get_weights()
+            start_score = mean_balanced_accuracy(model, score_data, sources["validation"], heads)
         print(
             f"phase {phase}: epochs {first_epoch + 1}-{last_epoch}, global batch {global_batch} "
             f"on {replicas} replica(s), precision {precision}, loop {'artnet' if custom_loop else 'keras fit'}",
@@ -637,6 +673,10 @@ def train(
                 last_epoch,
                 callbacks,
             )
+            if keep_start:
+                keep_fine_tuning_if_better(
+                    model, model, score_data, sources["validation"], workdir, start_score, start_weights
+                )
             if chief:
                 model.save_weights(str(done_marker))
             continue
@@ -657,6 +697,10 @@ def train(
             shuffle=False,  # the pipeline shuffles
             verbose=2,
         )
+        if keep_start:
+            keep_fine_tuning_if_better(
+                model, model, score_data, sources["validation"], workdir, start_score, start_weights
+            )
         model.save_weights(str(done_marker))
     return finish(model, workdir, started, summary, write=chief)
 

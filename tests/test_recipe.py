@@ -413,8 +413,8 @@ def test_an_unknown_loss_weighting_is_refused_with_its_likely_name():
 def test_heads_from_the_probe_is_refused_where_it_would_be_ignored_or_misread():
     with pytest.raises(ValueError, match="heads_from must be 'epochs' or 'probe'"):
         TrainConfig(heads_from="probes")
-    with pytest.raises(ValueError, match="needs|cached features: set data.feature_views"):
-        TrainConfig(heads_from="probe", data=DataConfig(feature_views=0))
+    with pytest.raises(ValueError, match="pretrained network's features: set backbone_weights"):
+        TrainConfig(heads_from="probe", backbone_weights=None)
     with pytest.raises(ValueError, match="class heads only"):
         TrainConfig(heads_from="probe", year_head=True, data=DataConfig(feature_views=2))
 
@@ -583,3 +583,71 @@ def test_heads_from_the_probe_compute_the_probe_and_fine_tuning_never_ends_worse
             assert not np.allclose(after[head], predicted[head], atol=1e-3)
         else:
             np.testing.assert_allclose(after[head], predicted[head], atol=1e-5)
+
+
+def test_heads_from_the_probe_then_fine_tuning_on_images_starts_from_the_probe_and_resumes_without_refitting(
+    tmp_path, tiny_weights, monkeypatch
+):
+    """The full recipe's LP-FT: the probe is fitted on cached frozen features, fine-tuning then runs on images (the
+    whole network, style layers included) and is kept only if it raises validation balanced accuracy; a rerun in
+    the same workdir takes the probe and the fine-tuning from their done markers instead of fitting them again."""
+    import json
+
+    import artnet.probe
+    from artnet.preprocessing import decode_and_resize
+    from artnet.train import train
+
+    config = _tiny_cached_config(
+        tmp_path,
+        tiny_weights,
+        monkeypatch,
+        160,
+        32,
+        data={"feature_views": 0, "cache": False},
+        heads=("school", "type"),
+        heads_from="probe",
+        style_layers=("tiny_bn1",),  # in the unfrozen part: fine on images, refused from the cache
+        epochs=2,
+        head_epochs=0,
+        unfreeze="all",
+        fine_tune_learning_rate=0.05,
+        early_stopping_patience=0,
+    )
+    sources = load_sources(config)
+    probe_only = train(dataclasses.replace(config, epochs=0), tmp_path / "probe_only", sources)
+    tuned = train(config, tmp_path / "lp_ft", sources)
+
+    record = json.loads((tmp_path / "lp_ft" / "probe.json").read_text())
+    assert set(record["choices"]) == {"school", "type"}
+    start, end = (record["fine_tune"][f"validation_mean_balanced_accuracy_{when}"] for when in ("start", "end"))
+    assert record["fine_tune"]["kept"] == (end > start)
+    epochs = [json.loads(line) for line in (tmp_path / "lp_ft" / "metrics.jsonl").read_text().splitlines()]
+    assert [row["phase"] for row in epochs] == ["fine_tune", "fine_tune"]  # no gradient epochs for the heads
+
+    test = sources["test"]
+    pixels = np.stack([decode_and_resize(encoded, 32).numpy() for encoded in test.images]).astype(np.float32)
+    probe_says, tuned_says = probe_only.predict(pixels, verbose=0), tuned.predict(pixels, verbose=0)
+    for head in config.heads:
+        if record["fine_tune"]["kept"]:
+            assert not np.allclose(tuned_says[head], probe_says[head], atol=1e-3)
+        else:  # undone: the model is the probe it started from
+            np.testing.assert_allclose(tuned_says[head], probe_says[head], atol=1e-5)
+
+    def no_refit(*args, **kwargs):
+        raise AssertionError("the probe was fitted again on a resumed run")
+
+    monkeypatch.setattr(artnet.probe, "probe_into_heads", no_refit)
+    resumed = train(config, tmp_path / "lp_ft", sources)
+    again = resumed.predict(pixels, verbose=0)
+    for head in config.heads:
+        np.testing.assert_allclose(again[head], tuned_says[head], atol=1e-5)
+
+
+def test_heads_from_the_probe_is_refused_across_workers(monkeypatch):
+    import artnet.loop
+    from artnet.train import TrainingError, refuse_unsupported
+
+    monkeypatch.setattr(artnet.loop, "is_multi_worker", lambda strategy: True)
+    with pytest.raises(TrainingError, match="Set heads_from=epochs"):
+        refuse_unsupported(tf.distribute.get_strategy(), TrainConfig(heads_from="probe"))
+    refuse_unsupported(tf.distribute.get_strategy(), TrainConfig(heads_from="epochs"))  # the image recipe trains

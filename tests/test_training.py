@@ -465,13 +465,16 @@ def test_a_labelled_folder_with_missing_files_keeps_each_label_with_its_image(tm
         assert labels.SCHOOLS[school] == schools[red // 40]  # the label of this very image, not its neighbour's
 
 
-def test_fine_tuning_reaches_inside_a_wrapped_keras_application(tmp_path):
-    """keras.applications backbones are one nested layer of their wrapper: unfreeze and freeze_batchnorm must
-    still reach the layers inside (the headline NASNetLarge is built that way)."""
+def test_fine_tuning_and_style_layers_reach_inside_a_keras_application(tmp_path):
+    """keras.applications backbones (the headline NASNetLarge is one) are built as one flat graph with the
+    preprocessing: unfreeze and freeze_batchnorm reach their layers, and a style layer deep inside has its
+    statistics in the model."""
+    from artnet.models.artnet import STYLE
     from artnet.train import leaf_layers, set_trainable
 
-    model = ArtNet("efficientnetv2_b0", image_size=64, backbone_weights=None)
-    assert any(isinstance(layer, keras.Model) for layer in model.backbone.layers)  # really nested
+    model = ArtNet("efficientnetv2_b0", image_size=64, backbone_weights=None, style_layers=("block3b_add",))
+    assert not any(isinstance(layer, keras.Model) for layer in model.backbone.layers)  # flat
+    assert model.get_layer(STYLE).output.shape[-1] == 2 * model.backbone.get_layer("block3b_add").output.shape[-1]
     layers = leaf_layers(model.backbone)
     names = [layer.name for layer in layers]
     start = names.index("block6a_expand_conv")

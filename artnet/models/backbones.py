@@ -67,9 +67,9 @@ def build_backbone(name: str, weights: str | None = "imagenet", image_size: int 
 
 
 def leaf_layers(model: keras.Model) -> list[keras.layers.Layer]:
-    """Every layer inside `model`, nested models opened, in order. The keras.applications backbones sit inside
-    a wrapper model as ONE layer (see `artnet.models.backbones`): `model.layers` alone would never reach their
-    BatchNormalization layers or the layer named by `unfreeze`."""
+    """Every layer inside `model`, nested models opened, in order. artnet's own backbones are flat (see
+    `_keras_application`); a backbone that nests a model as one layer still has its BatchNormalization layers and
+    the layer named by `unfreeze` reached."""
     leaves = []
     for layer in model.layers:
         if isinstance(layer, keras.Model):
@@ -80,7 +80,12 @@ def leaf_layers(model: keras.Model) -> list[keras.layers.Layer]:
 
 
 def _keras_application(constructor, scale_to_unit_range: bool, name: str):
-    """Wrap a keras.applications constructor: fixed input shape, preprocessing inside."""
+    """Wrap a keras.applications constructor: fixed input shape, preprocessing inside, and ONE flat graph.
+
+    The application is built on the preprocessed input tensor (`input_tensor`), not called as a nested layer:
+    then each of its layers is a layer of the backbone itself, so a layer named by `unfreeze`, `style_layers` or
+    a cut for the feature cache has an output in the backbone's graph (a nested model's layers have outputs only
+    in the nested model's own graph)."""
 
     def build(weights: str | None, size: int) -> keras.Model:
         images = keras.Input((size, size, 3), name="images")
@@ -88,11 +93,11 @@ def _keras_application(constructor, scale_to_unit_range: bool, name: str):
         if scale_to_unit_range:  # NASNet expects [-1, 1]
             x = keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="preprocess")(x)
         # NASNetLarge needs an explicit input_shape, or its first call fails.
-        kwargs = {"include_top": False, "weights": weights, "input_shape": (size, size, 3)}
+        kwargs = {"include_top": False, "weights": weights, "input_shape": (size, size, 3), "input_tensor": x}
         if not scale_to_unit_range:
             kwargs["include_preprocessing"] = True  # EfficientNetV2 / ConvNeXt rescale [0, 255] themselves
         base = constructor(**kwargs)
-        return keras.Model(images, base(x), name=name)
+        return keras.Model(images, base.output, name=name)
 
     return build
 

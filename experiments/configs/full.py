@@ -4,14 +4,21 @@
     .venv/bin/artnet train --config experiments/configs/full.py:multihead,split=random \
         --workdir runs/full_random/multihead
     # several machines (TF_CONFIG on each, or under srun; the workdir on shared storage; README "Training on
-    # several machines"):
+    # several machines"; the probe is a one-machine fit, so the heads train by epochs there):
     .venv/bin/artnet train --config experiments/configs/full.py:multihead --workdir /shared/runs/full_mw \
-        --set strategy=multi_worker
+        --set strategy=multi_worker --set heads_from=epochs
 
 `split=artist` (default: `wga/artist`, author-disjoint) or `split=random` (`wga/random`, image-level, comparable
 with the 2020 report and SemArt). The 2020 report's recipe: SGD, momentum 0.88, lr 2.5e-4 with cosine decay,
 batch 8 per replica, early stopping on validation loss; two phases, mixed precision and MirroredStrategy over
 the GPUs present. Needs a GPU machine with internet (for the ImageNet weights) and a built dataset.
+
+What won the cpu recipe search (experiments/results/recipe_search.md), scaled up: the heads also see the style
+statistics (per-channel mean and std) of the ends of NASNetLarge's stem and first two cell stages, and start as
+the linear probe on those frozen features (`heads_from=probe`: one backbone pass over train + validation into the
+feature cache, then scikit-learn); the whole network then fine-tunes on images, and is kept only if that raises
+the mean validation balanced accuracy. Unlike the cpu recipe, the style layers lie in the part that fine-tunes:
+their statistics train with it.
 """
 
 from __future__ import annotations
@@ -22,6 +29,9 @@ from artnet.config import ARMS, Augment, DataConfig, TrainConfig, parse_arm
 
 WGA_DATA_DIR = os.environ.get("ARTNET_DATA_DIR", "data/tfds")
 SPLITS = ("artist", "random")
+# The ends of the stem (42 px, 336 channels) and of the first two cell stages (42 px, 1008; 21 px, 2016): 6,720
+# style statistics beside the 4,032 pooled features. The last stage's own end is what the pooling sees.
+STYLE_LAYERS = ("reduction_concat_stem_2", "normal_concat_5", "normal_concat_12")
 
 
 def get_config(arg: str | None = None) -> TrainConfig:
@@ -52,6 +62,8 @@ def get_config(arg: str | None = None) -> TrainConfig:
         epochs=30,
         head_epochs=2,
         unfreeze="all",
+        style_layers=STYLE_LAYERS,
+        heads_from="probe",
         early_stopping_patience=4,
         precision="auto",
         strategy="auto",
