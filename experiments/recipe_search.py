@@ -37,6 +37,9 @@ CONVERGE = ["head_epochs=15", "early_stopping_patience=2"]
 LAST_STAGE = ["unfreeze=block7a_expand_conv", "epochs=27"]  # the last stage + top conv: 1.0 of 3.4 M weights
 # The per-channel mean and std of each stage's output below the last stage (frozen, so cacheable): style statistics.
 STYLE = ["style_layers=block2b_add,block3b_add,block4c_add,block5c_add,block6d_add"]
+PROBE_ONLY = ["heads_from=probe", "epochs=0", "head_epochs=0"]  # the model is its linear probe
+LITE2 = ["backbone=efficientnet_lite2"]
+LITE2_STYLE = "style_layers=block2c_add,block3c_add,block4d_add,block5d_add,block6e_add"  # Lite2's stage ends
 # name -> overrides on top of the cpu recipe (and COMMON). Epoch counts are maxima: early stopping on validation
 # loss (patience 2, best weights restored) decides, except in `today`, the old recipe as it was (fine-tuning the
 # last two stages, 2 + 2 epochs). Fine-tuning from block6a costs ~2 min per epoch from the cache on 2 cores,
@@ -61,6 +64,11 @@ VARIANTS: dict[str, list[str]] = {
     "linear probe in the model, pooled + style statistics": ["heads_from=probe", "epochs=0", "head_epochs=0"] + STYLE,
     "LP-FT from block7a": CONVERGE + LAST_STAGE + ["heads_from=probe"],
     "LP-FT from block7a, style statistics (stages 2-6)": CONVERGE + LAST_STAGE + ["heads_from=probe"] + STYLE,
+    # A larger backbone of the same family (EfficientNet-Lite2, 260 px, ~1.8x Lite0's forward cost), its own
+    # stage ends as style layers: does the probe gain more from a better frozen network than from fine-tuning?
+    # (style first: its one backbone pass caches the pooled features too)
+    "linear probe in the model, Lite2, pooled + style statistics": LITE2 + PROBE_ONLY + [LITE2_STYLE],
+    "linear probe in the model, Lite2, pooled": LITE2 + PROBE_ONLY + ["style_layers="],
     # Not run yet (out of time on 2 cores): deeper unfreezing with convergence (from block6a: ~2 min per epoch),
     # CutMix and RandAugment views; fine-tuning selected by balanced accuracy rather than validation loss.
 }
@@ -258,6 +266,25 @@ def run_variant(name: str, overrides: list[str], runs: Path, sources) -> list[di
     return rows
 
 
+def committed_rows(path: Path) -> list[dict]:
+    """The rows of a table this script wrote (`<out>.csv`), with its numbers as numbers and blanks as None."""
+
+    def value(text: str):
+        if text == "":
+            return None
+        try:
+            number = float(text)
+        except ValueError:
+            return text
+        return int(number) if number.is_integer() and "." not in text else number
+
+    with path.open(newline="") as table:
+        return [
+            {key: (text if key in ("variant", "head") else value(text)) for key, text in row.items()}
+            for row in csv.DictReader(table)
+        ]
+
+
 def _percent(value) -> str:
     return "" if value is None or value == "" else f"{100 * float(value):.1f}"
 
@@ -269,10 +296,12 @@ def to_markdown(rows: list[dict], command: str) -> str:
         "- data: ../shared/wikiart-sample, group-stratified by painter; validation = painters seen in no training step",
         "- every variant: cpu recipe, EfficientNet-Lite0 (ImageNet), trained on the feature cache (2 views: image + "
         "mirror), overrides as named; `flip` = test-time flip; the probe's C and class weighting were chosen on "
-        "this same validation split (its best case)",
+        "this same validation split (its best case); the `Lite2` rows swap the backbone for EfficientNet-Lite2 "
+        "(260 px, ImageNet), its own stage ends as style layers",
         "- train s: wall time of training on the shared 2-core machine, including the one-off feature extraction "
         "for the first variant that needed its layer (`today`: block5c_add; `from block7a, converged`: block6d_add; "
-        "in a later session, on a fresh machine, `AdamW`: pooled and block6d_add again; `4 views`: its 4 views)",
+        "in a later session, on a fresh machine, `AdamW`: pooled and block6d_add again; `4 views`: its 4 views; "
+        "`Lite2, pooled + style statistics`: Lite2's pooled and style layers, train and validation, while tests ran)",
         "- timeframe only: `±1 block` = top-1 block within one of the true one; `years` / `median` = mean / median "
         "absolute error of the top-1 block's centre against the painting's year, where the year is known (blank: not "
         "measured for that row)",
@@ -312,6 +341,9 @@ def main(argv: list[str] | None = None) -> int:
     done_file = args.runs / "rows.jsonl"  # resumable: finished variants are not trained again
     args.runs.mkdir(parents=True, exist_ok=True)
     done = [json.loads(line) for line in done_file.read_text().splitlines()] if done_file.is_file() else []
+    if not done and args.out.with_suffix(".csv").is_file():  # a fresh checkout: resume from the committed table
+        done = committed_rows(args.out.with_suffix(".csv"))
+        done_file.write_text("".join(json.dumps(row) + "\n" for row in done))
     finished = {row["variant"] for row in done}
     todo = [(name, overrides) for name, overrides in VARIANTS.items() if not args.only or name in args.only]
     if not any(row["variant"].startswith("linear probe") for row in done):

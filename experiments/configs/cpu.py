@@ -14,9 +14,10 @@ validation); then the last stage (block7a and the top convolution, 1.0 of 3.4 M 
 Chosen on validation (experiments/results/recipe_search.md): the style statistics lift the probe from 58.7 to
 60.6 % mean balanced accuracy (56.5 / 41.8 / 83.5 % school / timeframe / type); every gradient-trained variant,
 fine-tuning from that probe included (60.0 %), stayed at or below it, so on this sample the model IS that probe:
-the gain comes from what the heads see, not from fine-tuning. Earlier search: plain fine-tuning variants lay
-within 55-59 %, and reruns of one variant differ by up to 5 points on timeframe (2 threads are not
-bit-reproducible).
+the gain comes from what the heads see, not from fine-tuning. A larger frozen network does not help either:
+EfficientNet-Lite2 (260 px) gives 57.1 % pooled and 60.1 % with its style statistics. Earlier search: plain
+fine-tuning variants lay within 55-59 %, and reruns of one variant differ by up to 5 points on timeframe (2 threads
+are not bit-reproducible).
 """
 
 from __future__ import annotations
