@@ -93,3 +93,23 @@ def test_runner_trains_the_arms_and_writes_a_complete_table(tmp_path):
         assert row["parameters"] and row["train_seconds"] and float(row["ms_per_image"]) > 0
     markdown = (out / "tiny.md").read_text()
     assert "three single-head passes" in markdown and "| multihead | school |" in markdown
+
+
+def test_the_recipe_search_resumes_from_its_committed_table(tmp_path):
+    """A fresh checkout has no runs/: the search starts from the table it committed, numbers as numbers, blanks
+    as None, so new variants add rows instead of replacing the table."""
+    spec = importlib.util.spec_from_file_location("recipe_search", ROOT / "experiments" / "recipe_search.py")
+    search = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(search)
+    rows = [
+        {"variant": "a, b", "head": "school", "n": 1710, "top1": 0.81, "balanced_accuracy": 0.537, "epochs": None},
+        {"variant": "c", "head": "year", "n": 531, "top1": 0.6, "balanced_accuracy": None, "epochs": 12},
+    ]
+    table = tmp_path / "search.csv"
+    with table.open("w", newline="") as out:
+        writer = csv.DictWriter(out, fieldnames=search.COLUMNS, restval="")
+        writer.writeheader()
+        writer.writerows(rows)
+    back = search.committed_rows(table)
+    assert [{key: row[key] for key in rows[0]} for row in back] == rows
+    assert back[0]["year_mae"] is None and search.to_markdown(back, "cmd") == search.to_markdown(rows, "cmd")
