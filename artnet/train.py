@@ -673,35 +673,30 @@ def train(
                 last_epoch,
                 callbacks,
             )
-            if keep_start:
-                keep_fine_tuning_if_better(
-                    model, model, score_data, sources["validation"], workdir, start_score, start_weights
-                )
-            if chief:
-                model.save_weights(str(done_marker))
-            continue
-        check_backup(workdir.backup(phase))
-        with strategy.scope():
-            set_trainable(model, phase, config)
-            trainer = weighted(model, config, model.tasks)
-            compile_model(trainer, config, learning_rate, steps * (last_epoch - first_epoch))
-            if trainer is not model:  # built before fit (BackupAndRestore insists), after compile (its trackers)
-                trainer(keras.ops.zeros((1, *model.input_shape[1:])))
-        trainer.fit(
-            train_ds,
-            validation_data=val_ds,
-            epochs=last_epoch,
-            initial_epoch=first_epoch,
-            steps_per_epoch=config.steps_per_epoch,
-            callbacks=_callbacks(workdir, phase, config) + list(callbacks or []),
-            shuffle=False,  # the pipeline shuffles
-            verbose=2,
-        )
+        else:
+            check_backup(workdir.backup(phase))
+            with strategy.scope():
+                set_trainable(model, phase, config)
+                trainer = weighted(model, config, model.tasks)
+                compile_model(trainer, config, learning_rate, steps * (last_epoch - first_epoch))
+                if trainer is not model:  # built before fit (BackupAndRestore insists), after compile (its trackers)
+                    trainer(keras.ops.zeros((1, *model.input_shape[1:])))
+            trainer.fit(
+                train_ds,
+                validation_data=val_ds,
+                epochs=last_epoch,
+                initial_epoch=first_epoch,
+                steps_per_epoch=config.steps_per_epoch,
+                callbacks=_callbacks(workdir, phase, config) + list(callbacks or []),
+                shuffle=False,  # the pipeline shuffles
+                verbose=2,
+            )
         if keep_start:
             keep_fine_tuning_if_better(
                 model, model, score_data, sources["validation"], workdir, start_score, start_weights
             )
-        model.save_weights(str(done_marker))
+        if chief:  # keras fit never trains under multi_worker: there every run is the chief
+            model.save_weights(str(done_marker))
     return finish(model, workdir, started, summary, write=chief)
 
 

@@ -61,7 +61,7 @@ VARIANTS: dict[str, list[str]] = {
     "from block7a, style statistics (stages 2-6)": CONVERGE + LAST_STAGE + STYLE,
     # LP-FT (Kumar et al. 2022): each head starts as its linear probe on the same frozen features, then the last
     # stage fine-tunes; unless that raises the mean validation balanced accuracy, the model stays the probe.
-    "linear probe in the model, pooled + style statistics": ["heads_from=probe", "epochs=0", "head_epochs=0"] + STYLE,
+    "linear probe in the model, pooled + style statistics": PROBE_ONLY + STYLE,
     "LP-FT from block7a": CONVERGE + LAST_STAGE + ["heads_from=probe"],
     "LP-FT from block7a, style statistics (stages 2-6)": CONVERGE + LAST_STAGE + ["heads_from=probe"] + STYLE,
     # A larger backbone of the same family (EfficientNet-Lite2, 260 px, ~1.8x Lite0's forward cost), its own
