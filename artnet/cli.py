@@ -14,11 +14,20 @@ from artnet.workdir import Evaluation, Export, Workdir, read_json
 def _data_stats(args: argparse.Namespace) -> int:
     from artnet.stats import folder_statistics, to_markdown, wga_statistics
 
+    split_by = "author"
+    if ".py" in args.config:  # a training config (file.py[:variant]): count the data it trains on (its main source)
+        from artnet.config import load_config
+
+        data = load_config(args.config).data
+        if data.source == "folder":
+            args.folder, split_by = data.folder, data.split_by
+        else:
+            args.config, args.data_dir = data.wga_config, data.data_dir
     if args.folder:
         if not args.out:
             raise ValueError("data-stats --folder needs --out (the labelled folder itself may be read-only)")
-        stats, out = folder_statistics(args.folder, args.out)
-        print(to_markdown(stats, f"{args.folder} (split by author)"))
+        stats, out = folder_statistics(args.folder, args.out, split_by=split_by)
+        print(to_markdown(stats, f"{args.folder} (split by {split_by})"))
     else:
         stats, out = wga_statistics(args.config, args.data_dir, args.out)
         print(to_markdown(stats, f"wga/{args.config} {stats['version']} ({args.data_dir})"))
@@ -158,7 +167,12 @@ def build_parser() -> argparse.ArgumentParser:
     stats = commands.add_parser(
         "data-stats", help="counts per split x head x class of a built wga config (tables 1-2 of the 2020 report)"
     )
-    stats.add_argument("--config", default="artist", help="wga config: artist, random or sample (default: artist)")
+    stats.add_argument(
+        "--config",
+        default="artist",
+        help="wga config (artist, random or sample; default: artist), or a training config file.py[:variant]: "
+        "the data it trains on",
+    )
     stats.add_argument("--data-dir", default="data/tfds", help="TFDS data_dir the dataset was built into")
     stats.add_argument("--folder", default=None, help="a labelled folder (labels.csv + images) instead of wga")
     stats.add_argument("--out", default=None, help="folder for statistics.json/.md (default: beside the records)")

@@ -234,6 +234,24 @@ def test_the_probe_chooses_on_validation_and_learns_a_separable_task():
     assert (probabilities.argmax(axis=1) == test_y).mean() > 0.9
 
 
+def test_the_warm_started_path_along_c_reaches_the_cold_fits():
+    """The probe's grid fits each C from the previous solution: the same optimum as fitting it from zero."""
+    from artnet.probe import _fit, _fit_along_c
+
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 5, 400)
+    x = rng.normal(0, 1, (400, 40)) + rng.normal(0, 0.7, (5, 40))[y]  # overlapping classes: C matters
+    grid = (0.3, 0.001, 0.03)  # out of order: the path sorts it
+    path = list(_fit_along_c(x, y, grid, "balanced"))
+    assert [C for C, _ in path] == sorted(grid)
+    for C, model in path:
+        cold = _fit(x, y, C, "balanced")
+        assert model[-1].C == C
+        np.testing.assert_allclose(model.predict_proba(x), cold.predict_proba(x), atol=2e-3)
+    spread = [model.predict_proba(x).max(axis=1).mean() for _, model in path]
+    assert spread[0] < spread[-1] - 0.05  # each yielded model is its own fit, not one shared estimator
+
+
 def _compare_module():
     spec = importlib.util.spec_from_file_location("compare", ROOT / "experiments" / "compare.py")
     module = importlib.util.module_from_spec(spec)
@@ -325,6 +343,22 @@ def test_data_stats_of_a_folder_shows_painters_per_class_and_split(tmp_path, cap
     assert stats["painters"]["school"]["Italian"]["train"] == len(painters)
     assert stats["authors_shared_between_splits"] == 0
     assert "painters train" in capsys.readouterr().out
+
+
+def test_data_stats_of_a_training_config_counts_the_folder_it_trains_on(tmp_path, capsys):
+    from artnet import cli
+
+    folder = write_synthetic_folder(tmp_path / "paintings", 60, authors=12)
+    recipe = tmp_path / "recipe.py"
+    recipe.write_text(
+        "from artnet.config import DataConfig, TrainConfig\n"
+        "def get_config(arg):\n"
+        f"    return TrainConfig(backbone='tiny', data=DataConfig(source='folder', folder={str(folder)!r}))\n"
+    )
+    assert cli.main(["data-stats", "--config", f"{recipe}:x", "--out", str(tmp_path / "stats")]) == 0
+    stats = __import__("json").loads((tmp_path / "stats" / "statistics.json").read_text())
+    assert stats["folder"] == str(folder) and stats["authors_shared_between_splits"] == 0
+    assert f"{folder} (split by author)" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("mixup", [0.0, 0.4])
