@@ -26,7 +26,7 @@ from artnet.workdir import Evaluation
 
 def predict_probabilities(model, source: Source, batch_size: int = 32) -> dict[str, np.ndarray]:
     """Per head, the probabilities over `source`; with a year head also `year`: its raw (μ, log σ) outputs."""
-    dataset = make_dataset(source, model.heads, model.image_size, batch_size, training=False)
+    dataset = make_dataset(source, model.heads, model.image_size, batch_size, training=False, framing=model.framing)
     images_only = dataset.map(lambda images, y, w: images)
     outputs = model.predict(images_only, verbose=0)
     tasks = getattr(model, "tasks", None) or model.heads

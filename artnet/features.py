@@ -50,10 +50,13 @@ class FeatureSpec:
     views: int = 1
     augment: Augment = dataclasses.field(default_factory=Augment)  # for views 2 and on
     batch_size: int = 32
+    framing: str = "crop"  # how each image is made square (`artnet.preprocessing.resize_and_crop`)
 
     def to_dict(self) -> dict:
         spec = dataclasses.asdict(self)
         spec["augment"].pop("mixup")  # applied to batches of cached features in training: the cache is the same
+        if spec["framing"] == "crop":  # the only framing before there was a choice: its keys stay what they were
+            spec.pop("framing")
         return spec
 
 
@@ -130,7 +133,9 @@ def compute_layers(source: Source, spec: FeatureSpec, layers: list[str]) -> list
     from tqdm.auto import tqdm
 
     model, size = feature_extractor(spec, layers)
-    pixels = source.images.map(lambda encoded: decode_and_resize(encoded, size), num_parallel_calls=tf.data.AUTOTUNE)
+    pixels = source.images.map(
+        lambda encoded: decode_and_resize(encoded, size, spec.framing), num_parallel_calls=tf.data.AUTOTUNE
+    )
     batches = pixels.batch(spec.batch_size).prefetch(tf.data.AUTOTUNE)
     views = [[] for _ in layers]  # per layer, per view: the view's features
     for view in range(spec.views):

@@ -72,13 +72,15 @@ def make_dataset(
     seed: int = 0,
     drop_remainder: bool = False,
     year: bool = False,
+    framing: str = "crop",
 ) -> tf.data.Dataset:
     """Batches of (float32 images in [0, 255], {head: label}, {head: sample weight}).
 
-    `weight_tables` (from `head_weight_tables` on the TRAIN labels) weighs known labels; without it every
-    known label weighs 1. Unknown labels always weigh 0. With `year`, also the year head's target (`year`:
-    the normalised year of `Source.years`) and weight (0 where unknown; with `weight_tables`, i.e. in training,
-    scaled so that the mean weight is 1, as the heads' are).
+    Each image is made square by `framing` (`artnet.preprocessing.resize_and_crop`). `weight_tables` (from
+    `head_weight_tables` on the TRAIN labels) weighs known labels; without it every known label weighs 1. Unknown
+    labels always weigh 0. With `year`, also the year head's target (`year`: the normalised year of
+    `Source.years`) and weight (0 where unknown; with `weight_tables`, i.e. in training, scaled so that the mean
+    weight is 1, as the heads' are).
     """
     heads = labels.validate_heads(heads)
     label_tensors = {head: tf.constant(source.labels[head], dtype=tf.int64) for head in heads}
@@ -102,9 +104,21 @@ def make_dataset(
     augment = augment if training else None
     if augment is not None and not cache:
         return _fused_training_dataset(
-            dataset, heads, tables, image_size, batch_size, augment, shuffle_buffer, seed, drop_remainder, len(source)
+            dataset,
+            heads,
+            tables,
+            image_size,
+            batch_size,
+            augment,
+            shuffle_buffer,
+            seed,
+            drop_remainder,
+            len(source),
+            framing,
         )
-    dataset = dataset.map(lambda encoded, y: (decode_and_resize(encoded, image_size), y), num_parallel_calls=AUTOTUNE)
+    dataset = dataset.map(
+        lambda encoded, y: (decode_and_resize(encoded, image_size, framing), y), num_parallel_calls=AUTOTUNE
+    )
     if cache:
         dataset = dataset.cache(cache if isinstance(cache, str) else "")
     if training:
@@ -177,7 +191,7 @@ def _targets_and_weights(y, heads, tables):
 
 
 def _fused_training_dataset(
-    dataset, heads, tables, image_size, batch_size, augment, shuffle_buffer, seed, drop_remainder, length
+    dataset, heads, tables, image_size, batch_size, augment, shuffle_buffer, seed, drop_remainder, length, framing
 ):
     """Augmented training batches, each image resampled ONCE from its decoded pixels (the fast path).
 
@@ -195,8 +209,8 @@ def _fused_training_dataset(
     dataset = dataset.shuffle(min(shuffle_buffer, max(1, length)), seed=seed, reshuffle_each_iteration=True)
 
     def prepare(encoded, y):
-        image = decode_for_warp(encoded, image_size)
-        transform = crop_warp_transform(tf.shape(image), image_size, augment)
+        image = decode_for_warp(encoded, image_size, framing)
+        transform = crop_warp_transform(tf.shape(image), image_size, augment, framing=framing)
         pixels, transform, height_width = to_canvas(image, transform, canvas)
         return (pixels, transform, height_width), *_targets_and_weights(y, heads, tables)
 

@@ -3,8 +3,8 @@
 Every prediction is ONE forward pass of the model's own serving function (`ArtNet.serving_function`, the same
 one the SavedModel export serves), which returns the head probabilities and the pooled embedding together.
 Images are opened by `artnet.images.load_rgb` (EXIF upright, any colour mode -> RGB, size limits) and resized
-by `artnet.preprocessing.resize_and_crop`, the resize of the training pipeline, so predictions see the pixels
-training saw. Batch prediction over files is `artnet.batch_predict`.
+by `artnet.preprocessing.resize_and_crop` with the model's framing, the resize of the training pipeline, so
+predictions see the pixels training saw. Batch prediction over files is `artnet.batch_predict`.
 """
 
 from __future__ import annotations
@@ -40,13 +40,13 @@ class Predictor:
         self.top_k = check_top_k(top_k)
         self.forward_passes = 0
 
-        image_size = self.image_size
+        image_size, framing = self.image_size, self.model.framing
         # The heads and the pooled features from a single forward pass.
         forward = self.model.serving_function(embedding=True)
 
         @tf.function(input_signature=[tf.TensorSpec([None, None, 3], tf.uint8, name="image")])
         def resize(image):
-            return resize_and_crop(image, image_size)
+            return resize_and_crop(image, image_size, framing)
 
         # Trace now, once: the first request should not pay for it, and the signature never retraces.
         self._forward = forward.get_concrete_function()

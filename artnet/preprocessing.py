@@ -14,12 +14,28 @@ import tensorflow as tf
 
 from artnet.config import Augment
 
+FRAMINGS = ("crop", "squash")
+# How a painting becomes a square: "crop" scales its shorter side to the square and cuts the centre (the ends of
+# an elongated painting are lost, proportions kept); "squash" scales each side to the square (the whole painting,
+# stretched), as Keras' `flow_from_directory` did in the 2020 project and as the WikiArt sample's 224 px images
+# already are. On square images both are the same resize (up to the crop's rounding of the resized side).
 
-def resize_and_crop(images: tf.Tensor, image_size: int) -> tf.Tensor:
-    """An image (H, W, 3) or a batch (N, H, W, 3): shorter side scaled to `image_size`, centre-cropped square.
 
-    Returns uint8. Shared by the input pipeline and the exported serving signature, so both see the same pixels.
+def check_framing(framing: str) -> str:
+    if framing not in FRAMINGS:
+        raise ValueError(f"framing must be one of {FRAMINGS}, got {framing!r}")
+    return framing
+
+
+def resize_and_crop(images: tf.Tensor, image_size: int, framing: str = "crop") -> tf.Tensor:
+    """An image (H, W, 3) or a batch (N, H, W, 3) -> uint8 `image_size` square, framed by `framing`: the shorter
+    side scaled to `image_size` and centre-cropped ("crop"), or both sides scaled to it ("squash").
+
+    Shared by the input pipeline and the exported serving signature, so both see the same pixels.
     """
+    if check_framing(framing) == "squash":
+        resized = tf.image.resize(images, (image_size, image_size), method="bilinear", antialias=True)
+        return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
     shape = tf.cast(tf.shape(images)[-3:-1], tf.float32)
     scale = tf.cast(image_size, tf.float32) / tf.reduce_min(shape)
     new_shape = tf.cast(tf.math.ceil(shape * scale), tf.int32)
@@ -28,11 +44,11 @@ def resize_and_crop(images: tf.Tensor, image_size: int) -> tf.Tensor:
     return tf.cast(tf.clip_by_value(tf.round(cropped), 0, 255), tf.uint8)
 
 
-def decode_and_resize(encoded: tf.Tensor, image_size: int) -> tf.Tensor:
-    """Bytes (JPEG, PNG, GIF's first frame, BMP) -> uint8 RGB, `image_size` square."""
+def decode_and_resize(encoded: tf.Tensor, image_size: int, framing: str = "crop") -> tf.Tensor:
+    """Bytes (JPEG, PNG, GIF's first frame, BMP) -> uint8 RGB, `image_size` square (`resize_and_crop`)."""
     image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
     image.set_shape([None, None, 3])
-    return resize_and_crop(image, image_size)
+    return resize_and_crop(image, image_size, framing)
 
 
 def random_affine(shape, size, augment: Augment, mirror: tf.Tensor | None = None) -> tuple[tf.Tensor, ...]:
@@ -84,15 +100,17 @@ def affine_warp(images: tf.Tensor, augment: Augment) -> tf.Tensor:
 # from the decoded image. Evaluation and serving keep `resize_and_crop` (antialiased, pixel-exact, tested).
 
 
-def decode_for_warp(encoded: tf.Tensor, image_size: int) -> tf.Tensor:
+def decode_for_warp(encoded: tf.Tensor, image_size: int, framing: str = "crop") -> tf.Tensor:
     """Bytes -> uint8 RGB (H, W, 3), no smaller than needed for a bilinear warp to `image_size` px.
 
     JPEGs whose shorter side is at least 2x `image_size` are decoded DCT-downscaled (`ratio` 2, 4 or 8, never
     below `image_size`): cheaper to decode and an antialiased reduction, which the bilinear warp is not. Images
-    still more than 1.25x the target after that get an antialiased resize of their shorter side to
-    `image_size` (the bilinear warp would alias). Smaller images (upscaling: the WikiArt sample's 224 px to
-    331 px) are decoded at full quality and left alone.
+    still more than 1.25x the target after that get an antialiased resize: of their shorter side to `image_size`
+    ("crop"), or of both sides to the square ("squash": the warp then only augments, and the whole painting fits
+    `to_canvas`). Smaller images (upscaling: the WikiArt sample's 224 px to 331 px) are decoded at full quality
+    and left alone.
     """
+    check_framing(framing)
 
     def jpeg():
         shape = tf.image.extract_jpeg_shape(encoded)
@@ -108,29 +126,41 @@ def decode_for_warp(encoded: tf.Tensor, image_size: int) -> tf.Tensor:
     image = tf.cond(tf.io.is_jpeg(encoded), jpeg, other)
     image.set_shape([None, None, 3])
     shape = tf.shape(image)[:2]
-    shorter = tf.cast(tf.reduce_min(shape), tf.float32)
+    # squash: any side beyond 1.25x is shrunk (to the square); crop: the shorter side decides (the rest is cut)
+    deciding = tf.cast(tf.reduce_max(shape) if framing == "squash" else tf.reduce_min(shape), tf.float32)
 
     def shrink():
-        new_shape = tf.cast(tf.math.ceil(tf.cast(shape, tf.float32) * (image_size / shorter)), tf.int32)
+        if framing == "squash":
+            new_shape = tf.constant([image_size, image_size])
+        else:
+            new_shape = tf.cast(tf.math.ceil(tf.cast(shape, tf.float32) * (image_size / deciding)), tf.int32)
         resized = tf.image.resize(image, new_shape, method="bilinear", antialias=True)
         return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
 
-    return tf.cond(shorter > 1.25 * image_size, shrink, lambda: image)
+    return tf.cond(deciding > 1.25 * image_size, shrink, lambda: image)
 
 
 def crop_warp_transform(
-    image_shape: tf.Tensor, image_size: int, augment: Augment | None, *, flip: tf.Tensor | None = None
+    image_shape: tf.Tensor,
+    image_size: int,
+    augment: Augment | None,
+    *,
+    flip: tf.Tensor | None = None,
+    framing: str = "crop",
 ) -> tf.Tensor:
-    """The (8,) `ImageProjectiveTransformV3` matrix: `resize_and_crop` to `image_size`, then `affine_warp`'s
-    random flip + rotation + shift + zoom (Augment's ranges), composed into one map from output to input pixels.
+    """The (8,) `ImageProjectiveTransformV3` matrix: `resize_and_crop` to `image_size` (with `framing`), then
+    `affine_warp`'s random flip + rotation + shift + zoom (Augment's ranges), composed into one map from output
+    to input pixels.
 
-    `augment=None` (or all-zero ranges) is the bare resize + centre crop; `flip` forces the mirror (tests).
+    `augment=None` (or all-zero ranges) is the bare resize (+ centre crop); `flip` forces the mirror (tests).
     """
     size = float(image_size)
     hw = tf.cast(image_shape[:2], tf.float32)
-    # resize_and_crop: the shorter side scaled to image_size (ceil), then a centre crop of offset (new - size) // 2.
-    new_hw = tf.math.ceil(hw * (size / tf.reduce_min(hw)))
-    offset = tf.floor((new_hw - size) / 2.0)
+    if check_framing(framing) == "squash":  # each side scaled to image_size, nothing cut
+        new_hw, offset = tf.stack([size, size]), tf.zeros([2])
+    else:  # the shorter side scaled to image_size (ceil), then a centre crop of offset (new - size) // 2
+        new_hw = tf.math.ceil(hw * (size / tf.reduce_min(hw)))
+        offset = tf.floor((new_hw - size) / 2.0)
     scale = hw / new_hw  # input pixels per resized pixel, per axis (half-pixel centres, as tf.image.resize)
     if augment is None:
         augment = Augment(flip=False, rotation_degrees=0.0, shift=0.0, zoom=0.0)
@@ -155,7 +185,12 @@ def crop_warp_transform(
 
 
 def crop_warp(
-    image: tf.Tensor, image_size: int, augment: Augment | None, *, flip: tf.Tensor | None = None
+    image: tf.Tensor,
+    image_size: int,
+    augment: Augment | None,
+    *,
+    flip: tf.Tensor | None = None,
+    framing: str = "crop",
 ) -> tf.Tensor:
     """A decoded uint8 image (H, W, 3) -> float32 (image_size, image_size, 3): resize, crop and augmentation in
     ONE bilinear `ImageProjectiveTransformV3` (REFLECT fill, like `affine_warp`).
@@ -165,7 +200,7 @@ def crop_warp(
     target. Borders reflect about the decoded image's edges, not the crop's, so a shifted non-square painting
     shows more of itself rather than a mirror of the crop.
     """
-    transform = crop_warp_transform(tf.shape(image), image_size, augment, flip=flip)
+    transform = crop_warp_transform(tf.shape(image), image_size, augment, flip=flip, framing=framing)
     warped = tf.raw_ops.ImageProjectiveTransformV3(
         images=tf.cast(image, tf.float32)[None],
         transforms=transform[None],

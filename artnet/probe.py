@@ -84,7 +84,9 @@ def full_probabilities(model, x: np.ndarray, num_classes: int) -> np.ndarray:
 def frozen_features(source: Source, config: TrainConfig, image_size, cache_dir=None) -> np.ndarray:
     """(n, d) float32 plain-view features of `source` that `config`'s heads see, frozen: the pooled features,
     joined by the style statistics of `config.style_layers` when it has them (one cache, one backbone pass)."""
-    spec = FeatureSpec(backbone=config.backbone, weights=config.backbone_weights, image_size=image_size)
+    spec = FeatureSpec(
+        backbone=config.backbone, weights=config.backbone_weights, image_size=image_size, framing=config.data.framing
+    )
     specs = [spec]
     if config.style_layers:
         specs.append(dataclasses.replace(spec, layer=style_layer_spec(config.style_layers)))

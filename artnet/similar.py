@@ -74,8 +74,10 @@ def build_index(model, source: Source, folder: str | Path, batch_size: int = 32)
     files = SimilarityFiles(Path(folder))
     files.thumbs.mkdir(parents=True, exist_ok=True)
     embedder = model.embedding_model()
-    size = model.image_size
-    pixels = source.images.map(lambda encoded: decode_and_resize(encoded, size), num_parallel_calls=tf.data.AUTOTUNE)
+    size, framing = model.image_size, model.framing
+    pixels = source.images.map(
+        lambda encoded: decode_and_resize(encoded, size, framing), num_parallel_calls=tf.data.AUTOTUNE
+    )
     embeddings = []
     for number, batch in enumerate(pixels.batch(batch_size).prefetch(tf.data.AUTOTUNE)):
         embeddings.append(np.asarray(embedder(tf.cast(batch, tf.float32), training=False)))

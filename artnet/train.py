@@ -419,6 +419,7 @@ def fit_from_cache(model: ArtNet, config: TrainConfig, sources: dict, tables: di
         image_size=model.image_size,
         views=config.data.feature_views,
         augment=config.data.augment,
+        framing=model.framing,
     )
 
     def targets(source, weight_tables, views):
@@ -589,6 +590,7 @@ def train(
             backbone_weights=config.backbone_weights,
             year_head=config.year_head,
             style_layers=config.style_layers,
+            framing=config.data.framing,
         )
     started = time.monotonic()
     summary = {"replicas": replicas, "global_batch": global_batch, "precision": precision}
@@ -610,6 +612,7 @@ def train(
         seed=config.seed,
         drop_remainder=replicas > 1,
         year=config.year_head,
+        framing=model.framing,
     )
     # Validation weighs every known label 1: its loss and accuracy are the plain ones. Across replicas, artnet's
     # loop drops the last partial batch (a replica must never get an empty one).
@@ -623,6 +626,7 @@ def train(
         cache=config.data.cache,
         year=config.year_head,
         drop_remainder=custom_loop and replicas > 1,
+        framing=model.framing,
     )
     batches = -(-len(sources["train"]) // global_batch) if replicas == 1 else len(sources["train"]) // global_batch
     steps = config.steps_per_epoch or max(1, batches)
@@ -650,7 +654,9 @@ def train(
         # Fine-tuning from the probe must earn its keep on the whole validation split (`keep_fine_tuning_if_better`)
         keep_start = phase == "fine_tune" and config.heads_from == "probe"
         if keep_start:
-            score_data = pipeline.make_dataset(sources["validation"], heads, size, global_batch, training=False)
+            score_data = pipeline.make_dataset(
+                sources["validation"], heads, size, global_batch, training=False, framing=model.framing
+            )
             start_weights = model.get_weights()
             start_score = mean_balanced_accuracy(model, score_data, sources["validation"], heads)
         print(

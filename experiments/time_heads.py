@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     # The probes, on the pooled features: the timeframe probe with the C the probe arm chose, the ridge year probe.
-    spec = FeatureSpec(config.backbone, config.backbone_weights, config.image_size)
+    spec = FeatureSpec(config.backbone, config.backbone_weights, config.image_size, framing=config.data.framing)
     train_x = cached_features(train, spec)[0].astype(np.float32)
     val_x = cached_features(validation, spec)[0].astype(np.float32)
     choice = json.loads(Workdir(args.probe).probe_choices.read_text())["choices"]["timeframe"]

@@ -45,6 +45,8 @@ def test_recipes_say_what_they_are():
     # the cpu recipe's heads start as the probe on pooled + style statistics; the main job keeps to its minutes
     assert cpu.heads_from == "probe" and cpu.style_layers[-1] == "block6d_add"
     assert (sample.heads_from, sample.style_layers) == ("epochs", ())
+    # WikiArt's images are squashed whole paintings: the WGA paintings beside or against them are framed alike
+    assert cpu.data.framing == sample.data.framing == "squash"
     # the full recipe takes over what won, on images: the probe first, then the whole network fine-tunes
     assert (full.heads_from, full.data.feature_views, full.unfreeze) == ("probe", 0, "all") and full.style_layers
     with pytest.raises(ValueError, match="unknown arm 'single_shcool' \\(did you mean 'single_school'\\?\\)"):

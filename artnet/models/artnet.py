@@ -25,7 +25,7 @@ import tensorflow as tf
 from artnet import labels
 from artnet.models.backbones import build_backbone, get_spec, leaf_layers
 from artnet.models.year import LOG_SIGMA_MAX, LOG_SIGMA_MIN, YEAR, YEAR_CENTRE, YEAR_SCALE
-from artnet.preprocessing import resize_and_crop
+from artnet.preprocessing import check_framing, resize_and_crop
 
 POOLED = "pooled"
 YEAR_SIGMA = "year_sigma"  # served beside `year`: the standard deviation of the predicted year
@@ -74,9 +74,11 @@ class ArtNet(keras.Model):
         backbone_weights: str | None = None,
         year_head: bool = False,
         style_layers=(),
+        framing: str = "crop",
         **kwargs,
     ):
         heads = labels.validate_heads(heads)
+        framing = check_framing(framing)
         style_layers = tuple(style_layers)
         image_size = image_size or get_spec(backbone).image_size
 
@@ -126,6 +128,7 @@ class ArtNet(keras.Model):
         self.style_layers = style_layers
         self.tasks = (*heads, YEAR) if year_head else heads
         self.image_size = image_size
+        self.framing = framing  # how the serving signature makes a painting square: as in training
         self.dropout_rate = dropout
         self.backbone = backbone_model
 
@@ -139,6 +142,7 @@ class ArtNet(keras.Model):
             "backbone_weights": None,
             "year_head": self.year_head,
             "style_layers": list(self.style_layers),
+            "framing": self.framing,
             "name": self.name,
         }
 
@@ -157,11 +161,11 @@ class ArtNet(keras.Model):
             outputs = {task: self.get_layer(task).output for task in self.tasks}
             outputs[EMBEDDING] = self.get_layer(POOLED).output
             network = keras.Model(self.input, outputs, name=f"{self.name}_serving")
-        image_size = self.image_size
+        image_size, framing = self.image_size, self.framing
 
         @tf.function(input_signature=[SERVING_INPUT])
         def serve(images):
-            pixels = tf.cast(resize_and_crop(images, image_size), tf.float32)
+            pixels = tf.cast(resize_and_crop(images, image_size, framing), tf.float32)
             results = {name: tf.cast(tensor, tf.float32) for name, tensor in network(pixels, training=False).items()}
             if YEAR in results:
                 raw = results.pop(YEAR)

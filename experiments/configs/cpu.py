@@ -5,8 +5,9 @@
     .venv/bin/artnet train --config experiments/configs/cpu.py:multihead,split=image --workdir runs/cpu_random/multihead
 
 Data: ../shared/wikiart-sample (or $ARTNET_WIKIART_DIR) split 70/15/15 by painter, group-stratified (`split=painter`,
-default) or by image file (`split=image`, the leakage comparison). Trained from the feature cache (2 views: each
-image and its mirror). The heads see the pooled features and the style statistics (per-channel mean and std) of
+default) or by image file (`split=image`, the leakage comparison). Its images are whole paintings squashed to
+224 px squares, so the model frames any other painting the same way (`framing="squash"`: the WGA sample's
+thumbnails, a user's photo). Trained from the feature cache (2 views: each image and its mirror). The heads see the pooled features and the style statistics (per-channel mean and std) of
 stages 2-6, and start as the linear probe on those features (`heads_from=probe`, C per head chosen on
 validation); then the last stage (block7a and the top convolution, 1.0 of 3.4 M weights) fine-tunes for up to
 12 epochs, early stopping on validation loss, and is kept only if it raises the mean validation balanced accuracy.
@@ -15,7 +16,8 @@ Chosen on validation (experiments/results/recipe_search.md): the style statistic
 60.6 % mean balanced accuracy (56.5 / 41.8 / 83.5 % school / timeframe / type); every gradient-trained variant,
 fine-tuning from that probe included (60.0 %), stayed at or below it, so on this sample the model IS that probe:
 the gain comes from what the heads see, not from fine-tuning. A larger frozen network does not help either:
-EfficientNet-Lite2 (260 px) gives 57.1 % pooled and 60.1 % with its style statistics. Earlier search: plain
+EfficientNet-Lite2 (260 px) gives 57.1 % pooled and 60.1 % with its style statistics, and Lite0 fed the images
+upscaled to 288 px 58.9 % and 60.4 % (school gains, timeframe loses). Earlier search: plain
 fine-tuning variants lay within 55-59 %, and reruns of one variant differ by up to 5 points on timeframe (2 threads
 are not bit-reproducible).
 """
@@ -46,6 +48,9 @@ def get_config(arg: str | None = None) -> TrainConfig:
             source="folder",
             folder=WIKIART,
             split_by=SPLITS[split],
+            # The WikiArt sample's images are whole paintings squashed to 224 px squares: other collections (the
+            # WGA sample's thumbnails of any proportion, a user's photo) are framed the same way, not cropped.
+            framing="squash",
             batch_size=32,
             cache=True,
             feature_views=2,

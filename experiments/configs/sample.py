@@ -36,6 +36,7 @@ def get_config(arg: str | None = None) -> TrainConfig:
         augment=config.data.augment,
         extra_folders=extra,
         feature_views=2,
+        framing=config.data.framing,  # the WikiArt images' own framing, for the WGA paintings beside them
     )
     # The main job's 10 minutes: heads trained by epochs on the pooled features (the probe's fit on style
     # statistics takes ~3 minutes more here).
