@@ -69,6 +69,17 @@ VARIANTS: dict[str, list[str]] = {
     # (style first: its one backbone pass caches the pooled features too)
     "linear probe in the model, Lite2, pooled + style statistics": LITE2 + PROBE_ONLY + [LITE2_STYLE],
     "linear probe in the model, Lite2, pooled": LITE2 + PROBE_ONLY + ["style_layers="],
+    # Lite0 at 288 px (the thumbnails are 224 px, upsampled): FixRes (Touvron et al. 2019) found that a network
+    # trained on random-resized crops sees objects larger in training than at test, so it scores better when
+    # tested at ~1.15-1.3x its training size. Is it the same for the probe's frozen features?
+    "linear probe in the model, 288 px, pooled + style statistics": PROBE_ONLY + STYLE + ["image_size=288"],
+    "linear probe in the model, 288 px, pooled": PROBE_ONLY + ["image_size=288", "style_layers="],
+    # Deeper LP-FT: stage 6 too (block6a-6d, then block7a and the top convolution), from the probe on the style
+    # statistics, one of which (block6d_add) now lies in the unfrozen part. `today` (from block6a, heads trained
+    # by gradient for 2 epochs) had the best type of any row (84.8 %): does starting from the probe keep it?
+    "LP-FT from block6a, style statistics (stages 2-6)": CONVERGE
+    + ["unfreeze=block6a_expand_conv", "epochs=27", "heads_from=probe"]
+    + STYLE,
     # Not run yet (out of time on 2 cores): deeper unfreezing with convergence (from block6a: ~2 min per epoch),
     # CutMix and RandAugment views; fine-tuning selected by balanced accuracy rather than validation loss.
 }
@@ -100,7 +111,9 @@ def validation_probabilities(model, config, sources) -> tuple[dict, dict]:
     backbone = model.backbone
     # A heads-only model is scored through the same path, from the input of the last stage.
     cut = cut_layer(backbone, "block7a_expand_conv" if heads_only(config) else config.unfreeze)
-    spec = FeatureSpec(config.backbone, config.backbone_weights, model.image_size, layer=cut, views=2)
+    spec = FeatureSpec(
+        config.backbone, config.backbone_weights, model.image_size, layer=cut, views=2, framing=model.framing
+    )
     views = [cached_features(sources["validation"], spec)]
     tail = keras.Model(backbone.get_layer(cut).output, backbone.output)
     inputs = [keras.Input(tuple(views[0].shape[2:]))]
@@ -173,7 +186,7 @@ def probe_rows(sources, config, probe_dir: Path) -> list[dict]:
     from artnet.features import FeatureSpec, cached_features
     from artnet.probe import choose_and_fit
 
-    spec = FeatureSpec(config.backbone, config.backbone_weights, config.image_size)
+    spec = FeatureSpec(config.backbone, config.backbone_weights, config.image_size, framing=config.data.framing)
     train_x = cached_features(sources["train"], spec)[0].astype(np.float32)
     val_x = cached_features(sources["validation"], spec)[0].astype(np.float32)
     rows = []
@@ -297,11 +310,13 @@ def to_markdown(rows: list[dict], command: str) -> str:
         "- every variant: cpu recipe, EfficientNet-Lite0 (ImageNet), trained on the feature cache (2 views: image + "
         "mirror), overrides as named; `flip` = test-time flip; the probe's C and class weighting were chosen on "
         "this same validation split (its best case); the `Lite2` rows swap the backbone for EfficientNet-Lite2 "
-        "(260 px, ImageNet), its own stage ends as style layers",
+        "(260 px, ImageNet), its own stage ends as style layers; the `288 px` rows feed Lite0 the 224 px images "
+        "upscaled to 288 px",
         "- train s: wall time of training on the shared 2-core machine, including the one-off feature extraction "
         "for the first variant that needed its layer (`today`: block5c_add; `from block7a, converged`: block6d_add; "
         "in a later session, on a fresh machine, `AdamW`: pooled and block6d_add again; `4 views`: its 4 views; "
-        "`Lite2, pooled + style statistics`: Lite2's pooled and style layers, train and validation, while tests ran)",
+        "`Lite2, pooled + style statistics`: Lite2's pooled and style layers, train and validation, while tests ran; "
+        "`288 px, pooled + style statistics`: its pooled and style layers, while tests ran)",
         "- timeframe only: `±1 block` = top-1 block within one of the true one; `years` / `median` = mean / median "
         "absolute error of the top-1 block's centre against the painting's year, where the year is known (blank: not "
         "measured for that row)",
