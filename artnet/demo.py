@@ -32,10 +32,12 @@ from PIL import Image
 from artnet import labels
 from artnet.explain import GradCam, overlay
 from artnet.images import MAX_OVERSIZE, ImageError, ImageShapeError, ImageTooLarge, check_shape, open_image
+from artnet.metrics import percent
 from artnet.predict import Predictor
 from artnet.similar import SimilarityIndex
 from artnet.workdir import Export
 
+_percent = functools.partial(percent, suffix=" %")
 LOW_CONFIDENCE = 0.5
 YEAR_TITLE = "When: year (± one standard deviation, the model's own uncertainty)"
 SMALL_MODEL_EXAMPLES = 5_000
@@ -90,10 +92,6 @@ def safe_url(url) -> str | None:
     """`url` when it is a wga.hu painting page, else None (the index is data: it may hold anything)."""
     url = str(url or "")
     return url if WGA_PAGE.fullmatch(url) and ".." not in url else None
-
-
-def _percent(value) -> str:
-    return "n/a" if value is None else f"{100 * value:.1f} %"
 
 
 def is_sample_scale(card: dict) -> bool:

@@ -393,8 +393,10 @@ _SUMMARY_COLUMNS = (
 )
 
 
-def _percent(value) -> str:
-    return "n/a" if value is None else f"{100 * value:.1f}%"
+def percent(value, missing: str = "n/a", suffix: str = "%") -> str:
+    """A fraction as a percentage with one decimal (`missing` for None or a blank CSV cell): every table and card
+    of artnet writes its figures through this one function."""
+    return missing if value is None or value == "" else f"{100 * float(value):.1f}{suffix}"
 
 
 def _cell(key: str, value) -> str:
@@ -404,7 +406,7 @@ def _cell(key: str, value) -> str:
         return str(value)
     if key == "ece":
         return f"{value:.3f}"
-    return _percent(value)
+    return percent(value)
 
 
 def _escape(text) -> str:
@@ -450,11 +452,11 @@ def format_report_markdown(report: dict) -> str:
             "| --- | ---: | --- | --- |",
         ]
         for head, metrics in heads.items():
-            cells = [_percent(metrics.get("chance"))]
+            cells = [percent(metrics.get("chance"))]
             for key in ("train_majority", "data_majority"):
                 named = metrics.get(key)
                 cells.append(
-                    f"{_escape(named['class'])}: {_percent(named['top1'])}" if named else "n/a (no label counts)"
+                    f"{_escape(named['class'])}: {percent(named['top1'])}" if named else "n/a (no label counts)"
                 )
             lines.append(f"| {_escape(head)} | " + " | ".join(cells) + " |")
 
@@ -473,7 +475,7 @@ def format_report_markdown(report: dict) -> str:
         ]
         for head, metrics in dated.items():
             years = [metrics.get(key) for key in ("year_mae", "year_median_ae", "year_mae_chance")]
-            cells = [_percent(metrics.get("within_one_block")), _percent(metrics.get("within_one_block_chance"))]
+            cells = [percent(metrics.get("within_one_block")), percent(metrics.get("within_one_block_chance"))]
             cells += [str(metrics.get("year_n", 0))] + ["n/a" if v is None else f"{v:.1f}" for v in years]
             lines.append(f"| {_escape(head)} | " + " | ".join(cells) + " |")
 
@@ -497,13 +499,13 @@ def format_report_markdown(report: dict) -> str:
             "| block top-1 | ±1 block |",
             "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
             f"| {year.get('n', 0)} | {years('mae')} | {years('median_ae')} | {years('mae_constant')} | "
-            f"{years('mae_chance')} | {_percent(year.get('within_one_sigma'))} | {years('mean_sigma')} | "
-            f"{_percent(year.get('block_top1'))} | {_percent(year.get('within_one_block'))} |",
+            f"{years('mae_chance')} | {percent(year.get('within_one_sigma'))} | {years('mean_sigma')} | "
+            f"{percent(year.get('block_top1'))} | {percent(year.get('within_one_block'))} |",
         ]
 
     for head, metrics in heads.items():
         lines += ["", f"## Per-class accuracy: {_escape(head)}", ""]
         lines += ["| class | n | accuracy |", "| --- | ---: | ---: |"]
         for name, row in metrics.get("per_class_accuracy", {}).items():
-            lines.append(f"| {_escape(name)} | {row['n']} | {_percent(row['accuracy'])} |")
+            lines.append(f"| {_escape(name)} | {row['n']} | {percent(row['accuracy'])} |")
     return "\n".join(lines) + "\n"

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import os
 import shlex
 import sys
@@ -32,6 +33,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from artnet import labels, metrics  # noqa: E402
 from artnet.config import ARMS  # noqa: E402
 from artnet.workdir import Evaluation, Workdir, read_json  # noqa: E402
+
+_percent = functools.partial(metrics.percent, missing="", suffix="")  # a table cell: the header says %
 
 RESULTS = Path(__file__).resolve().parent / "results"
 COLUMNS = (
@@ -209,10 +212,6 @@ def time_models(model_paths: dict[str, Path], rounds: int = 5, batch: int = 8, i
             model.predict(inputs[label], verbose=0)
             timings[label].append((time.perf_counter() - started) * 1000 / images)
     return {label: float(np.median(values)) for label, values in timings.items()}
-
-
-def _percent(value) -> str:
-    return "" if value is None else f"{100 * value:.1f}"
 
 
 def to_markdown(rows: list[dict], title: str, notes: list[str]) -> str:

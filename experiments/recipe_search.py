@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
+import functools
 import json
 import os
 import shlex
@@ -28,8 +29,10 @@ import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from artnet import labels  # noqa: E402
+from artnet import labels, metrics  # noqa: E402
 from artnet.config import apply_overrides, load_config  # noqa: E402
+
+_percent = functools.partial(metrics.percent, missing="", suffix="")  # a table cell: the header says %
 
 RECIPE = str(Path(__file__).resolve().parent / "configs" / "cpu.py") + ":multihead"
 COMMON = ["data.feature_views=2"]
@@ -296,10 +299,6 @@ def committed_rows(path: Path) -> list[dict]:
             {key: (text if key in ("variant", "head") else value(text)) for key, text in row.items()}
             for row in csv.DictReader(table)
         ]
-
-
-def _percent(value) -> str:
-    return "" if value is None or value == "" else f"{100 * float(value):.1f}"
 
 
 def to_markdown(rows: list[dict], command: str) -> str:

@@ -7,10 +7,11 @@
 Data: ../shared/wikiart-sample (or $ARTNET_WIKIART_DIR) split 70/15/15 by painter, group-stratified (`split=painter`,
 default) or by image file (`split=image`, the leakage comparison). Its images are whole paintings squashed to
 224 px squares, so the model frames any other painting the same way (`framing="squash"`: the WGA sample's
-thumbnails, a user's photo). Trained from the feature cache (2 views: each image and its mirror). The heads see the pooled features and the style statistics (per-channel mean and std) of
-stages 2-6, and start as the linear probe on those features (`heads_from=probe`, C per head chosen on
-validation); then the last stage (block7a and the top convolution, 1.0 of 3.4 M weights) fine-tunes for up to
-12 epochs, early stopping on validation loss, and is kept only if it raises the mean validation balanced accuracy.
+thumbnails, a user's photo). Trained from the feature cache (2 views: each image and its mirror). The heads see
+the pooled features and the style statistics (per-channel mean and std) of stages 2-6, and start as the linear
+probe on those features (`heads_from=probe`, C per head chosen on validation); then the last stage (block7a and
+the top convolution, 1.0 of 3.4 M weights) fine-tunes for up to 12 epochs, early stopping on validation loss, and
+is kept only if it raises the mean validation balanced accuracy.
 
 Chosen on validation (experiments/results/recipe_search.md): the style statistics lift the probe from 58.7 to
 60.6 % mean balanced accuracy (56.5 / 41.8 / 83.5 % school / timeframe / type); every gradient-trained variant,
