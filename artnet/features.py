@@ -81,7 +81,12 @@ def cache_key(spec: FeatureSpec, digest: str) -> str:
     if weights not in (None, "imagenet") and Path(weights).is_file():  # a weights file: its content, not its name
         weights = hashlib.sha256(Path(weights).read_bytes()).hexdigest()
     # format 2: style statistics stored as float32 (`cached_dtype`); everything else is still format 1
-    key = {"spec": spec.to_dict(), "weights": weights, "data": digest, "format": 2 if is_style(spec.layer) else 1}
+    described = spec.to_dict()
+    if described["image_size"] is None:  # the backbone's own size, by name or by number: the same features
+        from artnet.models.backbones import get_spec
+
+        described["image_size"] = get_spec(spec.backbone).image_size
+    key = {"spec": described, "weights": weights, "data": digest, "format": 2 if is_style(spec.layer) else 1}
     text = json.dumps(key, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 

@@ -105,6 +105,11 @@ def test_the_feature_cache_keys_framing_and_keeps_the_old_crop_keys():
     crop, squash = FeatureSpec(backbone="tiny"), FeatureSpec(backbone="tiny", framing="squash")
     assert "framing" not in crop.to_dict()  # caches filled before framing existed stay valid
     assert cache_key(crop, "d") != cache_key(squash, "d")
+    # the backbone's own size, left blank (the probe's config) or spelt out (a built model's): one cache entry
+    from artnet.models.backbones import get_spec
+
+    spelt = FeatureSpec(backbone="tiny", image_size=get_spec("tiny").image_size)
+    assert cache_key(crop, "d") == cache_key(spelt, "d") != cache_key(FeatureSpec(backbone="tiny", image_size=48), "d")
 
 
 def test_a_config_refuses_an_unknown_framing():
