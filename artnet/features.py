@@ -6,7 +6,7 @@ cache key adds the data itself (a digest of every encoded image, in order), so a
 images, another layer or other weights. Files: `<cache_dir>/<key>.npz` holding `features` (views, n, ...) as
 float16 (style statistics: float32), with `<key>.json` beside it saying what they are.
 
-Views: 0 is the plain resize and centre crop (what evaluation sees), 1 is its mirror image (test-time flip),
+Views: 0 is the plain resize and framing (what evaluation sees), 1 is its mirror image (test-time flip),
 2 and on are random affine warps of the training augmentation, each seeded by its view number.
 """
 

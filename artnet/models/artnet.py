@@ -13,8 +13,8 @@ A single-head model is the same class with `heads=("school",)`. Heads always app
 mixed-precision policy. The pooled features are exposed (`embedding_model`) for search and explanations.
 
 The model owns its serving preprocessing, as keras-hub's image converters do: `serving_function()` takes uint8
-images of any size, resizes and centre-crops them exactly as the training pipeline does, and returns float32
-probabilities. The SavedModel export and the `Predictor` both serve through it.
+images of any size, makes them square exactly as the training pipeline does (its `framing`: centre crop or
+squash), and returns float32 probabilities. The SavedModel export and the `Predictor` both serve through it.
 """
 
 from __future__ import annotations
