@@ -35,6 +35,10 @@ class Augment:
     mixup: float = 0.0
 
 
+# How a painting becomes a square (artnet.preprocessing.resize_and_crop); here, without TensorFlow, for validation.
+FRAMINGS = ("crop", "squash")
+
+
 @dataclasses.dataclass
 class DataConfig:
     source: str = "wga"  # "wga" (a built TFDS config) or "folder" (images + labels.csv)
@@ -42,7 +46,7 @@ class DataConfig:
     data_dir: str = "data/tfds"
     folder: str = ""  # for source == "folder"
     csv: str = ""  # default <folder>/labels.csv
-    # How each painting becomes a square (artnet.preprocessing.FRAMINGS): "crop" keeps its proportions and cuts
+    # How each painting becomes a square (FRAMINGS): "crop" keeps its proportions and cuts
     # the ends of an elongated one, "squash" stretches the whole painting (what the WikiArt sample's images are).
     framing: str = "crop"
     split_by: str = "author"  # how a folder is split 70/15/15 (groups of this column: no group in two splits)
@@ -147,8 +151,8 @@ class TrainConfig:
             raise ValueError("heads_from=probe fits the probe on a pretrained network's features: set backbone_weights")
         if self.heads_from == "probe" and self.year_head:
             raise ValueError("heads_from=probe fits the class heads only: train a year head with heads_from=epochs")
-        if self.data.framing not in ("crop", "squash"):  # artnet.preprocessing.FRAMINGS (no TF here)
-            raise ValueError(f"data.framing must be 'crop' or 'squash', got {self.data.framing!r}")
+        if self.data.framing not in FRAMINGS:
+            raise ValueError(f"data.framing must be one of {', '.join(FRAMINGS)}, got {self.data.framing!r}")
         if not 0.0 <= float(self.label_smoothing) < 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         return self

@@ -12,9 +12,8 @@ import math
 
 import tensorflow as tf
 
-from artnet.config import Augment
+from artnet.config import FRAMINGS, Augment
 
-FRAMINGS = ("crop", "squash")
 # How a painting becomes a square: "crop" scales its shorter side to the square and cuts the centre (the ends of
 # an elongated painting are lost, proportions kept); "squash" scales each side to the square (the whole painting,
 # stretched), as Keras' `flow_from_directory` did in the 2020 project and as the WikiArt sample's 224 px images
