@@ -348,7 +348,10 @@ def test_a_browser_uploads_explains_and_clicks_an_example(served_demo, painting,
         return [element.text for element in captions if element.text.startswith("school: ")]
 
     def click(text):
-        driver.find_element(By.XPATH, f"//button[contains(., '{text}')]").click()
+        # Gradio renders an accordion's contents only once it opens, later still on a loaded machine: wait for it.
+        button = (By.XPATH, f"//button[contains(., '{text}')]")
+        wait(30).until(lambda d: d.find_elements(*button) and d.find_element(*button).is_displayed())
+        driver.find_element(*button).click()
 
     def upload(path):
         driver.find_element(By.CSS_SELECTOR, "input[type=file]").send_keys(str(path))
