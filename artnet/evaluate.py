@@ -139,5 +139,5 @@ def evaluate(
     files.report_json.write_text(json.dumps(report, indent=2))
     files.report_md.write_text(metrics.format_report_markdown(report))
     truth = {f"{h}_true": source.labels[h] for h in labels.HEADS}
-    np.savez_compressed(files.predictions, **probabilities, **truth, year_true=source.years)
+    np.savez_compressed(files.predictions, **probabilities, **truth, year_true=source.years, painter=source.painters)
     return report

@@ -149,9 +149,10 @@ def verify_image(data: bytes) -> None:
 
 # --- any input -> RGB array (serving) ----------------------------------------------------------------------
 
-# The centre crop keeps only the middle square, so a strip longer than this many times its short side is cut
-# down first: resizing a 1 x 4000 strip whole would make a 331 x 1.3 M float tensor (5 GB). The dataset stores
-# images at most 3:1, so nothing the model was trained on is affected.
+# A strip longer than this many times its short side is cut to its centre first, whatever the framing: resizing
+# a 1 x 4000 strip whole would make a 331 x 1.3 M float tensor (5 GB). The centre crop keeps only the middle
+# square anyway, and squash squeezes a longer strip's long side beyond recognition. The dataset
+# stores images at most 3:1, so nothing the model was trained on is affected.
 MAX_ASPECT = 4
 # Images whose short side exceeds this many times the model's input size are box-reduced first (bounded memory
 # for a 100 Mpx scan); the antialiased resize that follows would average those pixels anyway.

@@ -243,7 +243,9 @@ def run_probe(
         evaluation.report_json.write_text(json.dumps(report, indent=2))
         evaluation.report_md.write_text(metrics.format_report_markdown(report))
         truth = {f"{h}_true": source.labels[h] for h in labels.HEADS}
-        np.savez_compressed(evaluation.predictions, **probabilities, **truth, year_true=source.years)
+        np.savez_compressed(
+            evaluation.predictions, **probabilities, **truth, year_true=source.years, painter=source.painters
+        )
         return report
 
     report = score(sources["test"], features["test"], files.test_evaluation.root)

@@ -43,6 +43,13 @@ class Source:
         metas = self.meta or [{} for _ in range(len(self))]
         return np.asarray([_year_or_unknown(item.get("year")) for item in metas], dtype=np.int64)
 
+    @property
+    def painters(self) -> np.ndarray:
+        """Each example's painter (its meta's `author`, whitespace and case normalised), "" where unknown: the
+        unit that a painter-disjoint split keeps apart, and that honest intervals resample (`artnet.metrics`)."""
+        metas = self.meta or [{} for _ in range(len(self))]
+        return np.asarray([painter_key(item.get("author")) for item in metas], dtype=str)
+
 
 def built_wga_builder(config: str, data_dir: str | Path):
     """The TFDS builder of a built `wga/<config>`, or FileNotFoundError saying how to build it."""
@@ -150,6 +157,11 @@ def folder_source(
     return Source(name=name, images=images, labels=head_labels, meta=meta)
 
 
+def painter_key(author) -> str:
+    """An author as one painter: whitespace and case normalised ("" for a missing author)."""
+    return " ".join(str(author or "").split()).casefold()
+
+
 def _year_or_unknown(year) -> int:
     return int(year) if isinstance(year, int | np.integer) and year >= 0 else -1
 
@@ -236,7 +248,7 @@ def painter_fraction(source: Source, fraction: float, salt: str = "train-fractio
         raise ValueError(f"train_fraction must be in (0, 1], got {fraction}")
     if not source.meta or not all("author" in item for item in source.meta):
         raise ValueError(f"{source.name}: a painter fraction needs each example's author in its metadata")
-    authors = [" ".join(str(item["author"]).split()).casefold() for item in source.meta]
+    authors = [painter_key(item["author"]) for item in source.meta]
     keep = np.asarray([stable_fraction(author, salt) < fraction for author in authors])
     return subset(source, keep, f"{source.name}[{fraction:.0%} of painters]")
 

@@ -13,6 +13,14 @@ the test images, the majority baseline, parameters, training time and inference 
 A run is a training workdir (its test evaluation is read) or an evaluation folder written by `artnet evaluate`
 (holding `predictions.npz` and `report.json`). Baselines come from each run's own report, which computed them
 from its training counts (`artnet.evaluate`). Writes `experiments/results/<name>.csv` and `.md`.
+
+    # and each run's difference from one of them, paired, with intervals that resample images and painters:
+    .venv/bin/python experiments/compare.py --name x --run "probe=runs/cpu/probe" --run "recipe=runs/cpu/multihead" \\
+        --against probe
+
+`--against LABEL` adds, per other run, head and metric, B - A on the same test images with two 95 % paired
+bootstrap intervals: resampling images, and resampling painters (the cluster bootstrap, `metrics.paired_difference`),
+which is the honest one on a painter-disjoint split; also written to `<name>_differences.csv`.
 """
 
 from __future__ import annotations
@@ -214,7 +222,83 @@ def time_models(model_paths: dict[str, Path], rounds: int = 5, batch: int = 8, i
     return {label: float(np.median(values)) for label, values in timings.items()}
 
 
-def to_markdown(rows: list[dict], title: str, notes: list[str]) -> str:
+DIFFERENCE_COLUMNS = (
+    "run",
+    "against",
+    "head",
+    "metric",
+    "n",
+    "painters",
+    "difference",
+    "image_low",
+    "image_high",
+    "painter_low",
+    "painter_high",
+)
+
+
+def difference_rows(runs: dict[str, Path], against: str, seed: int = 0) -> list[dict]:
+    """Each run minus the `against` run, per head and metric, paired on the same test images (see the module doc)."""
+    base = np.load(evaluation_of(runs[against])[0].predictions)
+    rows = []
+    for label, path in runs.items():
+        if label == against:
+            continue
+        other = np.load(evaluation_of(path)[0].predictions)
+        painters = base["painter"] if "painter" in base.files else None
+        for head in labels.HEADS:
+            if head not in base.files or head not in other.files:
+                continue
+            y_true = base[f"{head}_true"]
+            if not np.array_equal(y_true, other[f"{head}_true"]):
+                raise ValueError(
+                    f"{label} and {against} were not tested on the same {head} labels: no paired difference"
+                )
+            a, b = base[head].argmax(axis=1), other[head].argmax(axis=1)
+            by_image = metrics.paired_difference(y_true, a, b, seed=seed)
+            by_painter = (
+                metrics.paired_difference(y_true, a, b, groups=painters, seed=seed) if painters is not None else {}
+            )
+            known = y_true >= 0
+            for metric, (difference, low, high) in by_image.items():
+                row = {"run": label, "against": against, "head": head, "metric": metric, "n": int(known.sum())}
+                row |= {"difference": difference, "image_low": low, "image_high": high}
+                if metric in by_painter:
+                    row |= {"painters": len(set(painters[known]) - {""}), "painter_low": by_painter[metric][1]}
+                    row["painter_high"] = by_painter[metric][2]
+                rows.append(row)
+    return rows
+
+
+def differences_markdown(rows: list[dict]) -> list[str]:
+    def points(value) -> str:
+        return "" if value is None or value == "" else f"{100 * value:+.1f}"
+
+    lines = [
+        "",
+        f"Differences against `{rows[0]['against']}`, in points (run minus it, on the same test images), with 95 % "
+        "paired bootstrap intervals resampling images and resampling painters (all of a drawn painter's images "
+        "together: the honest interval when no test painter was seen in training).",
+        "",
+        "| run | head | metric | n | painters | difference | images: 95 % CI | painters: 95 % CI |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for row in rows:
+        metric = "top-1" if row["metric"] == "top1" else "balanced acc."
+        painter_interval = (
+            f"[{points(row['painter_low'])}, {points(row['painter_high'])}]"
+            if row.get("painter_low") is not None
+            else ""
+        )
+        lines.append(
+            f"| {row['run']} | {row['head']} | {metric} | {row['n']} | {row.get('painters', '')} | "
+            f"{points(row['difference'])} | [{points(row['image_low'])}, {points(row['image_high'])}] | "
+            f"{painter_interval} |"
+        )
+    return lines
+
+
+def to_markdown(rows: list[dict], title: str, notes: list[str], differences: list[dict] | None = None) -> str:
     lines = [f"# {title}", ""]
     lines += [f"- {note}" for note in notes]
     lines += [
@@ -254,6 +338,8 @@ def to_markdown(rows: list[dict], title: str, notes: list[str]) -> str:
                 f"{_years(row.get('year_mae'))}{interval} | {_years(row.get('year_median_ae'))} | "
                 f"{_years(row.get('year_mae_chance'))} |"
             )
+    if differences:
+        lines += differences_markdown(differences)
     return "\n".join(lines) + "\n"
 
 
@@ -274,6 +360,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--title", default=None)
     parser.add_argument("--note", action="append", default=[], help="a line for the table's preamble")
     parser.add_argument("--out-dir", type=Path, default=RESULTS)
+    parser.add_argument("--against", metavar="LABEL", help="add each run's paired difference from this run")
     args = parser.parse_args(argv)
 
     runs: dict[str, Path] = {}
@@ -288,6 +375,8 @@ def main(argv: list[str] | None = None) -> int:
         runs[label] = Path(path)
     if not runs:
         parser.error("nothing to compare: give --runs or --run")
+    if args.against and args.against not in runs:
+        parser.error(f"--against {args.against!r} is not one of the runs: {', '.join(runs)}")
 
     rows = [row for label, path in runs.items() for row in rows_for_run(label, path)]
     command = shlex.join([".venv/bin/python", "experiments/compare.py", *(argv if argv is not None else sys.argv[1:])])
@@ -309,7 +398,13 @@ def main(argv: list[str] | None = None) -> int:
         writer = csv.DictWriter(out, fieldnames=COLUMNS, restval="")
         writer.writeheader()
         writer.writerows(rows)
-    markdown = to_markdown(rows, args.title or args.name, notes)
+    differences = difference_rows(runs, args.against) if args.against else None
+    if differences:
+        with (args.out_dir / f"{args.name}_differences.csv").open("w", newline="") as out:
+            writer = csv.DictWriter(out, fieldnames=DIFFERENCE_COLUMNS, restval="")
+            writer.writeheader()
+            writer.writerows(differences)
+    markdown = to_markdown(rows, args.title or args.name, notes, differences)
     (args.out_dir / f"{args.name}.md").write_text(markdown)
     print(markdown)
     return 0

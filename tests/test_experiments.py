@@ -84,6 +84,7 @@ def test_runner_trains_the_arms_and_writes_a_complete_table(tmp_path):
     compare = _compare_module()
     out = tmp_path / "results"
     argv = ["--name", "tiny", "--train", str(recipe), "--runs", str(tmp_path / "runs"), "--timing"]
+    argv += ["--against", "multihead"]
     assert compare.main([*argv, "--out-dir", str(out)]) == 0
     rows = list(csv.DictReader((out / "tiny.csv").open()))
     assert sorted((r["run"], r["head"]) for r in rows) == sorted(
@@ -95,6 +96,19 @@ def test_runner_trains_the_arms_and_writes_a_complete_table(tmp_path):
         assert row["parameters"] and row["train_seconds"] and float(row["ms_per_image"]) > 0
     markdown = (out / "tiny.md").read_text()
     assert "three single-head passes" in markdown and "| multihead | school |" in markdown
+    # each single-head arm against the multi-head one, on its own head, paired, resampling images and painters
+    differences = list(csv.DictReader((out / "tiny_differences.csv").open()))
+    assert sorted((r["run"], r["head"], r["metric"]) for r in differences) == sorted(
+        (arm, heads[0], metric)
+        for arm, heads in ARMS.items()
+        if arm != "multihead"
+        for metric in ("top1", "balanced_accuracy")
+    )
+    for row in differences:
+        assert row["against"] == "multihead" and int(row["painters"]) > 1
+        assert float(row["image_low"]) <= float(row["difference"]) <= float(row["image_high"])
+        assert float(row["painter_low"]) <= float(row["difference"]) <= float(row["painter_high"])
+    assert "Differences against `multihead`" in markdown and "painters: 95 % CI" in markdown
 
 
 def test_the_recipe_search_resumes_from_its_committed_table(tmp_path):

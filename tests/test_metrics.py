@@ -210,6 +210,57 @@ def _open_png(path):
         return image.size
 
 
+def _painter_blocks(painters: int = 10, per_painter: int = 50, b_wins: int = 6):
+    """B right and A wrong on every painting of the first `b_wins` painters, the reverse on the others."""
+    groups = np.repeat([f"painter {k}" for k in range(painters)], per_painter)
+    y_true = np.tile(np.arange(per_painter) % 3, painters)
+    b_right = np.repeat(np.arange(painters) < b_wins, per_painter)
+    wrong = (y_true + 1) % 3
+    return y_true, np.where(b_right, wrong, y_true), np.where(b_right, y_true, wrong), groups
+
+
+def test_paired_difference_of_a_run_with_itself_is_exactly_zero():
+    y_true, pred_a, _, groups = _painter_blocks()
+    for resampled in (None, groups):
+        for difference, low, high in metrics.paired_difference(y_true, pred_a, pred_a, resampled).values():
+            assert difference == low == high == 0
+
+
+def test_painter_resampling_widens_the_interval_when_painters_succeed_or_fail_together():
+    y_true, pred_a, pred_b, groups = _painter_blocks()
+    by_image = metrics.paired_difference(y_true, pred_a, pred_b)
+    by_painter = metrics.paired_difference(y_true, pred_a, pred_b, groups)
+    for metric in ("top1", "balanced_accuracy"):
+        assert by_image[metric][0] == pytest.approx(0.2) and by_painter[metric][0] == pytest.approx(0.2)
+        image_width = by_image[metric][2] - by_image[metric][1]
+        painter_width = by_painter[metric][2] - by_painter[metric][1]
+        # 500 images say B is better; 10 painters, 6 against 4, cannot tell
+        assert by_image[metric][1] > 0 and by_painter[metric][1] < 0 < by_painter[metric][2]
+        assert painter_width > 3 * image_width
+
+
+def test_paired_difference_leaves_out_unknown_labels_and_treats_unknown_painters_as_their_own():
+    y_true, pred_a, pred_b, groups = _painter_blocks()
+    with_unknown = metrics.paired_difference(
+        np.concatenate([y_true, [-1, -1]]), np.concatenate([pred_a, [0, 0]]), np.concatenate([pred_b, [1, 1]])
+    )
+    assert with_unknown == metrics.paired_difference(y_true, pred_a, pred_b)
+    # no painter known: each image is its own group, which is the image bootstrap, draw for draw
+    nobody = metrics.paired_difference(y_true, pred_a, pred_b, np.full(len(y_true), ""))
+    assert nobody == metrics.paired_difference(y_true, pred_a, pred_b)
+    with pytest.raises(ValueError, match="at least one example with a known label"):
+        metrics.paired_difference([-1], [0], [0])
+
+
+def test_source_painters_are_normalised_authors():
+    from artnet.sources import Source
+
+    source = Source(
+        "s", None, {"school": np.zeros(3, int)}, meta=[{"author": " Rembrandt  van Rijn"}, {}, {"author": None}]
+    )
+    assert list(source.painters) == ["rembrandt van rijn", "", ""]
+
+
 def test_plot_reliability_diagram_writes_a_png(tmp_path):
     import matplotlib.pyplot as plt
 
