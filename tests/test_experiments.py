@@ -129,3 +129,17 @@ def test_the_recipe_search_resumes_from_its_committed_table(tmp_path):
     back = search.committed_rows(table)
     assert [{key: row[key] for key in rows[0]} for row in back] == rows
     assert back[0]["year_mae"] is None and search.to_markdown(back, "cmd") == search.to_markdown(rows, "cmd")
+
+
+def test_probe_variants_painter_weighting_counts_each_painter_once_and_balances_classes():
+    spec = importlib.util.spec_from_file_location("probe_variants", ROOT / "experiments" / "probe_variants.py")
+    variants = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(variants)
+    import numpy as np
+
+    y = np.array([0, 0, 0, 0, 1, 1])
+    painters = np.array(["a", "a", "a", "b", "c", "d"])
+    assert np.allclose(variants.sample_weights(y, painters, "image", 1.0), [0.75] * 4 + [1.5] * 2)
+    weights = variants.sample_weights(y, painters, "painter", 0.0)
+    assert weights[:3].sum() == pytest.approx(weights[3]) and weights.mean() == pytest.approx(1)
+    assert weights[:4].sum() == pytest.approx(weights[4:].sum())  # each class the same total

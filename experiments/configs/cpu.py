@@ -18,7 +18,9 @@ Chosen on validation (experiments/results/recipe_search.md): the style statistic
 fine-tuning from that probe included (60.0 %), stayed at or below it, so on this sample the model IS that probe:
 the gain comes from what the heads see, not from fine-tuning. A larger frozen network does not help either:
 EfficientNet-Lite2 (260 px) gives 57.1 % pooled and 60.1 % with its style statistics, and Lite0 fed the images
-upscaled to 288 px 58.9 % and 60.4 % (school gains, timeframe loses). Earlier search: plain
+upscaled to 288 px 58.9 % and 60.4 % (school gains, timeframe loses). Nor do richer features or painter
+weights for the probe (experiments/results/probe_variants.md): channel covariances of the style layers give
+59.9-60.2 %, weighting each training painter rather than each image 54.1-60.0 %. Earlier search: plain
 fine-tuning variants lay within 55-59 %, and reruns of one variant differ by up to 5 points on timeframe (2 threads
 are not bit-reproducible).
 """
