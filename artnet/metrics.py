@@ -304,14 +304,6 @@ def bootstrap_balanced_accuracy_interval(
     return _percentile_interval(np.concatenate(values), confidence)
 
 
-def _balanced_accuracy_of(y_true: np.ndarray, correct: np.ndarray, num_classes: int) -> float:
-    """Mean recall over the classes present in `y_true` (0/1 `correct` per example)."""
-    support = np.bincount(y_true, minlength=num_classes)
-    hits = np.bincount(y_true, weights=correct, minlength=num_classes)
-    present = support > 0
-    return float((hits[present] / support[present]).mean())
-
-
 def paired_difference(
     y_true,
     pred_a,
@@ -329,26 +321,23 @@ def paired_difference(
     a painter-disjoint test split that is the honest interval, since the paintings of one painter succeed or fail
     together, and 25 painters are far fewer independent draws than 2,500 images. Unknown labels (-1) are left out.
     """
-    y_true, pred_a, pred_b = (np.asarray(values) for values in (y_true, pred_a, pred_b))
-    known = y_true >= 0
-    if not known.any():
+    y_true, pred_a, pred_b, *grouped = _known(y_true, pred_a, pred_b, *([] if groups is None else [groups]))
+    if not len(y_true):
         raise ValueError("a paired difference needs at least one example with a known label")
-    y_true, pred_a, pred_b = y_true[known], pred_a[known], pred_b[known]
-    correct_a, correct_b = (pred_a == y_true).astype(float), (pred_b == y_true).astype(float)
-    num_classes = int(y_true.max()) + 1
+    num_classes = int(max(y_true.max(), pred_a.max(), pred_b.max())) + 1
 
     def both(indices):
-        y = y_true[indices]
+        y, a, b = y_true[indices], pred_a[indices], pred_b[indices]
         return (
-            correct_b[indices].mean() - correct_a[indices].mean(),
-            _balanced_accuracy_of(y, correct_b[indices], num_classes)
-            - _balanced_accuracy_of(y, correct_a[indices], num_classes),
+            np.mean(b == y) - np.mean(a == y),
+            _balanced_accuracy(confusion_matrix(y, b, num_classes))
+            - _balanced_accuracy(confusion_matrix(y, a, num_classes)),
         )
 
     if groups is None:
         members = [np.array([index]) for index in range(len(y_true))]
     else:
-        groups = np.asarray(groups)[known]
+        groups = grouped[0]
         named = groups != ""
         _, inverse = np.unique(groups[named], return_inverse=True)
         members = [np.flatnonzero(named)[inverse == group] for group in range(inverse.max(initial=-1) + 1)]

@@ -240,12 +240,12 @@ DIFFERENCE_COLUMNS = (
 def difference_rows(runs: dict[str, Path], against: str, seed: int = 0) -> list[dict]:
     """Each run minus the `against` run, per head and metric, paired on the same test images (see the module doc)."""
     base = np.load(evaluation_of(runs[against])[0].predictions)
+    painters = base["painter"] if "painter" in base.files else None  # older evaluations did not save them
     rows = []
     for label, path in runs.items():
         if label == against:
             continue
         other = np.load(evaluation_of(path)[0].predictions)
-        painters = base["painter"] if "painter" in base.files else None
         for head in labels.HEADS:
             if head not in base.files or head not in other.files:
                 continue
@@ -260,12 +260,13 @@ def difference_rows(runs: dict[str, Path], against: str, seed: int = 0) -> list[
                 metrics.paired_difference(y_true, a, b, groups=painters, seed=seed) if painters is not None else {}
             )
             known = y_true >= 0
+            head_row = {"run": label, "against": against, "head": head, "n": int(known.sum())}
+            if painters is not None:
+                head_row["painters"] = len(set(painters[known]) - {""})
             for metric, (difference, low, high) in by_image.items():
-                row = {"run": label, "against": against, "head": head, "metric": metric, "n": int(known.sum())}
-                row |= {"difference": difference, "image_low": low, "image_high": high}
+                row = head_row | {"metric": metric, "difference": difference, "image_low": low, "image_high": high}
                 if metric in by_painter:
-                    row |= {"painters": len(set(painters[known]) - {""}), "painter_low": by_painter[metric][1]}
-                    row["painter_high"] = by_painter[metric][2]
+                    row |= {"painter_low": by_painter[metric][1], "painter_high": by_painter[metric][2]}
                 rows.append(row)
     return rows
 
