@@ -304,6 +304,27 @@ def bootstrap_balanced_accuracy_interval(
     return _percentile_interval(np.concatenate(values), confidence)
 
 
+def cluster_members(groups, n: int) -> list[np.ndarray]:
+    """The image indices of each cluster for a cluster bootstrap: one cluster per distinct name in `groups` (e.g.
+    `Source.painters`), and each image whose name is "" (unknown) a cluster of its own; `groups=None` makes every
+    one of the `n` images its own cluster (the plain bootstrap)."""
+    if groups is None:
+        return [np.array([index]) for index in range(n)]
+    groups = np.asarray(groups).astype(str)
+    if len(groups) != n:
+        raise ValueError(f"length mismatch: {len(groups)} group names for {n} images")
+    named = groups != ""
+    _, inverse = np.unique(groups[named], return_inverse=True)
+    members = [np.flatnonzero(named)[inverse == group] for group in range(inverse.max(initial=-1) + 1)]
+    return members + [np.array([index]) for index in np.flatnonzero(~named)]
+
+
+def cluster_resample(members: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
+    """One bootstrap replicate's image indices: as many clusters as there are, drawn with replacement, each with
+    all its images (so a replicate may hold more or fewer images than the test set)."""
+    return np.concatenate([members[k] for k in rng.integers(0, len(members), len(members))])
+
+
 def paired_difference(
     y_true,
     pred_a,
@@ -334,21 +355,9 @@ def paired_difference(
             - _balanced_accuracy(confusion_matrix(y, a, num_classes)),
         )
 
-    if groups is None:
-        members = [np.array([index]) for index in range(len(y_true))]
-    else:
-        groups = grouped[0]
-        named = groups != ""
-        _, inverse = np.unique(groups[named], return_inverse=True)
-        members = [np.flatnonzero(named)[inverse == group] for group in range(inverse.max(initial=-1) + 1)]
-        members += [np.array([index]) for index in np.flatnonzero(~named)]
+    members = cluster_members(grouped[0] if grouped else None, len(y_true))
     rng = np.random.default_rng(seed)
-    replicates = np.asarray(
-        [
-            both(np.concatenate([members[k] for k in rng.integers(0, len(members), len(members))]))
-            for _ in range(n_resamples)
-        ]
-    )
+    replicates = np.asarray([both(cluster_resample(members, rng)) for _ in range(n_resamples)])
     point = both(np.arange(len(y_true)))
     return {
         metric: (float(point[column]), *_percentile_interval(replicates[:, column], confidence))

@@ -5,7 +5,11 @@ A *group* is the runs of one setting (an arm x loss weighting x training fractio
 on the same test images. Every interval here is a percentile bootstrap whose replicates
 
 1. resample the test images once (indices with replacement) and apply the same indices to every run of every
-   group: paired, since all runs saw the same paintings (a head's unknown labels are then left out);
+   group: paired, since all runs saw the same paintings (a head's unknown labels are then left out). Where the
+   predictions name each image's painter (`painter` in `predictions.npz`), a replicate draws whole painters
+   with replacement instead (the cluster bootstrap of `artnet.metrics.paired_difference`): on a painter-disjoint
+   test split one painter's paintings succeed or fail together, so the painters, not the images, are the
+   independent draws;
 2. resample, independently within each group, its seeds (with replacement) and average the group's metric over
    the drawn seeds: so the interval covers the test-image draw *and* the seed-to-seed spread. With
    `resample_seeds=False` each replicate averages over all of a group's seeds instead (image noise only).
@@ -24,6 +28,8 @@ from collections.abc import Hashable, Mapping
 from pathlib import Path
 
 import numpy as np
+
+from artnet.metrics import cluster_members, cluster_resample
 
 METRICS = ("top1", "balanced_accuracy")
 
@@ -56,10 +62,12 @@ def metric_values(y_true, y_pred, indices=None) -> dict[str, np.ndarray]:
 
 @dataclasses.dataclass
 class Group:
-    """The runs of one setting, one per seed: per head the test labels (images,) and predictions (seeds, images)."""
+    """The runs of one setting, one per seed: per head the test labels (images,) and predictions (seeds, images);
+    `painters` (images,) where the runs saved them."""
 
     y_true: dict[str, np.ndarray]
     y_pred: dict[str, np.ndarray]
+    painters: np.ndarray | None = None
 
     @property
     def seeds(self) -> int:
@@ -85,7 +93,12 @@ class Group:
                 raise ValueError(f"the runs' {head!r} test labels differ: a paired comparison needs one test set")
             y_true[head] = truths[0]
             y_pred[head] = np.stack([np.asarray(run[head]).argmax(axis=1) for run in runs])
-        return cls(y_true=y_true, y_pred=y_pred)
+        painters = None
+        if all("painter" in run for run in runs):
+            painters = np.asarray(runs[0]["painter"]).astype(str)
+            if any((np.asarray(run["painter"]).astype(str) != painters).any() for run in runs[1:]):
+                raise ValueError("the runs' test painters differ: a paired comparison needs one test set")
+        return cls(y_true=y_true, y_pred=y_pred, painters=painters)
 
 
 @dataclasses.dataclass
@@ -97,6 +110,7 @@ class Bootstrap:
     replicates: dict[tuple[str, Hashable, str], np.ndarray]
     n_resamples: int
     resample_seeds: bool
+    by_painter: bool = False  # whether replicates drew whole painters (else images)
 
 
 def bootstrap(
@@ -116,6 +130,11 @@ def bootstrap(
             if head in labels_by_head and (labels_by_head[head] != truth).any():
                 raise ValueError(f"the groups' {head!r} test labels differ: a paired comparison needs one test set")
             labels_by_head.setdefault(head, truth)
+    painters = [group.painters for group in groups.values()]
+    by_painter = all(p is not None for p in painters)
+    if by_painter and any((p != painters[0]).any() for p in painters[1:]):
+        raise ValueError("the groups' test painters differ: a paired comparison needs one test set")
+    members = cluster_members(painters[0] if by_painter else None, n)
     point, replicates = {}, {}
     for key, group in groups.items():
         for head in group.y_pred:
@@ -124,14 +143,20 @@ def bootstrap(
                 replicates[metric, key, head] = np.empty(n_resamples)
     rng = np.random.default_rng(seed)
     for b in range(n_resamples):
-        indices = rng.integers(0, n, n)
+        indices = cluster_resample(members, rng)
         for key, group in groups.items():
             drawn = rng.integers(0, group.seeds, group.seeds) if resample_seeds else np.arange(group.seeds)
             for head in group.y_pred:
                 values = metric_values(group.y_true[head], group.y_pred[head], indices)
                 for metric in METRICS:
                     replicates[metric, key, head][b] = values[metric][drawn].mean()
-    return Bootstrap(point=point, replicates=replicates, n_resamples=n_resamples, resample_seeds=resample_seeds)
+    return Bootstrap(
+        point=point,
+        replicates=replicates,
+        n_resamples=n_resamples,
+        resample_seeds=resample_seeds,
+        by_painter=by_painter,
+    )
 
 
 def interval(replicates: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:

@@ -381,8 +381,9 @@ def report(
     notes = [
         f"command: `{command}`" if command else "",
         f"runs: {len(loaded)} finished under `{runs_dir}`",
-        f"intervals: 95 % percentile bootstrap, {n_resamples} replicates; each replicate resamples the test images "
-        "once for all runs (paired) and "
+        f"intervals: 95 % percentile bootstrap, {n_resamples} replicates; each replicate resamples the test "
+        + ("painters (whole painters, with all their paintings)" if result.by_painter else "images")
+        + " once for all runs (paired) and "
         + (
             "the seeds of each setting, independently, with replacement (image and seed noise)"
             if resample_seeds

@@ -93,6 +93,38 @@ def test_the_image_resample_is_paired():
     assert mtl_stats.difference(result, "top1", "m", "s", "school")["difference"] == pytest.approx(0.01)
 
 
+def test_painters_in_the_predictions_make_the_resample_draw_whole_painters():
+    """10 painters of 30 paintings each; multi is right on all paintings of 6 of them and single on the other 4.
+    Drawing images, 300 near-independent draws pin the +20-point difference down; drawing painters, only 10
+    draws decide it, so the interval is several times wider and holds 0, as it honestly should."""
+    painters = np.repeat([f"painter {k}" for k in range(10)], 30)
+    y_true = np.tile(np.arange(30) % 4, 10)
+    multi_right = np.repeat(np.arange(10) < 6, 30)
+    multi = np.where(multi_right, y_true, (y_true + 1) % 4)
+    single = np.where(multi_right, (y_true + 1) % 4, y_true)
+
+    def group(predicted, with_painters):
+        run = {"school": _one_hot(predicted, 4), "school_true": y_true}
+        return mtl_stats.Group.from_predictions([run | ({"painter": painters} if with_painters else {})])
+
+    widths = {}
+    for with_painters in (False, True):
+        result = mtl_stats.bootstrap({"m": group(multi, with_painters), "s": group(single, with_painters)}, 400)
+        assert result.by_painter is with_painters
+        d = mtl_stats.difference(result, "top1", "m", "s", "school")
+        assert d["difference"] == pytest.approx(0.2)
+        widths[with_painters] = d["high"] - d["low"]
+        assert (d["low"] > 0) is not with_painters
+    assert widths[True] > 3 * widths[False]
+    with pytest.raises(ValueError, match="test painters differ"):
+        mtl_stats.Group.from_predictions(
+            [
+                {"school": _one_hot(multi, 4), "school_true": y_true, "painter": painters},
+                {"school": _one_hot(multi, 4), "school_true": y_true, "painter": painters[::-1]},
+            ]
+        )
+
+
 def test_delta_m_on_hand_numbers():
     assert mtl_stats.delta_m_value({"a": 0.55, "b": 0.3}, {"a": 0.5, "b": 0.4}) == pytest.approx(-7.5)  # (10-25)/2
     assert mtl_stats.delta_m_value({"a": 0.6, "b": 0.6}, {"a": 0.5, "b": 0.4}) == pytest.approx(35.0)  # (20+50)/2
