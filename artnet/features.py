@@ -23,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from artnet.config import Augment
-from artnet.preprocessing import affine_warp, decode_and_resize
+from artnet.preprocessing import affine_warp, decode_and_resize, randaugment_layer
 from artnet.sources import Source
 
 POOLED = "pooled"
@@ -145,6 +145,7 @@ def compute_layers(source: Source, spec: FeatureSpec, layers: list[str]) -> list
     views = [[] for _ in layers]  # per layer, per view: the view's features
     for view in range(spec.views):
         tf.random.set_seed(view)  # a random view is the same view on every machine and every rerun
+        randaugment = randaugment_layer(seed=view) if view >= 2 and spec.augment.randaugment else None
         chunks = [[] for _ in layers]
         with tqdm(total=len(source), unit="img", desc=f"features view {view + 1}/{spec.views}") as progress:
             for batch in batches:
@@ -153,6 +154,8 @@ def compute_layers(source: Source, spec: FeatureSpec, layers: list[str]) -> list
                     images = tf.reverse(images, axis=[2])
                 elif view >= 2:
                     images = affine_warp(batch, spec.augment)
+                    if randaugment is not None:  # after the warp, as in the image pipeline
+                        images = randaugment(images)
                 outputs = model(images, training=False)
                 outputs = outputs if isinstance(outputs, list | tuple) else [outputs]  # Keras unwraps one output
                 for layer, chunk, output in zip(layers, chunks, outputs, strict=True):

@@ -19,6 +19,7 @@ from artnet.preprocessing import (
     crop_warp_transform,
     decode_and_resize,
     decode_for_warp,
+    randaugment_layer,
     to_canvas,
     warp_canvases,
 )
@@ -129,7 +130,7 @@ def make_dataset(
     )
     dataset = dataset.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=AUTOTUNE)
     if augment is not None:
-        randaugment = _randaugment() if augment.randaugment else None
+        randaugment = randaugment_layer() if augment.randaugment else None
 
         def augment_batch(images, y, w):
             images = affine_warp(images, augment)
@@ -172,12 +173,6 @@ def mix_batch(x, y: dict, w: dict, alpha: float, seed: int | None = None):
     return tf.nest.map_structure(blend, x), mixed_y, mixed_w
 
 
-def _randaugment():
-    import keras_cv
-
-    return keras_cv.layers.RandAugment(value_range=(0, 255), augmentations_per_image=2, magnitude=0.3)
-
-
 def _targets_and_weights(y, heads, tables):
     """Unknown labels (-1) -> class 0 with weight 0; known ones weigh their class's table entry. The year target
     and its weight pass through (computed in `make_dataset`)."""
@@ -216,7 +211,7 @@ def _fused_training_dataset(
 
     dataset = dataset.map(prepare, num_parallel_calls=AUTOTUNE, deterministic=False)
     dataset = dataset.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=AUTOTUNE)
-    randaugment = _randaugment() if augment.randaugment else None
+    randaugment = randaugment_layer() if augment.randaugment else None
 
     def warp(canvases, y, w):
         images = warp_canvases(*canvases, image_size)

@@ -73,6 +73,14 @@ def random_affine(shape, size, augment: Augment, mirror: tf.Tensor | None = None
     return a0, a1, a2, b0, b1, b2
 
 
+def randaugment_layer(seed: int | None = None):
+    """keras-cv's RandAugment as the training pipeline and the feature cache's augmented views apply it: two
+    random operations per image at magnitude 0.3, on 0-255 pixels. `seed` makes its draws repeatable."""
+    import keras_cv
+
+    return keras_cv.layers.RandAugment(value_range=(0, 255), augmentations_per_image=2, magnitude=0.3, seed=seed)
+
+
 def affine_warp(images: tf.Tensor, augment: Augment) -> tf.Tensor:
     """One random flip + rotation + shift + zoom per image, applied to the whole batch in a single op."""
     batch = tf.shape(images)[0]

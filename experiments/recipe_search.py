@@ -59,6 +59,11 @@ VARIANTS: dict[str, list[str]] = {
     "from block7a, fine-tune lr 3e-4": CONVERGE + LAST_STAGE + ["fine_tune_learning_rate=3e-4"],
     "from block7a, 4 views (+2 affine warps)": CONVERGE + LAST_STAGE + ["data.feature_views=4"],
     "from block7a, MixUp 0.2 (of cached features)": CONVERGE + LAST_STAGE + ["data.augment.mixup=0.2"],
+    # keras-cv RandAugment (2 ops, magnitude 0.3) on top of the warps of views 3 and 4: the same cached layer as
+    # the row above it, two other augmented views.
+    "from block7a, 4 views (+2 affine warps with RandAugment)": CONVERGE
+    + LAST_STAGE
+    + ["data.feature_views=4", "data.augment.randaugment=true"],
     "heads only, style statistics (stages 2-6), converged": ["head_epochs=40", "epochs=40", "early_stopping_patience=3"]
     + STYLE,
     "from block7a, style statistics (stages 2-6)": CONVERGE + LAST_STAGE + STYLE,
@@ -79,7 +84,8 @@ VARIANTS: dict[str, list[str]] = {
     "linear probe in the model, 288 px, pooled": PROBE_ONLY + ["image_size=288", "style_layers="],
     # Not run yet (out of time on 2 cores): deeper unfreezing with convergence (from block6a: ~2 min per epoch; with
     # the style statistics only on images, since block6d_add would lie in the unfrozen part, which the cache refuses),
-    # CutMix and RandAugment views; fine-tuning selected by balanced accuracy rather than validation loss.
+    # CutMix (it cuts images, and the cache holds features); fine-tuning selected by balanced accuracy rather than
+    # validation loss.
 }
 COLUMNS = (
     "variant",

@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from artnet import labels
 from artnet.config import Augment, DataConfig, TrainConfig
-from artnet.features import FeatureSpec, cached_features, compute_features
+from artnet.features import FeatureSpec, cache_key, cached_features, compute_features
 from artnet.sources import SPLITS, folder_source, stratified_group_splits
 from artnet.synthetic import write_synthetic_folder
 from artnet.train import load_sources
@@ -212,6 +212,13 @@ def test_feature_views_are_plain_mirrored_and_augmented(tiny_weights):
     np.testing.assert_allclose(views[1], pixels[:, :, ::-1], atol=0.6)
     assert np.abs(views[2] - pixels).mean() > 20  # a warp of noise is other noise
     np.testing.assert_array_equal(compute_features(source, spec)[2], stored[2])  # seeded: the same warp again
+    # RandAugment on top of the warp: another view (and another cache key), repeatable all the same.
+    randaugmented = dataclasses.replace(spec, augment=Augment(randaugment=True))
+    assert cache_key(randaugmented, "data") != cache_key(spec, "data")
+    with_randaugment = compute_features(source, randaugmented)
+    np.testing.assert_array_equal(with_randaugment[:2], stored[:2])  # the plain and mirrored views are untouched
+    assert np.abs(with_randaugment[2].astype(np.float32) - stored[2].astype(np.float32)).mean() > 0.02
+    np.testing.assert_array_equal(compute_features(source, randaugmented)[2], with_randaugment[2])
 
 
 def test_the_probe_chooses_on_validation_and_learns_a_separable_task():
