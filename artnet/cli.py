@@ -14,23 +14,23 @@ from artnet.workdir import Evaluation, Export, Workdir, read_json
 def _data_stats(args: argparse.Namespace) -> int:
     from artnet.stats import folder_statistics, to_markdown, wga_statistics
 
-    split_by = "author"
+    folder, wga_config, data_dir, split_by = args.folder, args.config, args.data_dir, "author"
     if ".py" in args.config:  # a training config (file.py[:variant]): count the data it trains on (its main source)
         from artnet.config import load_config
 
         data = load_config(args.config).data
         if data.source == "folder":
-            args.folder, split_by = data.folder, data.split_by
+            folder, split_by = data.folder, data.split_by
         else:
-            args.config, args.data_dir = data.wga_config, data.data_dir
-    if args.folder:
+            wga_config, data_dir = data.wga_config, data.data_dir
+    if folder:
         if not args.out:
             raise ValueError("data-stats --folder needs --out (the labelled folder itself may be read-only)")
-        stats, out = folder_statistics(args.folder, args.out, split_by=split_by)
-        print(to_markdown(stats, f"{args.folder} (split by {split_by})"))
+        stats, out = folder_statistics(folder, args.out, split_by=split_by)
+        print(to_markdown(stats, f"{folder} (split by {split_by})"))
     else:
-        stats, out = wga_statistics(args.config, args.data_dir, args.out)
-        print(to_markdown(stats, f"wga/{args.config} {stats['version']} ({args.data_dir})"))
+        stats, out = wga_statistics(wga_config, data_dir, args.out)
+        print(to_markdown(stats, f"wga/{wga_config} {stats['version']} ({data_dir})"))
     print(f"saved {out / 'statistics.json'}, {out / 'statistics.md'} and {out / 'statistics.png'}")
     return 0
 
