@@ -325,8 +325,8 @@ def to_markdown(rows: list[dict], command: str) -> str:
         "views of block7a's input, RandAugment at ~8 images/s; `LP-FT from block6a`: block6a's input, train and "
         "validation)",
         "- LP-FT rows: when fine-tuning lowers the mean validation balanced accuracy, the probe's weights go back, "
-        "so the row is the probe in the model (undone: `RandAugment` 60.6 % at the start, 56.9 % after; `from block6a` "
-        "58.7 %, 55.7 % after 3 epochs)",
+        "so the row is the probe in the model (`fine_tune` in the variant's probe.json: kept or not, the score at the "
+        "start and at the end)",
         "- timeframe only: `±1 block` = top-1 block within one of the true one; `years` / `median` = mean / median "
         "absolute error of the top-1 block's centre against the painting's year, where the year is known (blank: not "
         "measured for that row)",
