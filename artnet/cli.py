@@ -12,7 +12,7 @@ from artnet.workdir import Evaluation, Export, Workdir, read_json
 
 
 def _data_stats(args: argparse.Namespace) -> int:
-    from artnet.stats import folder_statistics, to_markdown, wga_statistics
+    from artnet.evaluation.data_stats import folder_statistics, to_markdown, wga_statistics
 
     folder, wga_config, data_dir, split_by = args.folder, args.config, args.data_dir, "author"
     if ".py" in args.config:  # a training config (file.py[:variant]): count the data it trains on (its main source)
@@ -38,7 +38,7 @@ def _data_stats(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     from artnet.config import apply_overrides, load_config
     from artnet.run import headline, run_experiment
-    from artnet.train import TrainingError
+    from artnet.training.train import TrainingError
 
     config = apply_overrides(load_config(args.config), args.set or [])
     try:
@@ -53,13 +53,13 @@ def _train(args: argparse.Namespace) -> int:
 
 def _probe(args: argparse.Namespace) -> int:
     from artnet.config import apply_overrides, load_config
-    from artnet.probe import run_probe
-    from artnet.train import load_sources
+    from artnet.training.probe import run_probe
+    from artnet.training.train import load_sources
 
     config = apply_overrides(load_config(args.config), args.set or [])
     also = {}
     if args.also_wga:
-        from artnet.sources import wga_source
+        from artnet.data.sources import wga_source
 
         wga_config, _, split = args.also_wga.partition(":")
         also[f"wga_{wga_config}"] = wga_source(wga_config, split or "train+validation+test", args.data_dir)
@@ -71,7 +71,7 @@ def _probe(args: argparse.Namespace) -> int:
 
 
 def _source_from_args(args: argparse.Namespace):
-    from artnet.sources import folder_source, wga_source
+    from artnet.data.sources import folder_source, wga_source
 
     if args.folder:
         return folder_source(args.folder, args.csv, split=args.split if args.split != "all" else None)
@@ -79,8 +79,8 @@ def _source_from_args(args: argparse.Namespace):
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from artnet.evaluate import evaluate
-    from artnet.export import load_model
+    from artnet.evaluation.evaluate import evaluate
+    from artnet.serving.export import load_model
 
     _warn_if_sample_scale(Path(args.model))
     model = load_model(args.model)
@@ -129,7 +129,7 @@ def _warn_if_sample_scale(model: Path) -> None:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from artnet.export import export, load_model
+    from artnet.serving.export import export, load_model
 
     out = export(load_model(args.model), args.out)
     print(f"exported to {out} (model.keras, saved_model/, labels.json, model_card.json)")
@@ -137,8 +137,8 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from artnet.batch_predict import run_batch_prediction
-    from artnet.export import load_model
+    from artnet.serving.batch_predict import run_batch_prediction
+    from artnet.serving.export import load_model
 
     _warn_if_sample_scale(Path(args.model))
     return run_batch_prediction(
@@ -147,7 +147,7 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from artnet.demo import build_demo, example_images, launch, limit_serving_threads, parse_auth
+    from artnet.serving.demo import build_demo, example_images, launch, limit_serving_threads, parse_auth
 
     auth = parse_auth(args.auth, args.auth_file)  # before loading the model: a typo fails at once
     export_dir = Export.of(args.model).root

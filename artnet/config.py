@@ -35,7 +35,7 @@ class Augment:
     mixup: float = 0.0
 
 
-# How a painting becomes a square (artnet.preprocessing.resize_and_crop); here, without TensorFlow, for validation.
+# How a painting becomes a square (artnet.data.preprocessing.resize_and_crop); here, without TensorFlow, for validation.
 FRAMINGS = ("crop", "squash")
 
 
@@ -55,7 +55,8 @@ class DataConfig:
     # e.g. the WikiArt sample beside the wga build. A label one source lacks is unknown there: masked, not lost.
     extra_folders: tuple[str, ...] = ()
     # Heads-only training (no fine-tuning phase) reads the frozen backbone's pooled features from the feature
-    # cache (`artnet.features`), this many views per training image (1 = plain; 2 adds the mirror image; more
+    # cache (`artnet.training.feature_cache`), this many views per training image (1 = plain; 2 adds the mirror
+    # image; more
     # add augmented warps): the backbone runs once per view, not once per epoch. 0 = through the pipeline.
     feature_views: int = 0
     # Train on the painters whose hash falls below this fraction (nested: 0.1 lies inside 0.25 ...): learning
@@ -118,7 +119,8 @@ class TrainConfig:
     # Hardware.
     precision: str = "auto"  # auto | float32 | mixed_float16 | mixed_bfloat16
     strategy: str = "auto"  # auto | mirrored | multi_worker | none
-    # The training loop: "keras" (fit with its callbacks), "custom" (artnet.loop: strategy.run over a distributed
+    # The training loop: "keras" (fit with its callbacks), "custom" (artnet.training.loop: strategy.run over a
+    # distributed
     # dataset, the one that trains under multi_worker) or "auto" (custom under multi_worker, else keras).
     loop: str = "auto"
     seed: int = 0

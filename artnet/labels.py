@@ -2,7 +2,7 @@
 
 A painting's label for a head is either an index into that head's vocabulary or ``UNKNOWN`` (-1).
 Unknown labels are *masked*, not dropped: a painting of the English school still teaches
-``timeframe`` and ``type`` (see ``artnet.pipeline.sample_weights``).
+``timeframe`` and ``type`` (see ``artnet.data.pipeline.sample_weights``).
 """
 
 from __future__ import annotations

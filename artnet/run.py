@@ -10,10 +10,10 @@ import dataclasses
 from pathlib import Path
 
 from artnet.config import TrainConfig
-from artnet.evaluate import evaluate
-from artnet.export import export
-from artnet.sources import Source
-from artnet.train import load_sources, make_strategy, refuse_unsupported, train
+from artnet.data.sources import Source
+from artnet.evaluation.evaluate import evaluate
+from artnet.serving.export import export
+from artnet.training.train import load_sources, make_strategy, refuse_unsupported, train
 from artnet.workdir import Workdir
 
 HEADLINE_METRICS = ("n", "top1", "top3", "balanced_accuracy", "majority_baseline", "chance", "data_majority")
@@ -26,7 +26,7 @@ class RunResult:
 
     workdir: Workdir
     model: object  # the trained ArtNet
-    report: dict  # the test report (see `artnet.evaluate.evaluate`)
+    report: dict  # the test report (see `artnet.evaluation.evaluate.evaluate`)
     card: dict  # the model card that travels with the export
 
     @property
@@ -80,7 +80,7 @@ def run_experiment(
     refuse_unsupported(strategy, config)
     sources = sources or load_sources(config)
     model = train(config, workdir, sources, strategy=strategy, callbacks=callbacks)
-    from artnet.loop import detached, is_chief, is_multi_worker
+    from artnet.training.loop import detached, is_chief, is_multi_worker
 
     if not is_chief(strategy):  # a multi-worker job: the chief evaluates and exports
         return RunResult(workdir=workdir, model=model, report={}, card={})

@@ -8,7 +8,7 @@
                                                     index/ (embeddings.npy  items.json  thumbs/)
 
 Training, evaluation, export, the demo, the CLI and the experiment runner all take their paths from here, so a
-renamed file is renamed everywhere. (It sits below `artnet.train` and `artnet.export` rather than in
+renamed file is renamed everywhere. (It sits below `artnet.training.train` and `artnet.serving.export` rather than in
 `artnet.run`, which uses both: a module only imports rooms below it.)
 """
 
@@ -26,7 +26,7 @@ def read_json(path: Path) -> dict:
 
 @dataclasses.dataclass(frozen=True)
 class Evaluation:
-    """A folder written by `artnet.evaluate.evaluate`."""
+    """A folder written by `artnet.evaluation.evaluate.evaluate`."""
 
     root: Path
 
@@ -82,7 +82,7 @@ class SimilarityFiles:
 
 @dataclasses.dataclass(frozen=True)
 class Export:
-    """A folder written by `artnet.export.export`: what the predictor, the demo and TF Serving read."""
+    """A folder written by `artnet.serving.export.export`: what the predictor, the demo and TF Serving read."""
 
     root: Path
 

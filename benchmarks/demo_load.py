@@ -77,9 +77,9 @@ def free_port() -> int:
 
 
 def tiny_export(work: Path) -> Path:
-    from artnet.export import export
+    from artnet.data.synthetic import synthetic_source
     from artnet.models.artnet import ArtNet
-    from artnet.synthetic import synthetic_source
+    from artnet.serving.export import export
 
     folder = work / "export"
     export(ArtNet("tiny", image_size=32), folder, card={"train_examples": 32}, index_source=synthetic_source(32))

@@ -19,11 +19,11 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from artnet.images import ImageError, verify_image
+from artnet.data.images import ImageError, verify_image
+from artnet.data.wga import download
+from artnet.data.wga.catalog import parse_catalog, read_catalog_bytes, usable_paintings
 from artnet.testing.dummy_mirror import temporary_mirror
 from artnet.testing.fake_server import FaultyWgaServer
-from artnet.wga import download
-from artnet.wga.catalog import parse_catalog, read_catalog_bytes, usable_paintings
 
 ROOT = Path(__file__).resolve().parents[1]
 

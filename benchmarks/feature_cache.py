@@ -53,8 +53,8 @@ def main() -> None:
     if args.cold:
         os.environ["ARTNET_FEATURE_CACHE"] = str(work / "feature-cache")
     from artnet.config import apply_overrides, load_config
-    from artnet.features import default_cache_dir
-    from artnet.train import train
+    from artnet.training.feature_cache import default_cache_dir
+    from artnet.training.train import train
 
     common = [
         f"data.train_fraction={args.fraction}",

@@ -37,8 +37,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from artnet.data.wga.catalog import parse_catalog, read_catalog_bytes, usable_paintings
 from artnet.testing.fake_server import FaultyWgaServer
-from artnet.wga.catalog import parse_catalog, read_catalog_bytes, usable_paintings
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT.parent / "shared" / "wga-sample"

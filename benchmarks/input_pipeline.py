@@ -28,8 +28,8 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from artnet.config import Augment  # noqa: E402
-from artnet.pipeline import make_dataset  # noqa: E402
-from artnet.sources import Source  # noqa: E402
+from artnet.data.pipeline import make_dataset  # noqa: E402
+from artnet.data.sources import Source  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -6,7 +6,8 @@
 The features are the cpu recipe's (experiments/configs/cpu.py:multihead: EfficientNet-Lite0 pooled features and
 the style statistics of its stage ends, 2,176 per image) on ../shared/wikiart-sample, from the feature cache
 (filled on first use: one backbone pass over train and validation). For each head and class weighting, both ways
-fit the whole `artnet.probe.C_GRID` on train and score validation; the table gives each way's seconds, the C each
+fit the whole `artnet.training.probe.C_GRID` on train and score validation; the table gives each way's seconds, the C
+each
 chooses and the largest difference between the two ways' validation probabilities at every C (the loss is strictly
 convex, so both should reach the same optimum, to the solver's tolerance). The cold fits run first, then the path,
 in one process.
@@ -36,8 +37,8 @@ def main() -> None:
     from sklearn.metrics import balanced_accuracy_score
 
     from artnet.config import apply_overrides, load_config
-    from artnet.probe import C_GRID, CLASS_WEIGHTS, _fit, _fit_along_c, frozen_features
-    from artnet.train import load_sources
+    from artnet.training.probe import C_GRID, CLASS_WEIGHTS, _fit, _fit_along_c, frozen_features
+    from artnet.training.train import load_sources
 
     config = apply_overrides(load_config(RECIPE), [f"data.train_fraction={args.train_fraction}"])
     if not Path(config.data.folder).is_dir():

@@ -5,7 +5,7 @@ with --share / --port / --auth options. $ARTNET_AUTH (user:password) or $ARTNET_
 
 import os
 
-from artnet.demo import build_demo, example_images, launch, limit_serving_threads, parse_auth
+from artnet.serving.demo import build_demo, example_images, launch, limit_serving_threads, parse_auth
 
 MODEL = os.environ.get("ARTNET_MODEL", "runs/sample/export")
 limit_serving_threads()  # before the model loads

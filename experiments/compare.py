@@ -12,7 +12,7 @@ the test images, the majority baseline, parameters, training time and inference 
 
 A run is a training workdir (its test evaluation is read) or an evaluation folder written by `artnet evaluate`
 (holding `predictions.npz` and `report.json`). Baselines come from each run's own report, which computed them
-from its training counts (`artnet.evaluate`). Writes `experiments/results/<name>.csv` and `.md`.
+from its training counts (`artnet.evaluation.evaluate`). Writes `experiments/results/<name>.csv` and `.md`.
 
     # and each run's difference from one of them, paired, with intervals that resample images and painters:
     .venv/bin/python experiments/compare.py --name x --run "probe=runs/cpu/probe" --run "recipe=runs/cpu/multihead" \\
@@ -38,8 +38,9 @@ import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from artnet import labels, metrics  # noqa: E402
+from artnet import labels  # noqa: E402
 from artnet.config import ARMS  # noqa: E402
+from artnet.evaluation import metrics  # noqa: E402
 from artnet.workdir import Evaluation, Workdir, read_json  # noqa: E402
 
 _percent = functools.partial(metrics.percent, missing="", suffix="")  # a table cell: the header says %
@@ -204,7 +205,7 @@ def time_models(model_paths: dict[str, Path], rounds: int = 5, batch: int = 8, i
     """Median ms per image of each model's forward pass, the models interleaved round by round."""
     import tensorflow as tf
 
-    from artnet.export import load_model
+    from artnet.serving.export import load_model
 
     models = {label: load_model(path) for label, path in model_paths.items()}
     timings: dict[str, list[float]] = {label: [] for label in models}

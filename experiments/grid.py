@@ -1,5 +1,5 @@
 """Single- vs multi-head, as a grid: arms x loss weightings x seeds x training fractions, resumable, then the
-statistics (`artnet.mtl_stats`): per-head multi minus single and Δm with paired bootstrap intervals, learning
+statistics (`artnet.evaluation.mtl_stats`): per-head multi minus single and Δm with paired bootstrap intervals, learning
 curves, training and inference cost.
 
     # the whole grid of the cpu recipe (resumable: finished runs are skipped, a killed run resumes):
@@ -39,8 +39,9 @@ import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from artnet import labels, mtl_stats  # noqa: E402
+from artnet import labels  # noqa: E402
 from artnet.config import ARMS  # noqa: E402
+from artnet.evaluation import mtl_stats  # noqa: E402
 from artnet.workdir import Workdir  # noqa: E402
 
 HERE = Path(__file__).resolve().parent

@@ -12,7 +12,7 @@ cheap ways it might see or learn more, each scored on the painter-disjoint valid
   alpha = 0 counts every painter once, so prolific painters stop dominating what "Dutch" or "1601-1650" means.
 
 One plain view per image (no mirror), features kept in `--cache` (resumable), C chosen per head on validation
-balanced accuracy over `C_GRID` (standardised features, warm-started path as `artnet.probe`).
+balanced accuracy over `C_GRID` (standardised features, warm-started path as `artnet.training.probe`).
 
     .venv/bin/python experiments/probe_variants.py    # writes experiments/results/probe_variants.md / .csv
 """
@@ -55,9 +55,9 @@ def extract(source, path: Path) -> None:
     import tensorflow as tf
     from tqdm.auto import tqdm
 
+    from artnet.data.preprocessing import decode_and_resize
     from artnet.models.artnet import ChannelStatistics
     from artnet.models.backbones import build_backbone
-    from artnet.preprocessing import decode_and_resize
 
     backbone = build_backbone("efficientnet_lite0", weights="imagenet", image_size=224)
     backbone.trainable = False
@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("experiments/results/probe_variants"))
     args = parser.parse_args(argv)
     from artnet.config import load_config
-    from artnet.train import load_sources
+    from artnet.training.train import load_sources
 
     sources = load_sources(load_config(RECIPE))
     args.cache.mkdir(parents=True, exist_ok=True)

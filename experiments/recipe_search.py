@@ -29,8 +29,9 @@ import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from artnet import labels, metrics  # noqa: E402
+from artnet import labels  # noqa: E402
 from artnet.config import apply_overrides, load_config  # noqa: E402
+from artnet.evaluation import metrics  # noqa: E402
 
 _percent = functools.partial(metrics.percent, missing="", suffix="")  # a table cell: the header says %
 
@@ -113,9 +114,9 @@ def validation_probabilities(model, config, sources) -> tuple[dict, dict]:
     year head, its raw (μ, log σ) outputs under `year`; flipped: the mean of the two views' outputs)."""
     import keras
 
-    from artnet.features import FeatureSpec, cached_features
     from artnet.models.artnet import POOLED
-    from artnet.train import cut_layer, heads_only
+    from artnet.training.feature_cache import FeatureSpec, cached_features
+    from artnet.training.train import cut_layer, heads_only
 
     backbone = model.backbone
     # A heads-only model is scored through the same path, from the input of the last stage.
@@ -128,8 +129,8 @@ def validation_probabilities(model, config, sources) -> tuple[dict, dict]:
     inputs = [keras.Input(tuple(views[0].shape[2:]))]
     features = model.get_layer(POOLED)(tail(inputs[0]))
     if model.style_layers:  # the cached style statistics, normalised and joined by the model's own layers
-        from artnet.features import style_layer_spec
         from artnet.models.artnet import FEATURES, STYLE_NORM
+        from artnet.training.feature_cache import style_layer_spec
 
         style_spec = dataclasses.replace(spec, layer=style_layer_spec(model.style_layers))
         views.append(cached_features(sources["validation"], style_spec))
@@ -192,8 +193,8 @@ def probe_rows(sources, config, probe_dir: Path) -> list[dict]:
                 }
             )
         return rows
-    from artnet.features import FeatureSpec, cached_features
-    from artnet.probe import choose_and_fit
+    from artnet.training.feature_cache import FeatureSpec, cached_features
+    from artnet.training.probe import choose_and_fit
 
     spec = FeatureSpec(config.backbone, config.backbone_weights, config.image_size, framing=config.data.framing)
     train_x = cached_features(sources["train"], spec)[0].astype(np.float32)
@@ -222,7 +223,7 @@ def probe_rows(sources, config, probe_dir: Path) -> list[dict]:
 
 
 def run_variant(name: str, overrides: list[str], runs: Path, sources) -> list[dict]:
-    from artnet.train import train
+    from artnet.training.train import train
 
     config = apply_overrides(load_config(RECIPE), COMMON + overrides)
     workdir = runs / "".join(c if c.isalnum() else "_" for c in name).strip("_")
@@ -241,7 +242,7 @@ def run_variant(name: str, overrides: list[str], runs: Path, sources) -> list[di
         _, top1_flip, balanced_flip = scores(y_true, flipped[head])
         time_scores = {}
         if head == "timeframe":
-            from artnet import metrics
+            from artnet.evaluation import metrics
 
             time_scores = metrics.timeframe_year_metrics(
                 y_true, plain[head], labels.TIMEFRAMES, sources["validation"].years
@@ -359,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--probe", type=Path, default=Path("runs/cpu/probe"), help="the probe arm's workdir")
     parser.add_argument("--only", action="append", default=[], help="run only these variants (repeatable)")
     args = parser.parse_args(argv)
-    from artnet.train import load_sources
+    from artnet.training.train import load_sources
 
     base = load_config(RECIPE)
     sources = load_sources(base)

@@ -2,7 +2,8 @@
 
 Each model is the cpu recipe variant of `experiments/recipe_search.py` of that name (trained there; this script
 only scores), and the probes are the linear probe's timeframe regression and the ridge year probe
-(`artnet.probe`), on the same painter-disjoint VALIDATION images. Per model: top-1 block, within ±1 block, and the
+(`artnet.training.probe`), on the same painter-disjoint VALIDATION images. Per model: top-1 block, within ±1 block,
+and the
 mean and median absolute error in years (a block's centre for a timeframe head; the predicted year for the year
 head, read as a block for the block columns), each with a 95 % percentile-bootstrap interval over validation
 images (1,000 resamples). Beside them: a block drawn uniformly at random, always answering the training
@@ -27,7 +28,8 @@ import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from artnet import labels, metrics  # noqa: E402
+from artnet import labels  # noqa: E402
+from artnet.evaluation import metrics  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -70,7 +72,7 @@ def variant_predictions(name: str, runs: Path, sources) -> dict[str, np.ndarray]
             return {key: data[key] for key in data.files}
     recipe_search = _recipe_search()
     from artnet.config import apply_overrides, load_config
-    from artnet.export import load_model
+    from artnet.serving.export import load_model
 
     model_path = runs / slug(name) / "model.keras"
     if not model_path.is_file():
@@ -116,10 +118,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from artnet.config import load_config
-    from artnet.features import FeatureSpec, cached_features
     from artnet.models.year import block_of_year, year_estimate
-    from artnet.probe import _fit, choose_and_fit_year, full_probabilities
-    from artnet.train import load_sources
+    from artnet.training.feature_cache import FeatureSpec, cached_features
+    from artnet.training.probe import _fit, choose_and_fit_year, full_probabilities
+    from artnet.training.train import load_sources
     from artnet.workdir import Workdir
 
     recipe_search = _recipe_search()

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from artnet.data.wga.build import CATALOG_SHA256_ENV
 from artnet.testing.dummy_mirror import write_mirror
 from artnet.testing.fake_server import FaultyWgaServer
-from artnet.wga.build import CATALOG_SHA256_ENV
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 

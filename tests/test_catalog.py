@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from artnet import labels
-from artnet.wga.catalog import (
+from artnet.data.wga.catalog import (
     DATE_FORMS,
     DATE_PRECISIONS,
     CatalogError,

@@ -21,7 +21,9 @@ from image_corpus import CORPUS, write_corpus
 from PIL import Image
 
 from artnet import labels
-from artnet.demo import (
+from artnet.data.synthetic import synthetic_source
+from artnet.models.artnet import ArtNet
+from artnet.serving.demo import (
     DemoBackend,
     build_demo,
     example_images,
@@ -30,9 +32,7 @@ from artnet.demo import (
     model_card_markdown,
     uploaded_image,
 )
-from artnet.export import export
-from artnet.models.artnet import ArtNet
-from artnet.synthetic import synthetic_source
+from artnet.serving.export import export
 
 
 def outside_cwd_and_temp() -> Path:

@@ -19,8 +19,10 @@ from image_corpus import huge_bilevel_png
 from markdown_it import MarkdownIt
 from PIL import Image
 
-import artnet.demo as demo_module
-from artnet.demo import (
+import artnet.serving.demo as demo_module
+from artnet.data.synthetic import synthetic_source
+from artnet.models.artnet import ArtNet
+from artnet.serving.demo import (
     CONCURRENCY,
     CONCURRENCY_ID,
     DemoBackend,
@@ -32,9 +34,7 @@ from artnet.demo import (
     parse_auth,
     safe_url,
 )
-from artnet.export import export
-from artnet.models.artnet import ArtNet
-from artnet.synthetic import synthetic_source
+from artnet.serving.export import export
 
 ROOT = Path(__file__).resolve().parents[1]
 EVIL_TITLES = [
@@ -254,7 +254,7 @@ def test_a_serving_process_runs_each_pass_on_one_thread_and_one_pass_per_core():
 import json, os, sys
 from threadpoolctl import threadpool_info
 import tensorflow as tf
-from artnet.demo import forward_lanes, limit_serving_threads
+from artnet.serving.demo import forward_lanes, limit_serving_threads
 before = forward_lanes()
 applied = limit_serving_threads()
 tf.constant(1.0) + 1.0  # TensorFlow runs: the pools are made now
@@ -318,7 +318,7 @@ def test_gradcam_files_are_capped(hostile_export, painting, monkeypatch):
 
 SERVER = """
 import sys
-from artnet.demo import build_demo, launch
+from artnet.serving.demo import build_demo, launch
 demo = build_demo(sys.argv[1])
 demo.backend.explain(sys.argv[2])
 print(demo.backend._overlays, flush=True)
@@ -366,8 +366,8 @@ def test_gradcam_files_are_removed_on_sigterm_and_at_exit(hostile_export, painti
 
 def test_loading_a_crafted_keras_file_never_fetches_weights(tmp_path, monkeypatch):
     """A .keras file is a zip whose config.json may say anything: here, ImageNet weights from a URL."""
-    from artnet.export import load_model
     from artnet.models import artnet as artnet_module
+    from artnet.serving.export import load_model
 
     path = tmp_path / "model.keras"
     ArtNet("tiny", image_size=32).save(path)
@@ -425,7 +425,7 @@ def test_the_size_refusal_reports_the_real_megapixels_and_is_not_called_unreadab
 
 LOGGING_SERVER = """
 import sys
-from artnet.demo import build_demo, launch
+from artnet.serving.demo import build_demo, launch
 launch(build_demo(sys.argv[1]), server_name="127.0.0.1", server_port=int(sys.argv[2]))
 """
 

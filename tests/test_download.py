@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from artnet.wga import download
-from artnet.wga.build import CATALOG_SHA256_ENV, CatalogMismatchError, plan_build, read_checksums, verify_catalog
-from artnet.wga.catalog import parse_catalog, read_catalog_bytes, usable_paintings
+from artnet.data.wga import download
+from artnet.data.wga.build import CATALOG_SHA256_ENV, CatalogMismatchError, plan_build, read_checksums, verify_catalog
+from artnet.data.wga.catalog import parse_catalog, read_catalog_bytes, usable_paintings
 
 GOOD = "art/p/painter00/work0.jpg"
 OTHERS = [f"art/p/painter0{n}/work{w}.jpg" for n in range(1, 4) for w in range(3)]
@@ -160,8 +160,8 @@ def test_a_disk_error_stops_the_download_at_once_and_keeps_what_was_written(wga_
 
 @pytest.mark.parametrize("from_environment", [True, False])
 def test_a_manual_dir_without_a_catalogue_says_where_it_came_from(tmp_path, monkeypatch, from_environment):
-    from artnet.wga.build import MANUAL_DIR_ENV
-    from artnet.wga.catalog import CatalogError
+    from artnet.data.wga.build import MANUAL_DIR_ENV
+    from artnet.data.wga.catalog import CatalogError
 
     empty = tmp_path / "mirror"
     empty.mkdir()
@@ -178,7 +178,7 @@ def test_stopping_the_image_check_cancels_the_images_not_yet_started(tmp_path, m
     import threading
     import time
 
-    from artnet.wga import build
+    from artnet.data.wga import build
 
     started = []
     lock = threading.Lock()

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from artnet.config import ARMS, load_config
-from artnet.synthetic import write_synthetic_folder
+from artnet.data.synthetic import write_synthetic_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "experiments" / "configs"

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from artnet import labels, pipeline, preprocessing
+from artnet import labels
 from artnet.config import Augment, DataConfig, TrainConfig
-from artnet.sources import Source
+from artnet.data import pipeline, preprocessing
+from artnet.data.sources import Source
 
 NONE = Augment(flip=False, rotation_degrees=0.0, shift=0.0, zoom=0.0)
 RED, GREEN, BLUE = (255, 0, 0), (0, 255, 0), (0, 0, 255)
@@ -93,14 +94,14 @@ def test_a_squashing_model_serves_and_reloads_squashing(tmp_path):
     reloaded = keras.models.load_model(path)
     assert reloaded.framing == "squash"
     assert ArtNet("tiny", image_size=32).framing == "crop"
-    from artnet.predict import Predictor
+    from artnet.serving.predictor import Predictor
 
     pixels = Predictor(reloaded).prepare(wide)
     assert _colour_at(pixels, 0) == RED and _colour_at(pixels, 31) == BLUE
 
 
 def test_the_feature_cache_keys_framing_and_keeps_the_old_crop_keys():
-    from artnet.features import FeatureSpec, cache_key
+    from artnet.training.feature_cache import FeatureSpec, cache_key
 
     crop, squash = FeatureSpec(backbone="tiny"), FeatureSpec(backbone="tiny", framing="squash")
     assert "framing" not in crop.to_dict()  # caches filled before framing existed stay valid

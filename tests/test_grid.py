@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from artnet import mtl_stats
-from artnet.synthetic import write_synthetic_folder
+from artnet.data.synthetic import write_synthetic_folder
+from artnet.evaluation import mtl_stats
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -20,11 +20,11 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from artnet import images
+from artnet.data import images
+from artnet.data.wga import download
+from artnet.data.wga.build import format_summary, plan_build
+from artnet.data.wga.catalog import CatalogError, image_path_of, parse_catalog, read_catalog_bytes
 from artnet.testing.fake_server import FaultyWgaServer
-from artnet.wga import download
-from artnet.wga.build import format_summary, plan_build
-from artnet.wga.catalog import CatalogError, image_path_of, parse_catalog, read_catalog_bytes
 
 GOOD = "art/p/painter00/work0.jpg"
 OTHER = "art/p/painter01/work0.jpg"
@@ -263,14 +263,14 @@ def predictor():
     import keras
 
     from artnet.models.artnet import ArtNet
-    from artnet.predict import Predictor
+    from artnet.serving.predictor import Predictor
 
     keras.utils.set_random_seed(0)
     return Predictor(ArtNet("tiny", image_size=32), top_k=2)
 
 
 def test_predict_survives_a_fifo_and_a_name_that_is_not_utf8(predictor, tmp_path):
-    from artnet.batch_predict import run_batch_prediction
+    from artnet.serving.batch_predict import run_batch_prediction
 
     good = tmp_path / "good.jpg"
     good.write_bytes(jpeg(4))

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from artnet import images
+from artnet.data import images
 
 
 def encode(image: Image.Image, fmt: str = "JPEG", **kwargs) -> bytes:

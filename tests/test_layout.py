@@ -21,7 +21,7 @@ def _modules_after_import(statement: str) -> set[str]:
     return set(json.loads(result.stdout.strip().splitlines()[-1]))
 
 
-@pytest.mark.parametrize("module", ["artnet.config", "artnet.images", "artnet.labels", "artnet.workdir"])
+@pytest.mark.parametrize("module", ["artnet.config", "artnet.data.images", "artnet.labels", "artnet.workdir"])
 def test_ground_floor_modules_import_without_tensorflow(module):
     loaded = _modules_after_import(f"import {module}")
     assert module in loaded
@@ -30,11 +30,12 @@ def test_ground_floor_modules_import_without_tensorflow(module):
 
 def test_serving_code_never_imports_the_training_pipeline_or_the_wga_source():
     loaded = _modules_after_import(
-        "import artnet.predict, artnet.batch_predict, artnet.export, artnet.explain, artnet.similar"
+        "import artnet.serving.predictor, artnet.serving.batch_predict, artnet.serving.export, "
+        "artnet.serving.explain, artnet.serving.similar"
     )
-    assert "artnet.predict" in loaded and "artnet.export" in loaded
-    assert not {"artnet.pipeline", "artnet.sources"} & loaded
-    assert not {name for name in loaded if name.startswith("artnet.wga")}
+    assert "artnet.serving.predictor" in loaded and "artnet.serving.export" in loaded
+    assert not {"artnet.data.pipeline", "artnet.data.sources"} & loaded
+    assert not {name for name in loaded if name.startswith("artnet.data.wga")}
 
 
 def test_a_misspelt_head_is_refused_with_its_likely_name():
@@ -78,7 +79,7 @@ def test_label_smoothing_is_used_by_training(tmp_path):
     """The config value reaches the compiled loss (it used to be accepted and ignored)."""
     from artnet.models.artnet import ArtNet
     from artnet.models.losses import SmoothedSparseCrossentropy
-    from artnet.train import compile_model
+    from artnet.training.train import compile_model
 
     model = ArtNet("tiny", heads=("school",), image_size=32)
     compile_model(model, TrainConfig(backbone="tiny", heads=("school",), label_smoothing=0.2), 1e-3, 10)
@@ -87,9 +88,9 @@ def test_label_smoothing_is_used_by_training(tmp_path):
 
 
 def test_the_predictor_and_the_saved_model_serve_through_one_function(tmp_path):
-    from artnet.export import export
     from artnet.models.artnet import ArtNet
-    from artnet.predict import Predictor
+    from artnet.serving.export import export
+    from artnet.serving.predictor import Predictor
 
     keras.utils.set_random_seed(3)
     model = ArtNet("tiny", image_size=32)
@@ -115,8 +116,8 @@ def model_label(head: str, index: int) -> str:
 def test_workdir_names_every_file_that_training_writes(tmp_path):
     """Every file a run leaves at the top of its workdir is one the Workdir object names."""
     from artnet.config import Augment, DataConfig
+    from artnet.data.synthetic import write_synthetic_folder
     from artnet.run import run_experiment
-    from artnet.synthetic import write_synthetic_folder
     from artnet.workdir import Workdir
 
     folder = write_synthetic_folder(tmp_path / "paintings", 120)

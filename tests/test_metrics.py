@@ -1,4 +1,4 @@
-"""artnet.metrics on cases small enough to compute by hand."""
+"""artnet.evaluation.metrics on cases small enough to compute by hand."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from artnet import metrics
+from artnet.evaluation import metrics
 
 CLASSES = ["A", "B", "C", "D"]
 
@@ -253,7 +253,7 @@ def test_paired_difference_leaves_out_unknown_labels_and_treats_unknown_painters
 
 
 def test_source_painters_are_normalised_authors():
-    from artnet.sources import Source
+    from artnet.data.sources import Source
 
     source = Source(
         "s", None, {"school": np.zeros(3, int)}, meta=[{"author": " Rembrandt  van Rijn"}, {}, {"author": None}]
@@ -318,8 +318,8 @@ def test_evaluate_names_its_baselines_and_split_rule(tmp_path):
     """Chance, the training majority and the evaluated data's own majority, each naming its class: a model can
     beat the training majority and still lose to always answering the test split's majority (the WikiArt case)."""
     from artnet import labels
-    from artnet.evaluate import baselines, split_rule_of
-    from artnet.synthetic import synthetic_source
+    from artnet.data.synthetic import synthetic_source
+    from artnet.evaluation.evaluate import baselines, split_rule_of
 
     y_true = np.array([2, 2, 2, 0, -1, 1])  # French x3, Dutch, unknown, Flemish
     result = baselines(y_true, "school", train_class=4, data_class=2)
@@ -334,7 +334,7 @@ def test_evaluate_names_its_baselines_and_split_rule(tmp_path):
     assert split_rule_of("wga/sample:train + wga/sample:validation").startswith("by painter")
     assert split_rule_of("my_paintings/").startswith("not stated")
 
-    from artnet.evaluate import evaluate
+    from artnet.evaluation.evaluate import evaluate
     from artnet.models.artnet import ArtNet
 
     source = synthetic_source(12, seed=2)
@@ -358,7 +358,12 @@ def test_evaluate_names_its_baselines_and_split_rule(tmp_path):
 
 def test_timeframe_year_metrics_on_synthetic_arrays(tmp_path):
     from artnet import labels
-    from artnet.metrics import block_centres, format_report_markdown, plot_block_distance, timeframe_year_metrics
+    from artnet.evaluation.metrics import (
+        block_centres,
+        format_report_markdown,
+        plot_block_distance,
+        timeframe_year_metrics,
+    )
 
     names = labels.TIMEFRAMES  # ten blocks, 1401-1450 (centre 1425.5) ... 1851-1900
     assert block_centres(names)[0] == 1425.5 and block_centres(names)[-1] == 1875.5
@@ -393,7 +398,7 @@ def test_timeframe_year_metrics_on_synthetic_arrays(tmp_path):
 def test_source_years_from_meta():
     import tensorflow as tf
 
-    from artnet.sources import Source
+    from artnet.data.sources import Source
 
     source = Source(
         name="s",

@@ -1,4 +1,5 @@
-"""strategy=multi_worker trains: two localhost workers (TF_CONFIG), tiny backbone, artnet's own loop (artnet.loop).
+"""strategy=multi_worker trains: two localhost workers (TF_CONFIG), tiny backbone, artnet's own loop
+(artnet.training.loop).
 
 Each test starts real worker processes (`artnet.testing.multi_worker`): ~30 s per cluster run on 2 cores.
 """
@@ -151,9 +152,9 @@ def test_on_one_machine_artnets_loop_trains_what_keras_fit_trains(tmp_path):
     (fit with its callbacks) end with the same weights and the same logged losses."""
     import keras
 
-    from artnet.synthetic import synthetic_source
+    from artnet.data.synthetic import synthetic_source
     from artnet.testing.configs import tiny_config
-    from artnet.train import train
+    from artnet.training.train import train
 
     sources = {
         split: synthetic_source(64 if split == "train" else 32, seed=i)
@@ -182,7 +183,7 @@ def test_on_one_machine_artnets_loop_trains_what_keras_fit_trains(tmp_path):
 
 
 def test_a_slurm_job_step_is_a_cluster_without_tf_config(monkeypatch):
-    from artnet.train import multi_worker_resolver
+    from artnet.training.train import multi_worker_resolver
 
     monkeypatch.delenv("TF_CONFIG", raising=False)
     for key in [k for k in os.environ if k.startswith("SLURM_")]:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from artnet import labels, pipeline, preprocessing
+from artnet import labels
 from artnet.config import Augment
-from artnet.sources import Source
+from artnet.data import pipeline, preprocessing
+from artnet.data.sources import Source
 
 NONE = Augment(flip=False, rotation_degrees=0.0, shift=0.0, zoom=0.0)
 

@@ -1,4 +1,5 @@
-"""artnet.predict: odd and broken images give a prediction or a clear ImageError, one forward pass per request,
+"""artnet.serving.predictor: odd and broken images give a prediction or a clear ImageError, one forward pass per
+request,
 the same answer whatever the input type, and batch prediction that never aborts and keeps input order."""
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ from image_corpus import CORPUS, noise, write_corpus
 from PIL import Image
 
 from artnet import labels
-from artnet.batch_predict import csv_columns, expand_inputs, predict_paths, run_batch_prediction
-from artnet.images import ImageError, bound_size, load_rgb
+from artnet.data.images import ImageError, bound_size, load_rgb
 from artnet.models.artnet import EMBEDDING, ArtNet
-from artnet.predict import Predictor
+from artnet.serving.batch_predict import csv_columns, expand_inputs, predict_paths, run_batch_prediction
+from artnet.serving.predictor import Predictor
 
 IMAGE_SIZE = 32
 
@@ -102,7 +103,7 @@ def test_a_folder_is_not_an_image(predictor, tmp_path):
 
 
 def test_file_size_limit_is_checked_before_reading(predictor, corpus, monkeypatch):
-    monkeypatch.setattr("artnet.images.MAX_BYTES", 100)
+    monkeypatch.setattr("artnet.data.images.MAX_BYTES", 100)
     with pytest.raises(ImageError, match="file too large"):
         predictor.predict(corpus / "cmyk.jpg")
 
@@ -117,7 +118,7 @@ def test_numpy_greyscale_and_single_channel_become_rgb():
 
 
 def test_images_too_small_or_too_elongated_to_judge_are_refused_not_answered(predictor):
-    from artnet.images import ImageShapeError
+    from artnet.data.images import ImageShapeError
 
     for image, message in ((noise(1, 1), "under 32 px"), (noise(31, 400), "under 32 px"), (noise(40, 900), "aspect")):
         with pytest.raises(ImageShapeError, match=message):
@@ -254,16 +255,16 @@ def test_run_batch_prediction_with_nothing_to_predict(predictor, tmp_path):
 
 
 def test_an_unexpected_decoder_failure_is_one_failed_record(predictor, corpus, monkeypatch):
-    import artnet.batch_predict
+    import artnet.serving.batch_predict
 
-    real_load = artnet.batch_predict.load_path
+    real_load = artnet.serving.batch_predict.load_path
 
     def flaky_load(path):
         if path.name == "cmyk.jpg":
             raise RuntimeError("decoder crashed")
         return real_load(path)
 
-    monkeypatch.setattr(artnet.batch_predict, "load_path", flaky_load)
+    monkeypatch.setattr(artnet.serving.batch_predict, "load_path", flaky_load)
     paths = [corpus / "exif_rotated.jpg", corpus / "cmyk.jpg", corpus / "sixteen_bit.png"]
     records = list(predict_paths(predictor, paths))
     assert [record["ok"] for record in records] == [True, False, True]
@@ -272,7 +273,7 @@ def test_an_unexpected_decoder_failure_is_one_failed_record(predictor, corpus, m
 
 def test_resize_and_crop_is_the_identity_at_the_model_size():
     """`Predictor.prepare` skips resizing images already at the model size: only right if this holds."""
-    from artnet.preprocessing import resize_and_crop
+    from artnet.data.preprocessing import resize_and_crop
 
     pixels = np.asarray(noise(IMAGE_SIZE, IMAGE_SIZE, seed=8))
     np.testing.assert_array_equal(resize_and_crop(pixels, IMAGE_SIZE).numpy(), pixels)

@@ -14,10 +14,10 @@ import tensorflow as tf
 
 from artnet import labels
 from artnet.config import Augment, DataConfig, TrainConfig
-from artnet.features import FeatureSpec, cache_key, cached_features, compute_features
-from artnet.sources import SPLITS, folder_source, stratified_group_splits
-from artnet.synthetic import write_synthetic_folder
-from artnet.train import load_sources
+from artnet.data.sources import SPLITS, folder_source, stratified_group_splits
+from artnet.data.synthetic import write_synthetic_folder
+from artnet.training.feature_cache import FeatureSpec, cache_key, cached_features, compute_features
+from artnet.training.train import load_sources
 
 ROOT = Path(__file__).resolve().parents[1]
 WIKIART = ROOT.parent / "shared" / "wikiart-sample"
@@ -109,8 +109,8 @@ def test_extra_folders_join_each_split_with_their_labels(tmp_path):
 
 
 def test_the_feature_cache_computes_once_and_never_serves_stale_features(tmp_path, tiny_weights, monkeypatch):
-    from artnet import features
-    from artnet.synthetic import synthetic_source
+    from artnet.data.synthetic import synthetic_source
+    from artnet.training import feature_cache as features
 
     source = synthetic_source(24, size=32, seed=0)
     spec = FeatureSpec(backbone="tiny", weights=tiny_weights, image_size=32, views=3, batch_size=8)
@@ -134,9 +134,9 @@ def test_the_feature_cache_computes_once_and_never_serves_stale_features(tmp_pat
 def test_layers_missing_from_the_cache_come_from_one_backbone_pass(tmp_path, tiny_weights, monkeypatch):
     """The pooled features and style statistics of one model: one pass per view computes both, and each is
     stored under its own key (what a later single-layer request reads)."""
-    from artnet import features
-    from artnet.features import cached_layers, style_layer_spec
-    from artnet.synthetic import synthetic_source
+    from artnet.data.synthetic import synthetic_source
+    from artnet.training import feature_cache as features
+    from artnet.training.feature_cache import cached_layers, style_layer_spec
 
     source = synthetic_source(16, size=32, seed=0)
     pooled = FeatureSpec(backbone="tiny", weights=tiny_weights, image_size=32, views=2, batch_size=8)
@@ -160,9 +160,9 @@ def test_layers_missing_from_the_cache_come_from_one_backbone_pass(tmp_path, tin
 
 def test_a_subset_takes_its_rows_of_the_whole_sources_cached_features(tmp_path, tiny_weights, monkeypatch):
     """The grid's nested training fractions: extracted once for the whole training split, indexed per subset."""
-    from artnet import features
-    from artnet.sources import subset
-    from artnet.synthetic import synthetic_source
+    from artnet.data.sources import subset
+    from artnet.data.synthetic import synthetic_source
+    from artnet.training import feature_cache as features
 
     source = synthetic_source(24, size=32, seed=0)
     spec = FeatureSpec(backbone="tiny", weights=tiny_weights, image_size=32, views=2, batch_size=8)
@@ -189,7 +189,7 @@ def _noise_source(n: int, size: int = 32):
 
     from PIL import Image
 
-    from artnet.sources import Source
+    from artnet.data.sources import Source
 
     rng = np.random.default_rng(7)
     encoded = []
@@ -222,7 +222,7 @@ def test_feature_views_are_plain_mirrored_and_augmented(tiny_weights):
 
 
 def test_the_probe_chooses_on_validation_and_learns_a_separable_task():
-    from artnet.probe import C_GRID, choose_and_fit, full_probabilities
+    from artnet.training.probe import C_GRID, choose_and_fit, full_probabilities
 
     rng = np.random.default_rng(0)
     centres = rng.normal(0, 3, (4, 16))
@@ -243,7 +243,7 @@ def test_the_probe_chooses_on_validation_and_learns_a_separable_task():
 
 def test_the_warm_started_path_along_c_reaches_the_cold_fits():
     """The probe's grid fits each C from the previous solution: the same optimum as fitting it from zero."""
-    from artnet.probe import _fit, _fit_along_c
+    from artnet.training.probe import _fit, _fit_along_c
 
     rng = np.random.default_rng(1)
     y = rng.integers(0, 5, 400)
@@ -271,7 +271,7 @@ def test_the_probe_arm_writes_an_evaluation_the_runner_tabulates(tmp_path, tiny_
     """With the config's style layers, the probe sees what that model's heads see: pooled + style statistics."""
     import json
 
-    from artnet.probe import run_probe
+    from artnet.training.probe import run_probe
 
     folder = write_synthetic_folder(tmp_path / "paintings", 160, authors=32)
     config = TrainConfig(
@@ -299,8 +299,8 @@ def test_the_probe_arm_writes_an_evaluation_the_runner_tabulates(tmp_path, tiny_
 def test_heads_trained_on_cached_features_are_the_models_heads(tmp_path, tiny_weights, monkeypatch):
     """Heads-only training from the cache gives an ArtNet whose image predictions match the feature-trained heads,
     and it learns: the synthetic task is well above chance."""
-    from artnet.features import FeatureSpec, cached_features
-    from artnet.train import train
+    from artnet.training.feature_cache import FeatureSpec, cached_features
+    from artnet.training.train import train
 
     monkeypatch.setenv("ARTNET_FEATURE_CACHE", str(tmp_path / "cache"))
     folder = write_synthetic_folder(tmp_path / "paintings", 240, authors=40)
@@ -322,7 +322,7 @@ def test_heads_trained_on_cached_features_are_the_models_heads(tmp_path, tiny_we
     assert (tmp_path / "run" / "model.keras").is_file()
     test = sources["test"]
     features = cached_features(test, FeatureSpec("tiny", tiny_weights, 32, views=1))[0].astype(np.float32)
-    from artnet.preprocessing import decode_and_resize
+    from artnet.data.preprocessing import decode_and_resize
 
     pixels = np.stack([decode_and_resize(encoded, 32).numpy() for encoded in test.images]).astype(np.float32)
     through_images = model(pixels, training=False)
@@ -373,7 +373,7 @@ def test_fine_tuning_from_the_cache_trains_only_the_unfrozen_tail(tmp_path, tiny
     """unfreeze=tiny_conv2: the cache holds tiny_bn1's output; the front keeps its weights, the tail learns."""
     import json
 
-    from artnet.train import cut_layer, train
+    from artnet.training.train import cut_layer, train
 
     monkeypatch.setenv("ARTNET_FEATURE_CACHE", str(tmp_path / "cache"))
     folder = write_synthetic_folder(tmp_path / "paintings", 200, authors=40)
@@ -422,7 +422,7 @@ def test_each_loss_weighting_trains_through_train_and_logs_its_weights(tmp_path,
     """The config's loss_weighting reaches training (images, fine-tuning phase) and its weights are logged."""
     import json
 
-    from artnet.train import train
+    from artnet.training.train import train
 
     folder = write_synthetic_folder(tmp_path / "paintings", 96, authors=24)
     config = TrainConfig(
@@ -461,7 +461,7 @@ def test_heads_from_the_probe_is_refused_where_it_would_be_ignored_or_misread():
 
 
 def test_training_fractions_of_painters_are_nested_and_keep_images_with_their_labels(tmp_path):
-    from artnet.sources import painter_fraction
+    from artnet.data.sources import painter_fraction
 
     folder = write_synthetic_folder(tmp_path / "paintings", 200, authors=40)
     train = folder_source(folder, split="train")
@@ -488,11 +488,11 @@ def test_style_statistics_train_from_the_cache_and_are_the_models_own(tmp_path, 
 
     import keras
 
-    from artnet.explain import GradCam
-    from artnet.features import style_layer_spec
+    from artnet.data.preprocessing import decode_and_resize
     from artnet.models.artnet import STYLE
-    from artnet.preprocessing import decode_and_resize
-    from artnet.train import train
+    from artnet.serving.explain import GradCam
+    from artnet.training.feature_cache import style_layer_spec
+    from artnet.training.train import train
 
     config = _tiny_cached_config(
         tmp_path,
@@ -537,7 +537,7 @@ def test_style_layers_in_the_unfrozen_part_are_refused_when_training_from_the_ca
     tmp_path, tiny_weights, monkeypatch
 ):
     """Refused before the heads phase trains: nothing is extracted, and the message says what to do."""
-    from artnet.train import train
+    from artnet.training.train import train
 
     config = _tiny_cached_config(
         tmp_path,
@@ -571,11 +571,11 @@ def test_heads_from_the_probe_compute_the_probe_and_fine_tuning_never_ends_worse
 
     import keras
 
-    from artnet.features import style_layer_spec
+    from artnet.data.preprocessing import decode_and_resize
     from artnet.models.artnet import POOLED, STYLE
-    from artnet.preprocessing import decode_and_resize
-    from artnet.probe import choose_and_fit, full_probabilities
-    from artnet.train import train
+    from artnet.training.feature_cache import style_layer_spec
+    from artnet.training.probe import choose_and_fit, full_probabilities
+    from artnet.training.train import train
 
     config = _tiny_cached_config(
         tmp_path,
@@ -634,9 +634,9 @@ def test_heads_from_the_probe_then_fine_tuning_on_images_starts_from_the_probe_a
     the same workdir takes the probe and the fine-tuning from their done markers instead of fitting them again."""
     import json
 
-    import artnet.probe
-    from artnet.preprocessing import decode_and_resize
-    from artnet.train import train
+    import artnet.training.probe
+    from artnet.data.preprocessing import decode_and_resize
+    from artnet.training.train import train
 
     config = _tiny_cached_config(
         tmp_path,
@@ -677,7 +677,7 @@ def test_heads_from_the_probe_then_fine_tuning_on_images_starts_from_the_probe_a
     def no_refit(*args, **kwargs):
         raise AssertionError("the probe was fitted again on a resumed run")
 
-    monkeypatch.setattr(artnet.probe, "probe_into_heads", no_refit)
+    monkeypatch.setattr(artnet.training.probe, "probe_into_heads", no_refit)
     resumed = train(config, tmp_path / "lp_ft", sources)
     again = resumed.predict(pixels, verbose=0)
     for head in config.heads:
@@ -685,10 +685,10 @@ def test_heads_from_the_probe_then_fine_tuning_on_images_starts_from_the_probe_a
 
 
 def test_heads_from_the_probe_is_refused_across_workers(monkeypatch):
-    import artnet.loop
-    from artnet.train import TrainingError, refuse_unsupported
+    import artnet.training.loop
+    from artnet.training.train import TrainingError, refuse_unsupported
 
-    monkeypatch.setattr(artnet.loop, "is_multi_worker", lambda strategy: True)
+    monkeypatch.setattr(artnet.training.loop, "is_multi_worker", lambda strategy: True)
     with pytest.raises(TrainingError, match="Set heads_from=epochs"):
         refuse_unsupported(tf.distribute.get_strategy(), TrainConfig(heads_from="probe"))
     refuse_unsupported(tf.distribute.get_strategy(), TrainConfig(heads_from="epochs"))  # the image recipe trains

@@ -6,8 +6,8 @@ import numpy as np
 from PIL import Image
 
 from artnet.cli import main
-from artnet.export import export
 from artnet.models.artnet import ArtNet
+from artnet.serving.export import export
 
 
 def test_predict_warns_once_for_a_sample_scale_model_and_not_for_a_large_one(tmp_path, capsys):

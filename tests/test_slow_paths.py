@@ -14,8 +14,8 @@ def test_nasnet_large_dry_run_build_step_save_load(tmp_path):
     """The headline backbone as the full recipe builds it (its style layers too): build at 331 px, one training
     step, save, load, same probabilities."""
     from artnet.config import load_config
-    from artnet.export import load_model
     from artnet.models.artnet import ArtNet
+    from artnet.serving.export import load_model
 
     full = load_config(f"{FULL_RECIPE}:multihead")
     model = ArtNet("nasnet_large", image_size=331, backbone_weights=None, style_layers=full.style_layers)

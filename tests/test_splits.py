@@ -2,8 +2,8 @@ import random
 from collections import Counter
 
 from artnet import labels
-from artnet.wga.catalog import CatalogRow, parse_catalog, read_catalog_bytes, usable_paintings
-from artnet.wga.splits import SPLITS, assign_splits, select_sample, split_of, stable_fraction
+from artnet.data.wga.catalog import CatalogRow, parse_catalog, read_catalog_bytes, usable_paintings
+from artnet.data.wga.splits import SPLITS, assign_splits, select_sample, split_of, stable_fraction
 
 
 def row(index: int, author: str, school: str = "Dutch", timeframe: str = "1601-1650") -> CatalogRow:

@@ -10,16 +10,17 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from artnet import labels, pipeline, preprocessing
+from artnet import labels
 from artnet.config import Augment, apply_overrides, from_dict, load_config
-from artnet.evaluate import evaluate
-from artnet.export import export, load_model
+from artnet.data import pipeline, preprocessing
+from artnet.data.sources import Source, folder_source
+from artnet.data.synthetic import synthetic_source
+from artnet.evaluation.evaluate import evaluate
 from artnet.models.artnet import ArtNet
 from artnet.models.backbones import BackboneError, build_backbone
-from artnet.sources import Source, folder_source
-from artnet.synthetic import synthetic_source
+from artnet.serving.export import export, load_model
 from artnet.testing.configs import NO_AUGMENT, tiny_config
-from artnet.train import train
+from artnet.training.train import train
 
 
 @pytest.fixture(scope="module")
@@ -193,7 +194,7 @@ def test_mixup_in_the_training_pipeline_doubles_the_rows_and_never_in_validation
     assert next(iter(cached))[0].shape == (16, 32, 32, 3)
     plain = next(iter(pipeline.make_dataset(source, labels.HEADS, 32, 8, training=False, augment=mixing)))
     assert plain[0].shape == (8, 32, 32, 3)
-    from artnet.features import FeatureSpec  # blending happens after the cache: its features are the same
+    from artnet.training.feature_cache import FeatureSpec  # blending happens after the cache: its features are the same
 
     assert FeatureSpec(augment=mixing).to_dict() == FeatureSpec(augment=Augment()).to_dict()
 
@@ -289,10 +290,10 @@ import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 import json, sys
-from artnet.synthetic import synthetic_source
+from artnet.data.synthetic import synthetic_source
 from artnet.config import Augment
 from artnet.config import TrainConfig, DataConfig
-from artnet.train import train
+from artnet.training.train import train
 config = TrainConfig(backbone="tiny", backbone_weights=None, image_size=32, optimizer="adam", learning_rate=0.01,
     fine_tune_learning_rate=0.01, schedule="constant", epochs=2, head_epochs=0, early_stopping_patience=0,
     strategy="mirrored", data=DataConfig(batch_size=8, augment=Augment(flip=False)))
@@ -339,7 +340,7 @@ def test_a_killed_run_resumes_where_it_stopped(synthetic, tmp_path):
 
 def test_artnet_train_command_on_a_labelled_folder(tmp_path):
     from artnet import cli
-    from artnet.synthetic import write_synthetic_folder
+    from artnet.data.synthetic import write_synthetic_folder
 
     folder = write_synthetic_folder(tmp_path / "paintings", 240)
     config = tmp_path / "arm.py"
@@ -470,7 +471,7 @@ def test_fine_tuning_and_style_layers_reach_inside_a_keras_application(tmp_path)
     preprocessing: unfreeze and freeze_batchnorm reach their layers, and a style layer deep inside has its
     statistics in the model."""
     from artnet.models.artnet import STYLE
-    from artnet.train import leaf_layers, set_trainable
+    from artnet.training.train import leaf_layers, set_trainable
 
     model = ArtNet("efficientnetv2_b0", image_size=64, backbone_weights=None, style_layers=("block3b_add",))
     assert not any(isinstance(layer, keras.Model) for layer in model.backbone.layers)  # flat
@@ -493,7 +494,7 @@ def test_fine_tuning_and_style_layers_reach_inside_a_keras_application(tmp_path)
 
 def test_best_keras_is_the_best_of_the_whole_run_not_of_each_phase(tmp_path):
     """Each phase (and each resumed process) makes a new ModelCheckpoint: it starts from the best logged loss."""
-    from artnet.train import _callbacks, best_validation_loss
+    from artnet.training.train import _callbacks, best_validation_loss
 
     log = tmp_path / "metrics.jsonl"
     log.write_text('{"epoch": 1, "val_loss": 0.9}\n{"epoch": 2, "val_loss": 0.7}\n{"epoch": 3, "val_lo')  # killed
@@ -507,7 +508,7 @@ def test_best_keras_is_the_best_of_the_whole_run_not_of_each_phase(tmp_path):
 
 
 def test_an_export_killed_halfway_leaves_the_previous_export_whole(tmp_path, monkeypatch):
-    import artnet.similar
+    import artnet.serving.similar
 
     model = ArtNet("tiny", image_size=32)
     out = tmp_path / "export"
@@ -517,7 +518,7 @@ def test_an_export_killed_halfway_leaves_the_previous_export_whole(tmp_path, mon
     def killed(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(artnet.similar, "build_index", killed)
+    monkeypatch.setattr(artnet.serving.similar, "build_index", killed)
     with pytest.raises(KeyboardInterrupt):
         export(model, out, card={"train_examples": 8}, index_source=synthetic_source(8))
     assert sorted(path.relative_to(out) for path in out.rglob("*")) == before  # untouched, index included

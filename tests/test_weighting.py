@@ -289,11 +289,11 @@ def test_mirrored_strategy_over_two_logical_cpus(tmp_path):
 
 @pytest.mark.parametrize("strategy", ["pcgrad", "uncertainty"])
 def test_artnet_through_compile_model_and_the_pipeline(strategy):
-    from artnet import pipeline
     from artnet.config import Augment, DataConfig, TrainConfig
+    from artnet.data import pipeline
+    from artnet.data.synthetic import synthetic_source
     from artnet.models.artnet import ArtNet
-    from artnet.synthetic import synthetic_source
-    from artnet.train import compile_model
+    from artnet.training.train import compile_model
 
     config = TrainConfig(
         backbone="tiny", backbone_weights=None, image_size=32, optimizer="adamw", learning_rate=0.01,

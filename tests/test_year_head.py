@@ -10,6 +10,7 @@ import pytest
 
 from artnet import labels
 from artnet.config import Augment, DataConfig, TrainConfig
+from artnet.data.synthetic import write_synthetic_folder
 from artnet.models.year import (
     YEAR_CENTRE,
     YEAR_SCALE,
@@ -21,7 +22,6 @@ from artnet.models.year import (
     year_sample_weights,
     year_text,
 )
-from artnet.synthetic import write_synthetic_folder
 from artnet.testing.configs import tiny_config
 
 
@@ -82,9 +82,9 @@ def test_a_year_weight_without_a_year_head_is_refused():
 def test_a_tiny_model_learns_the_year_reports_it_in_years_and_serves_it(
     tmp_path, tiny_weights, monkeypatch, loss_weighting
 ):
-    from artnet.export import load_model
-    from artnet.predict import Predictor
     from artnet.run import run_experiment
+    from artnet.serving.export import load_model
+    from artnet.serving.predictor import Predictor
 
     monkeypatch.setenv("ARTNET_FEATURE_CACHE", str(tmp_path / "cache"))
     folder = write_synthetic_folder(tmp_path / "paintings", 240, authors=40, years=True)
@@ -128,7 +128,7 @@ def test_a_tiny_model_learns_the_year_reports_it_in_years_and_serves_it(
 
     from PIL import Image
 
-    from artnet.batch_predict import run_batch_prediction
+    from artnet.serving.batch_predict import run_batch_prediction
 
     Image.fromarray(pixels[0]).save(tmp_path / "painting.png")
     assert run_batch_prediction(Predictor(reloaded), [str(tmp_path / "painting.png")], str(tmp_path / "p.csv")) == 0
@@ -137,9 +137,9 @@ def test_a_tiny_model_learns_the_year_reports_it_in_years_and_serves_it(
 
 
 def test_the_demo_shows_the_year_beside_the_block(tmp_path):
-    from artnet.demo import DemoBackend, build_demo
-    from artnet.export import export
     from artnet.models.artnet import ArtNet
+    from artnet.serving.demo import DemoBackend, build_demo
+    from artnet.serving.export import export
 
     model = ArtNet("tiny", image_size=32, heads=("timeframe",), year_head=True)
     export(model, tmp_path / "export", card={"data": "synthetic", "train_examples": 24})
@@ -161,8 +161,8 @@ def test_the_probe_has_a_year_probe_and_the_tables_show_years_with_intervals(tmp
     import importlib.util
     from pathlib import Path
 
-    from artnet.probe import run_probe
-    from artnet.train import load_sources
+    from artnet.training.probe import run_probe
+    from artnet.training.train import load_sources
 
     folder = write_synthetic_folder(tmp_path / "paintings", 200, authors=40, years=True)
     config = TrainConfig(

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from artnet.sources import folder_source
+from artnet.data.sources import folder_source
 
 
 def test_a_folder_source_reads_an_optional_year_column(tmp_path):
@@ -23,9 +23,9 @@ def test_a_folder_source_reads_an_optional_year_column(tmp_path):
 
 
 def test_evaluate_reports_the_timeframe_head_in_years(tmp_path):
-    from artnet.evaluate import evaluate
+    from artnet.data.synthetic import synthetic_source
+    from artnet.evaluation.evaluate import evaluate
     from artnet.models.artnet import ArtNet
-    from artnet.synthetic import synthetic_source
 
     source = synthetic_source(12, seed=3)
     centres = [1425, 1475, 1525, 1575, 1625, 1675, 1725, 1775, 1825, 1875]
@@ -50,7 +50,7 @@ def test_evaluate_reports_the_timeframe_head_in_years(tmp_path):
 def test_a_wikiart_file_name_gives_the_year_when_the_column_is_blank(tmp_path):
     from PIL import Image
 
-    from artnet.sources import year_from_file_name
+    from artnet.data.sources import year_from_file_name
 
     assert year_from_file_name("images/wikiart_Baroque_47a35fdb_adriaen-brouwer_interior-with-smokers-1632.jpg") == 1632
     assert year_from_file_name("jan-van-eyck_altarpiece-1432-1435.jpg") == 1432  # a range: its first year

@@ -23,9 +23,9 @@ import keras
 import tensorflow as tf
 
 from artnet import labels
+from artnet.data.preprocessing import check_framing, resize_and_crop
 from artnet.models.backbones import build_backbone, get_spec, leaf_layers
 from artnet.models.year import LOG_SIGMA_MAX, LOG_SIGMA_MIN, YEAR, YEAR_CENTRE, YEAR_SCALE
-from artnet.preprocessing import check_framing, resize_and_crop
 
 POOLED = "pooled"
 YEAR_SIGMA = "year_sigma"  # served beside `year`: the standard deviation of the predicted year

@@ -18,31 +18,30 @@ import keras
 import numpy as np
 
 from artnet import labels
+from artnet.data.years import (  # the year encoding, shared with the input pipeline
+    YEAR_CENTRE,
+    YEAR_SCALE,
+    block_centres,
+    block_of_year,
+    normalised_years,
+    year_sample_weights,
+)
 from artnet.labels import YEAR  # the output's name, beside the classification heads
-from artnet.metrics import block_centres
 
-__all__ = ["YEAR", "GaussianYearNLL", "YearAbsoluteError", "year_estimate", "year_metrics", "year_text"]
-YEAR_CENTRE = 1650.5  # the middle of 1401-1900
-YEAR_SCALE = 100.0  # years per normalised unit
+__all__ = [
+    "YEAR",
+    "YEAR_CENTRE",
+    "YEAR_SCALE",
+    "block_of_year",
+    "normalised_years",
+    "year_sample_weights",
+    "GaussianYearNLL",
+    "YearAbsoluteError",
+    "year_estimate",
+    "year_metrics",
+    "year_text",
+]
 LOG_SIGMA_MIN, LOG_SIGMA_MAX = -6.0, 3.0  # σ between 0.25 years and 2,000 years: no division by ~0, no overflow
-
-
-def normalised_years(years: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(z targets as float32, with 0 where unknown; known mask) from years with -1 for unknown."""
-    years = np.asarray(years, dtype=np.float64)
-    known = years >= 0
-    targets = np.where(known, (years - YEAR_CENTRE) / YEAR_SCALE, 0.0).astype(np.float32)
-    return targets, known
-
-
-def year_sample_weights(years: np.ndarray, balance: bool = True) -> np.ndarray:
-    """1 per known year (0 unknown), scaled by n / n_known with `balance` so that the mean weight over all examples
-    is 1, as the classification heads' weights are: the loss keeps its scale however few years are known."""
-    _, known = normalised_years(years)
-    weights = known.astype(np.float32)
-    if balance and known.any():
-        weights *= len(known) / known.sum()
-    return weights
 
 
 def year_estimate(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -56,12 +55,6 @@ def year_estimate(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def year_text(mean: float, sigma: float) -> str:
     """'c. 1640 ± 25': the year to the nearest 5 years, its uncertainty (one σ) to the nearest 5 (at least 5)."""
     return f"c. {int(5 * round(mean / 5))} ± {max(5, int(5 * round(sigma / 5)))}"
-
-
-def block_of_year(mean_years: np.ndarray) -> np.ndarray:
-    """The timeframe block (0-9) of each predicted year, clipped into 1401-1900: the year head read as a block."""
-    index = np.floor((np.asarray(mean_years, dtype=np.float64) - 1401) / 50).astype(np.int64)
-    return np.clip(index, 0, len(labels.TIMEFRAMES) - 1)
 
 
 @keras.saving.register_keras_serializable(package="artnet")

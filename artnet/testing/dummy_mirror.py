@@ -6,9 +6,9 @@ Writes `catalog.csv` (`;`-separated, Windows-1252, CRLF, as wga.hu serves it) an
 `art/`. Nothing here comes from wga.hu: authors, titles and pictures are invented. It is generated, not
 committed, so that no image file in the repository can be mistaken for a copy of a WGA image.
 
-Labels come from `artnet.labels`' vocabularies and image paths from `artnet.wga.catalog.image_path_of`, the rules
+Labels come from `artnet.labels`' vocabularies and image paths from `artnet.data.wga.catalog.image_path_of`, the rules
 the builder itself applies, so the fixture cannot drift from them. Its catalogue is not wga.hu's export: builds
-from it set `ARTNET_WGA_CATALOG_SHA256=any` (see `artnet.wga.build.CATALOG_SHA256_ENV`).
+from it set `ARTNET_WGA_CATALOG_SHA256=any` (see `artnet.data.wga.build.CATALOG_SHA256_ENV`).
 """
 
 from __future__ import annotations
@@ -20,14 +20,14 @@ from pathlib import Path
 
 from PIL import Image
 
+from artnet.data.wga.catalog import image_path_of
 from artnet.labels import SCHOOLS, TIMEFRAMES, TYPES
-from artnet.wga.catalog import image_path_of
 
-# wga.hu's header, spelt out rather than taken from artnet.wga.catalog.COLUMNS: it is the format under test, and
+# wga.hu's header, spelt out rather than taken from artnet.data.wga.catalog.COLUMNS: it is the format under test, and
 # the rows below list their fields in this order.
 HEADER = "AUTHOR;BORN-DIED;TITLE;DATE;TECHNIQUE;LOCATION;URL;FORM;TYPE;SCHOOL;TIMEFRAME"
 URL_FIELD = HEADER.split(";").index("URL")
-# One of each form the real catalogue holds (see artnet.wga.catalog.parse_date).
+# One of each form the real catalogue holds (see artnet.data.wga.catalog.parse_date).
 DATES = [
     "1510",
     "c. 1510",

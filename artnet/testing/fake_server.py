@@ -14,8 +14,8 @@ import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from artnet.wga.catalog import CATALOG_MEMBER
-from artnet.wga.download import CATALOG_URL_PATH
+from artnet.data.wga.catalog import CATALOG_MEMBER
+from artnet.data.wga.download import CATALOG_URL_PATH
 
 # The path the downloader asks for the catalogue, taken from the downloader itself so the two cannot disagree.
 _CATALOG_PATH = CATALOG_URL_PATH.lstrip("/")

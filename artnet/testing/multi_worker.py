@@ -36,17 +36,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    from artnet.train import make_strategy
+    from artnet.training.train import make_strategy
 
     multi = "TF_CONFIG" in os.environ
     strategy = make_strategy("multi_worker" if multi else "none")  # before any other TensorFlow work
     import numpy as np
 
     from artnet.config import Augment
-    from artnet.loop import is_chief, worker_name
+    from artnet.data.synthetic import synthetic_source
     from artnet.run import run_experiment
-    from artnet.synthetic import synthetic_source
     from artnet.testing.configs import NO_AUGMENT, tiny_config
+    from artnet.training.loop import is_chief, worker_name
 
     config = tiny_config(
         epochs=args.epochs,

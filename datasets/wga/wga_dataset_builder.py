@@ -7,7 +7,7 @@ Build with the TFDS CLI from the repository root:
     tfds build datasets/wga --config sample --manual_dir ../shared/wga-sample --data_dir data/tfds
 
 then read with `tfds.load("wga/artist", data_dir="data/tfds")` (no import of this file needed).
-The work (parsing, splits, downloading, image checks) lives in `artnet.wga`; see README.md here.
+The work (parsing, splits, downloading, image checks) lives in `artnet.data.wga`; see README.md here.
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ from pathlib import Path
 import numpy as np
 import tensorflow_datasets as tfds
 
-from artnet import images, labels
-from artnet.wga.build import (
+from artnet import labels
+from artnet.data import images
+from artnet.data.wga.build import (
     MANUAL_DIR_ENV,
     format_summary,
     has_catalog,
@@ -27,12 +28,12 @@ from artnet.wga.build import (
     plan_build,
     work_dir_for,
 )
-from artnet.wga.catalog import DATE_PRECISIONS
-from artnet.wga.splits import SAMPLE_PER_CELL
+from artnet.data.wga.catalog import DATE_PRECISIONS
+from artnet.data.wga.splits import SAMPLE_PER_CELL
 
 _TEXT_FIELDS = ("author", "born_died", "title", "date", "technique", "location", "url", "form")
 # The catalogue export this builder was checked against: a build from another one stops unless it is accepted on
-# purpose with $ARTNET_WGA_CATALOG_SHA256 (see artnet.wga.build.verify_catalog).
+# purpose with $ARTNET_WGA_CATALOG_SHA256 (see artnet.data.wga.build.verify_catalog).
 _CHECKSUMS = Path(__file__).with_name("checksums.tsv")
 
 

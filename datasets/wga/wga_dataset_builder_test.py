@@ -18,7 +18,7 @@ DUMMY_MIRROR = str(temporary_mirror())  # generated: see dummy_data/README.md
 class _WgaTestCase(tfds.testing.DatasetBuilderTestCase):
     DATASET_CLASS = wga_dataset_builder.Builder
     EXAMPLE_DIR = DUMMY_MIRROR
-    SKIP_CHECKSUMS = True  # the builder fetches through artnet.wga.download, not dl_manager.download
+    SKIP_CHECKSUMS = True  # the builder fetches through artnet.data.wga.download, not dl_manager.download
 
     @classmethod
     def setUpClass(cls):

@@ -101,7 +101,8 @@ def folder_statistics(
     folder: str | Path, out_dir: str | Path | None = None, split_by: str = "author"
 ) -> tuple[dict, Path]:
     """Count a labelled folder as training splits it (group-stratified by `split_by`) and save the tables."""
-    from artnet.sources import SPLITS, folder_source
+    # Here, not at the top: sources imports TensorFlow, and counting a built dataset's labels should not wait for it.
+    from artnet.data.sources import SPLITS, folder_source
 
     def examples(split):
         source = folder_source(folder, split=split, split_by=split_by)
@@ -120,10 +121,10 @@ def folder_statistics(
 
 def wga_statistics(config: str, data_dir: str | Path, out_dir: str | Path | None = None) -> tuple[dict, Path]:
     """Count a built `wga/<config>` and save `statistics.json` and `.md` (default: beside its records)."""
-    import tensorflow as tf
+    import tensorflow as tf  # heavy: imported by the one function that reads TFRecords
     import tensorflow_datasets as tfds
 
-    from artnet.sources import built_wga_builder
+    from artnet.data.sources import built_wga_builder
 
     builder = built_wga_builder(config, data_dir)
     splits = [s for s in ("train", "validation", "test") if s in builder.info.splits]

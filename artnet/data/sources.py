@@ -15,8 +15,8 @@ import numpy as np
 import tensorflow as tf
 
 from artnet import labels
-from artnet.wga.catalog import parse_date
-from artnet.wga.splits import split_of_fraction, stable_fraction
+from artnet.data.wga.catalog import parse_date
+from artnet.data.wga.splits import split_of_fraction, stable_fraction
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -46,7 +46,7 @@ class Source:
     @property
     def painters(self) -> np.ndarray:
         """Each example's painter (its meta's `author`, whitespace and case normalised), "" where unknown: the
-        unit that a painter-disjoint split keeps apart, and that honest intervals resample (`artnet.metrics`)."""
+        unit that a painter-disjoint split keeps apart, and that honest intervals resample (`artnet.evaluation.metrics`)."""
         metas = self.meta or [{} for _ in range(len(self))]
         return np.asarray([painter_key(item.get("author")) for item in metas], dtype=str)
 

@@ -18,8 +18,9 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from artnet import images, labels
-from artnet.wga.catalog import (
+from artnet import labels
+from artnet.data import images
+from artnet.data.wga.catalog import (
     CatalogError,
     CatalogRow,
     UnsafePathError,
@@ -29,7 +30,7 @@ from artnet.wga.catalog import (
     read_catalog_bytes,
     usable_paintings,
 )
-from artnet.wga.download import (
+from artnet.data.wga.download import (
     CATALOG_URL_PATH,
     CORRUPT,
     FAILED,
@@ -42,7 +43,7 @@ from artnet.wga.download import (
     remove_stale_parts,
     write_atomically,
 )
-from artnet.wga.splits import SPLITS, assign_splits, select_sample, split_of
+from artnet.data.wga.splits import SPLITS, assign_splits, select_sample, split_of
 
 MANUAL_DIR_ENV = "ARTNET_WGA_MANUAL_DIR"
 WORK_DIR_ENV = "ARTNET_WGA_WORK_DIR"  # mirror + prepared images; default <download_dir>/wga

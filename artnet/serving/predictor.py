@@ -2,9 +2,9 @@
 
 Every prediction is ONE forward pass of the model's own serving function (`ArtNet.serving_function`, the same
 one the SavedModel export serves), which returns the head probabilities and the pooled embedding together.
-Images are opened by `artnet.images.load_rgb` (EXIF upright, any colour mode -> RGB, size limits) and resized
-by `artnet.preprocessing.resize_and_crop` with the model's framing, the resize of the training pipeline, so
-predictions see the pixels training saw. Batch prediction over files is `artnet.batch_predict`.
+Images are opened by `artnet.data.images.load_rgb` (EXIF upright, any colour mode -> RGB, size limits) and resized
+by `artnet.data.preprocessing.resize_and_crop` with the model's framing, the resize of the training pipeline, so
+predictions see the pixels training saw. Batch prediction over files is `artnet.serving.batch_predict`.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ import numpy as np
 import tensorflow as tf
 
 from artnet import labels
-from artnet.images import ImageError, bound_size, check_shape, load_rgb  # noqa: F401  (ImageError: callers catch it)
+from artnet.data.images import ImageError, bound_size, check_shape, load_rgb  # noqa: F401  (ImageError: callers catch it)
+from artnet.data.preprocessing import resize_and_crop
 from artnet.models.artnet import EMBEDDING, YEAR_SIGMA
-from artnet.preprocessing import resize_and_crop
 
 # --- the predictor ---------------------------------------------------------------------------------------
 
@@ -30,7 +30,7 @@ class Predictor:
 
     def __init__(self, model_or_path, top_k: int = 3):
         if isinstance(model_or_path, str | os.PathLike):
-            from artnet.export import load_model
+            from artnet.serving.export import load_model
 
             model_or_path = load_model(model_or_path)
         self.model = model_or_path
@@ -59,7 +59,7 @@ class Predictor:
         return self.fit_pixels(_checked(load_rgb(image)))
 
     def fit_pixels(self, rgb: np.ndarray) -> np.ndarray:
-        """A uint8 RGB array (from `artnet.images.load_rgb`) -> the model's input pixels."""
+        """A uint8 RGB array (from `artnet.data.images.load_rgb`) -> the model's input pixels."""
         array = bound_size(rgb, self.image_size)
         if array.shape[:2] == (self.image_size, self.image_size):
             return array  # resize_and_crop is the identity at the target size (tested)

@@ -20,12 +20,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from artnet import labels, pipeline
+from artnet import labels
 from artnet.config import TrainConfig
+from artnet.data import pipeline
+from artnet.data.sources import SPLITS, Source, concat_sources, folder_source, painter_fraction, wga_source
 from artnet.models.artnet import POOLED, ArtNet
 from artnet.models.backbones import leaf_layers
 from artnet.models.losses import head_loss
-from artnet.sources import SPLITS, Source, concat_sources, folder_source, painter_fraction, wga_source
 from artnet.workdir import Workdir
 
 
@@ -70,14 +71,14 @@ def multi_worker_resolver():
 
 def refuse_unsupported(strategy: tf.distribute.Strategy, config: TrainConfig | None = None) -> None:
     """Stop, before any data is loaded, on a combination that cannot train, saying what to do instead."""
-    from artnet.loop import is_multi_worker
+    from artnet.training.loop import is_multi_worker
 
     if not is_multi_worker(strategy) or config is None:
         return
     if config.loop == "keras":
         raise TrainingError(
             "strategy multi_worker with loop=keras: Keras 3.15's fit() cannot train under MultiWorkerMirroredStrategy "
-            "(keras-team/keras#20585, open upstream). Use loop=auto (artnet's own loop, artnet.loop)."
+            "(keras-team/keras#20585, open upstream). Use loop=auto (artnet's own loop, artnet.training.loop)."
         )
     if config.data.feature_views and config.backbone_weights:
         raise TrainingError(
@@ -92,8 +93,8 @@ def refuse_unsupported(strategy: tf.distribute.Strategy, config: TrainConfig | N
 
 
 def uses_loop(config: TrainConfig, strategy: tf.distribute.Strategy) -> bool:
-    """Whether training runs `artnet.loop` (custom, any strategy) or Keras' fit (see `TrainConfig.loop`)."""
-    from artnet.loop import is_multi_worker
+    """Whether training runs `artnet.training.loop` (custom, any strategy) or Keras' fit (see `TrainConfig.loop`)."""
+    from artnet.training.loop import is_multi_worker
 
     return config.loop == "custom" or (config.loop == "auto" and is_multi_worker(strategy))
 
@@ -361,8 +362,9 @@ def mean_balanced_accuracy(network: keras.Model, data: tf.data.Dataset, source: 
 
 def heads_from_probe(model: ArtNet, config: TrainConfig, sources: dict, workdir: Workdir) -> None:
     """The heads phase of `heads_from=probe`: each head becomes its linear probe, fitted by scikit-learn on the
-    frozen features that the heads see (from the feature cache), its C chosen on validation (see `artnet.probe`)."""
-    from artnet.probe import probe_into_heads
+    frozen features that the heads see (from the feature cache), its C chosen on validation (see
+    `artnet.training.probe`)."""
+    from artnet.training.probe import probe_into_heads
 
     choices = probe_into_heads(model, config, sources)
     workdir.probe_choices.write_text(json.dumps({"choices": choices}, indent=2))
@@ -410,8 +412,8 @@ def fit_from_cache(model: ArtNet, config: TrainConfig, sources: dict, tables: di
     model's. This is exact because the front is frozen, BatchNormalization included (inference mode either way);
     the one difference from image training is that augmentation is a fixed set of `feature_views` views.
     """
-    from artnet.features import POOLED as POOLED_FEATURES
-    from artnet.features import FeatureSpec, cached_layers
+    from artnet.training.feature_cache import POOLED as POOLED_FEATURES
+    from artnet.training.feature_cache import FeatureSpec, cached_layers
 
     spec = FeatureSpec(
         backbone=config.backbone,
@@ -499,8 +501,8 @@ def fit_from_cache(model: ArtNet, config: TrainConfig, sources: dict, tables: di
     # the pooled features by the model's own layers. They must lie below the unfrozen part: frozen, so cacheable.
     style_inputs, style_layer = [], ()
     if model.style_layers:
-        from artnet.features import style_layer_spec
         from artnet.models.artnet import FEATURES, STYLE, STYLE_NORM
+        from artnet.training.feature_cache import style_layer_spec
 
         if not heads_only(config):  # refused before any training, not after the heads phase
             names = [layer.name for layer in leaf_layers(model.backbone)]
@@ -565,7 +567,7 @@ def train(
     config.validate()
     strategy = strategy or make_strategy(config.strategy)
     refuse_unsupported(strategy, config)
-    from artnet.loop import is_chief
+    from artnet.training.loop import is_chief
 
     chief = is_chief(strategy)  # only the chief writes the workdir (every worker reads it)
     keras.utils.set_random_seed(config.seed)
@@ -709,10 +711,11 @@ def train(
 def _fit_phase_with_loop(
     model, config, strategy, train_ds, val_ds, workdir, phase, steps, learning_rate, first_epoch, last_epoch, callbacks
 ) -> None:
-    """One phase through `artnet.loop`: the config's loss weighting as a `MultiTaskModel` (`fixed` too, so every
+    """One phase through `artnet.training.loop`: the config's loss weighting as a `MultiTaskModel` (`fixed` too, so
+    every
     strategy takes the same step), compiled like the fit path, its DWA update and any callbacks fed the logs."""
-    from artnet.loop import fit_with_loop
     from artnet.models.weighting import MultiTaskModel, _DwaUpdate
+    from artnet.training.loop import fit_with_loop
 
     with strategy.scope():
         set_trainable(model, phase, config)

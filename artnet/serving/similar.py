@@ -16,11 +16,11 @@ import tensorflow as tf
 from PIL import Image
 
 from artnet import labels
-from artnet.preprocessing import decode_and_resize
+from artnet.data.preprocessing import decode_and_resize
 from artnet.workdir import SimilarityFiles
 
 if TYPE_CHECKING:  # serving never imports the training data code; only the type is named
-    from artnet.sources import Source
+    from artnet.data.sources import Source
 
 THUMB_SIZE = 160
 

@@ -62,7 +62,7 @@ def export(model, out_dir: str | Path, card: dict | None = None, index_source=No
     }
     staging.card.write_text(json.dumps(card, indent=2))
     if index_source is not None:
-        from artnet.similar import build_index
+        from artnet.serving.similar import build_index
 
         build_index(model, index_source, staging.index.root)
     if final_dir.exists():

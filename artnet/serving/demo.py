@@ -2,7 +2,7 @@
 (Grad-CAM per head) and which paintings of the training collection it resembles.
 
 `build_demo(export_dir)` returns the Blocks; `demo/app.py` and `artnet demo` launch it. An export folder holds
-`model.keras`, `model_card.json` and optionally `index/` (see `artnet.export` and `artnet.similar`).
+`model.keras`, `model_card.json` and optionally `index/` (see `artnet.serving.export` and `artnet.serving.similar`).
 """
 
 from __future__ import annotations
@@ -30,11 +30,11 @@ import numpy as np
 from PIL import Image
 
 from artnet import labels
-from artnet.explain import GradCam, overlay
-from artnet.images import MAX_OVERSIZE, ImageError, ImageShapeError, ImageTooLarge, check_shape, open_image
-from artnet.metrics import percent
-from artnet.predict import Predictor
-from artnet.similar import SimilarityIndex
+from artnet.data.images import MAX_OVERSIZE, ImageError, ImageShapeError, ImageTooLarge, check_shape, open_image
+from artnet.evaluation.metrics import percent
+from artnet.serving.explain import GradCam, overlay
+from artnet.serving.predictor import Predictor
+from artnet.serving.similar import SimilarityIndex
 from artnet.workdir import Export
 
 _percent = functools.partial(percent, suffix=" %")
@@ -76,7 +76,7 @@ BLAS_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 K_SIMILAR = 6  # similar paintings shown per answer
 NEAREST = "nearest"  # the batch's search result, in a forward result (`DemoBackend._forward`)
 THUMBS_CACHED = 2048  # data: URIs of index thumbnails kept in memory, ~8 KB each
-LOG = logging.getLogger("artnet.demo")
+LOG = logging.getLogger("artnet.serving.demo")
 # The only pages a neighbour may link to: the painting's own page on wga.hu.
 WGA_PAGE = re.compile(r"https://www\.wga\.hu/html/[A-Za-z0-9_\-/]+\.html?")
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~<>])")

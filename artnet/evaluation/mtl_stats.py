@@ -7,7 +7,8 @@ on the same test images. Every interval here is a percentile bootstrap whose rep
 1. resample the test images once (indices with replacement) and apply the same indices to every run of every
    group: paired, since all runs saw the same paintings (a head's unknown labels are then left out). Where the
    predictions name each image's painter (`painter` in `predictions.npz`), a replicate draws whole painters
-   with replacement instead (the cluster bootstrap of `artnet.metrics.paired_difference`): on a painter-disjoint
+   with replacement instead (the cluster bootstrap of `artnet.evaluation.metrics.paired_difference`): on a
+   painter-disjoint
    test split one painter's paintings succeed or fail together, so the painters, not the images, are the
    independent draws;
 2. resample, independently within each group, its seeds (with replacement) and average the group's metric over
@@ -15,7 +16,7 @@ on the same test images. Every interval here is a percentile bootstrap whose rep
    `resample_seeds=False` each replicate averages over all of a group's seeds instead (image noise only).
 
 Point estimates are means over a group's seeds on the whole test set. Metrics are higher-is-better:
-top-1 and balanced accuracy (mean per-class recall over the classes present, as `artnet.metrics`).
+top-1 and balanced accuracy (mean per-class recall over the classes present, as `artnet.evaluation.metrics`).
 
 Δm follows LibMTL (Maninis et al. 2019; Vandenhende et al. 2021): the mean over tasks t of
 (M_multi,t - M_single,t) / M_single,t, in %, each task against its own single-task model.
@@ -29,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from artnet.metrics import cluster_members, cluster_resample
+from artnet.evaluation.metrics import cluster_members, cluster_resample
 
 METRICS = ("top1", "balanced_accuracy")
 

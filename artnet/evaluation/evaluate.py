@@ -18,9 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-from artnet import labels, metrics
-from artnet.pipeline import make_dataset
-from artnet.sources import Source
+from artnet import labels
+from artnet.data.pipeline import make_dataset
+from artnet.data.sources import Source
+from artnet.evaluation import metrics
+from artnet.models.year import year_metrics
 from artnet.workdir import Evaluation
 
 
@@ -127,8 +129,6 @@ def evaluate(
             if result.get("block_distance_fractions"):
                 metrics.plot_block_distance(result["block_distance_fractions"], files.distance_png(head), head)
     if labels.YEAR in probabilities:  # the year head, scored in years and read as a block
-        from artnet.models.year import year_metrics
-
         report[labels.YEAR] = year_metrics(
             source.years, probabilities[labels.YEAR], source.labels["timeframe"], constant=train_year
         )

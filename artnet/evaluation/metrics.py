@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from artnet.data.years import block_centres
+
 ECE_BINS = 15
 # Bootstrap resamples are drawn in chunks of about this many indices, to bound memory on big test sets.
 _BOOTSTRAP_CHUNK_ELEMENTS = 2_000_000
@@ -169,12 +171,6 @@ def head_metrics(y_true, probs, class_names, majority_class: int) -> dict:
 
 
 # --- time in years (the timeframe head) -----------------------------------------------------------------
-
-
-def block_centres(class_names) -> np.ndarray:
-    """The middle year of each "1401-1450"-style block name (1425.5)."""
-    bounds = [[float(part) for part in str(name).split("-")] for name in class_names]
-    return np.asarray([(low + high) / 2 for low, high in bounds], dtype=np.float64)
 
 
 def timeframe_year_metrics(y_true, probs, class_names, years=None) -> dict:

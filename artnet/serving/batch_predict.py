@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from artnet import labels
-from artnet.images import ImageError, check_shape, load_path
-from artnet.predict import Predictor, check_top_k
+from artnet.data.images import ImageError, check_shape, load_path
+from artnet.serving.predictor import Predictor, check_top_k
 
 YEAR_SIGMA_COLUMN = "year_sigma"
 

@@ -40,10 +40,10 @@ def synthetic_image(label_by_head: dict[str, int], size: int, rng: np.random.Gen
 
 
 def synthetic_source(n: int, size: int = 32, seed: int = 0, unknown_fraction: float = 0.2):
-    """An `artnet.sources.Source` of PNG-encoded synthetic images."""
-    import tensorflow as tf
+    """An `artnet.data.sources.Source` of PNG-encoded synthetic images."""
+    import tensorflow as tf  # heavy, and only this function needs it: the labels above are plain numpy
 
-    from artnet.sources import Source
+    from artnet.data.sources import Source
 
     rng = np.random.default_rng(seed + 1)
     label_arrays = synthetic_labels(n, seed, unknown_fraction)

@@ -23,8 +23,8 @@ import numpy as np
 import tensorflow as tf
 
 from artnet.config import Augment
-from artnet.preprocessing import affine_warp, decode_and_resize, randaugment_layer
-from artnet.sources import Source
+from artnet.data.preprocessing import affine_warp, decode_and_resize, randaugment_layer
+from artnet.data.sources import Source
 
 POOLED = "pooled"
 STYLE_PREFIX = "style:"
@@ -50,7 +50,7 @@ class FeatureSpec:
     views: int = 1
     augment: Augment = dataclasses.field(default_factory=Augment)  # for views 2 and on
     batch_size: int = 32
-    framing: str = "crop"  # how each image is made square (`artnet.preprocessing.resize_and_crop`)
+    framing: str = "crop"  # how each image is made square (`artnet.data.preprocessing.resize_and_crop`)
 
     def to_dict(self) -> dict:
         spec = dataclasses.asdict(self)
@@ -180,7 +180,7 @@ def cached_layers(source: Source, specs: list[FeatureSpec], cache_dir: str | Pat
     """The cached features of each spec; those not cached yet are computed together, one backbone pass per view
     for all the specs that differ only in their layer (the pooled features and style statistics of one model).
 
-    A subset (`artnet.sources.subset`) takes its rows of the features of the source it came from."""
+    A subset (`artnet.data.sources.subset`) takes its rows of the features of the source it came from."""
     if source.origin is not None:
         root, indices = source.origin
         return [features[:, indices] for features in cached_layers(root, specs, cache_dir)]

@@ -31,8 +31,8 @@ import urllib3.connection
 from tqdm.auto import tqdm
 
 from artnet import __version__
-from artnet.images import ImageError, verify_image
-from artnet.wga.catalog import check_member_size
+from artnet.data.images import ImageError, verify_image
+from artnet.data.wga.catalog import check_member_size
 
 DEFAULT_BASE_URL = "https://www.wga.hu"
 CATALOG_URL_PATH = "/database/download/data_txt.zip"

@@ -19,10 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
-from artnet import labels, metrics
+from artnet import labels
 from artnet.config import TrainConfig
-from artnet.features import FeatureSpec, cached_layers, style_layer_spec
-from artnet.sources import Source
+from artnet.data.sources import Source
+from artnet.evaluation import metrics
+from artnet.training.feature_cache import FeatureSpec, cached_layers, style_layer_spec
 from artnet.workdir import Evaluation, Workdir
 
 # Standardised 1280-d features: on the WikiArt sample validation chose C at the grid's low edge twice (1e-3, then
@@ -175,8 +176,8 @@ def run_probe(
     `also_evaluate` ({name: source}) scores the same fitted probe on other collections too (the cross-collection
     check), each into `<workdir>/eval_<name>/` with the training split's majority baselines.
     """
-    from artnet.evaluate import majority_classes
-    from artnet.train import write_label_counts
+    from artnet.evaluation.evaluate import majority_classes
+    from artnet.training.train import write_label_counts
 
     started = time.monotonic()
     files = Workdir(Path(workdir))
@@ -229,7 +230,7 @@ def run_probe(
             report["heads"][head] = metrics.head_metrics(
                 source.labels[head], probabilities[head], names, majority[head]
             )
-            if head == "timeframe":  # how far in time, as for a trained model (artnet.evaluate)
+            if head == "timeframe":  # how far in time, as for a trained model (artnet.evaluation.evaluate)
                 report["heads"][head].update(
                     metrics.timeframe_year_metrics(source.labels[head], probabilities[head], names, source.years)
                 )

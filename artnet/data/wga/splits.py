@@ -17,7 +17,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 
 from artnet import labels
-from artnet.wga.catalog import CatalogRow
+from artnet.data.wga.catalog import CatalogRow
 
 SPLITS: tuple[str, ...] = ("train", "validation", "test")
 FRACTIONS: tuple[float, ...] = (0.70, 0.15, 0.15)

@@ -84,7 +84,7 @@ class LoopLogger:
     TensorBoard scalars when the chief writes them."""
 
     def __init__(self, jsonl: Path, csv_path: Path, tensorboard: Path | None, phase: str):
-        from artnet.train import JsonLines  # the fit path's own JSON-lines record, written the same way
+        from artnet.training.train import JsonLines  # the fit path's own JSON-lines record, written the same way
 
         self.json_lines = JsonLines(jsonl, phase)
         self.csv_path = Path(csv_path)

@@ -3,7 +3,7 @@
 Unknown labels are masked, not dropped: they become class 0 with sample weight 0, so they add no loss and
 count in no weighted metric. A known label's weight is its head's balanced class weight, scaled so that the
 mean weight over *all* training examples is 1 and the loss keeps its scale. Decoding, resizing and the
-augmentation warp come from `artnet.preprocessing`.
+augmentation warp come from `artnet.data.preprocessing`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from artnet import labels
 from artnet.config import Augment
-from artnet.preprocessing import (
+from artnet.data.preprocessing import (
     affine_warp,
     canvas_size,
     crop_warp_transform,
@@ -23,7 +23,8 @@ from artnet.preprocessing import (
     to_canvas,
     warp_canvases,
 )
-from artnet.sources import Source
+from artnet.data.sources import Source
+from artnet.data.years import normalised_years, year_sample_weights
 
 AUTOTUNE = tf.data.AUTOTUNE
 YEAR_WEIGHT = "year_weight"  # travels beside the year target until the (targets, weights) split
@@ -77,7 +78,7 @@ def make_dataset(
 ) -> tf.data.Dataset:
     """Batches of (float32 images in [0, 255], {head: label}, {head: sample weight}).
 
-    Each image is made square by `framing` (`artnet.preprocessing.resize_and_crop`). `weight_tables` (from
+    Each image is made square by `framing` (`artnet.data.preprocessing.resize_and_crop`). `weight_tables` (from
     `head_weight_tables` on the TRAIN labels) weighs known labels; without it every known label weighs 1. Unknown
     labels always weigh 0. With `year`, also the year head's target (`year`: the normalised year of
     `Source.years`) and weight (0 where unknown; with `weight_tables`, i.e. in training, scaled so that the mean
@@ -86,7 +87,6 @@ def make_dataset(
     heads = labels.validate_heads(heads)
     label_tensors = {head: tf.constant(source.labels[head], dtype=tf.int64) for head in heads}
     if year:
-        from artnet.models.year import normalised_years, year_sample_weights
 
         targets, _ = normalised_years(source.years)
         label_tensors[labels.YEAR] = tf.constant(targets, dtype=tf.float32)

@@ -1,0 +1,10 @@
+"""Evaluation: how good a model (or a baseline) is, in numbers and plots.
+
+- `evaluate`: a model on a source -> report (JSON, Markdown, plots) beside chance and the majorities.
+- `metrics`: per-head metrics (scikit-learn where it has them), time in blocks and years, intervals, plots.
+- `mtl_stats`: multi- vs single-head statistics (Δm, paired intervals).
+- `data_stats`: what a dataset holds, per split and class.
+
+It sits below training: training chooses on validation (the probe's C, keep-or-undo fine-tuning) with these
+same metrics, so that a choice and its report never disagree.
+"""
