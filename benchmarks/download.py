@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 from artnet.data.images import ImageError, verify_image
 from artnet.data.wga import download
 from artnet.data.wga.catalog import parse_catalog, read_catalog_bytes, usable_paintings
+from artnet.data.wga.http_client import DownloadConfig
 from artnet.testing.dummy_mirror import temporary_mirror
 from artnet.testing.fake_server import FaultyWgaServer
 
@@ -68,14 +69,14 @@ def main() -> None:
 
     with FaultyWgaServer(mirror, latency=args.latency) as server:
         baseline = sequential_fetch(server.base_url, paths)
-        config = download.DownloadConfig(base_url=server.base_url, max_rate=0)
+        config = DownloadConfig(base_url=server.base_url, max_rate=0)
         with tempfile.TemporaryDirectory() as out:
             result = download.mirror_images(paths, Path(out), config, description="artnet")
         assert result.counts()[download.FOUND] == len(paths), result.counts()
         for index, path in enumerate(paths):
             if index % 10 == 0:
                 server.faults[path] = [[500, "reset", "truncate", 503][index // 10 % 4]]
-        faulty_config = download.DownloadConfig(base_url=server.base_url, max_rate=0, backoff=0.05)
+        faulty_config = DownloadConfig(base_url=server.base_url, max_rate=0, backoff=0.05)
         with tempfile.TemporaryDirectory() as out:
             faulty = download.mirror_images(paths, Path(out), faulty_config, description="artnet+faults")
     rows_out = [

@@ -8,7 +8,8 @@ import tensorflow_datasets as tfds
 
 from artnet import cli, labels
 from artnet.data.sources import wga_source
-from artnet.data.wga.build import CATALOG_SHA256_ENV, MANUAL_DIR_ENV, WORK_DIR_ENV, CatalogMismatchError
+from artnet.data.wga.build import MANUAL_DIR_ENV, WORK_DIR_ENV
+from artnet.data.wga.catalog_pin import CATALOG_SHA256_ENV, CatalogMismatchError
 from datasets.wga import wga_dataset_builder
 
 
@@ -127,7 +128,7 @@ def test_data_stats_on_a_missing_dataset_says_how_to_build_it(tmp_path, capsys):
 
 
 def test_the_builder_parses_dates(dummy_data, accept_any_catalog, tmp_path, monkeypatch):
-    from artnet.data.wga.catalog import DATE_PRECISIONS, parse_date
+    from artnet.data.wga.dates import DATE_PRECISIONS, parse_date
 
     monkeypatch.setenv(WORK_DIR_ENV, str(tmp_path / "work"))
     builder = build("random", tmp_path / "tfds", manual_dir=dummy_data)

@@ -6,20 +6,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from artnet import labels
-from artnet.data.wga.catalog import (
-    DATE_FORMS,
-    DATE_PRECISIONS,
-    CatalogError,
-    ParsedDate,
-    date_counts,
-    date_form,
-    image_path_of,
-    parse_catalog,
-    parse_date,
-    read_catalog_bytes,
-    usable_paintings,
-    year_of,
-)
+from artnet.data.wga.catalog import CatalogError, parse_catalog, read_catalog_bytes, usable_paintings
+from artnet.data.wga.dates import DATE_FORMS, DATE_PRECISIONS, ParsedDate, date_counts, date_form, parse_date, year_of
+from artnet.data.wga.image_paths import image_path_of
 
 HEADER = "AUTHOR;BORN-DIED;TITLE;DATE;TECHNIQUE;LOCATION;URL;FORM;TYPE;SCHOOL;TIMEFRAME"
 URL = "https://www.wga.hu/html/a/aachen/allegory.html"

@@ -9,17 +9,20 @@ from pathlib import Path
 import pytest
 
 from artnet.data.wga import download
-from artnet.data.wga.build import CATALOG_SHA256_ENV, CatalogMismatchError, plan_build, read_checksums, verify_catalog
+from artnet.data.wga.atomic_files import remove_stale_parts, write_atomically
+from artnet.data.wga.build import plan_build
 from artnet.data.wga.catalog import parse_catalog, read_catalog_bytes, usable_paintings
+from artnet.data.wga.catalog_pin import CATALOG_SHA256_ENV, CatalogMismatchError, read_checksums, verify_catalog
+from artnet.data.wga.http_client import DownloadConfig, RateLimiter
 
 GOOD = "art/p/painter00/work0.jpg"
 OTHERS = [f"art/p/painter0{n}/work{w}.jpg" for n in range(1, 4) for w in range(3)]
 
 
-def fast_config(server, **overrides) -> download.DownloadConfig:
+def fast_config(server, **overrides) -> DownloadConfig:
     settings = dict(base_url=server.base_url, workers=8, max_rate=0, timeout=0.5, retries=3, backoff=0.01)
     settings.update(overrides)
-    return download.DownloadConfig(**settings)
+    return DownloadConfig(**settings)
 
 
 def test_retryable_faults_are_retried_and_404_is_missing(wga_server, tmp_path):
@@ -62,7 +65,7 @@ def test_a_second_run_refetches_nothing_it_already_has(wga_server, tmp_path):
 
 
 def test_rate_limit_spaces_requests():
-    limiter = download.RateLimiter(rate=50.0)
+    limiter = RateLimiter(rate=50.0)
     import time
 
     start = time.monotonic()
@@ -89,10 +92,10 @@ def test_requests_carry_artnet_user_agent(wga_server, tmp_path):
 
 
 def test_config_from_environment():
-    config = download.DownloadConfig.from_env({"ARTNET_WGA_WORKERS": "16", "ARTNET_WGA_BASE_URL": "http://x/"})
+    config = DownloadConfig.from_env({"ARTNET_WGA_WORKERS": "16", "ARTNET_WGA_BASE_URL": "http://x/"})
     assert config.workers == 16 and config.base_url == "http://x"
     with pytest.raises(ValueError, match="ARTNET_WGA_MAX_RATE"):
-        download.DownloadConfig.from_env({"ARTNET_WGA_MAX_RATE": "fast"})
+        DownloadConfig.from_env({"ARTNET_WGA_MAX_RATE": "fast"})
 
 
 def test_download_build_with_faults_matches_manual_build_and_resumes(wga_server, dummy_data, tmp_path):
@@ -178,7 +181,7 @@ def test_stopping_the_image_check_cancels_the_images_not_yet_started(tmp_path, m
     import threading
     import time
 
-    from artnet.data.wga import build
+    from artnet.data.wga import prepare
 
     started = []
     lock = threading.Lock()
@@ -189,9 +192,9 @@ def test_stopping_the_image_check_cancels_the_images_not_yet_started(tmp_path, m
         time.sleep(0.05)
         return row, ""
 
-    monkeypatch.setattr(build, "_prepare_one", slow_prepare)
+    monkeypatch.setattr(prepare, "_prepare_one", slow_prepare)
     rows = list(range(200))  # stand-ins: only counted
-    checking = build._prepare_all(rows, tmp_path, tmp_path)
+    checking = prepare.prepare_images(rows, tmp_path, tmp_path)
     next(checking)
     checking.close()  # what a Ctrl-C in the build loop does to the generator
     assert len(started) < 20  # not the 200 queued (at 50 ms each that would be seconds of work after the stop)
@@ -286,7 +289,7 @@ def test_partial_files_of_a_killed_build_are_removed_and_a_live_writers_kept(tmp
     other = folder / ".notes.part"  # not a name the writer makes: not ours to delete
     for path in (left, live, other):
         path.write_bytes(b"half a jpeg")
-    assert download.remove_stale_parts(tmp_path / "mirror") == 1
+    assert remove_stale_parts(tmp_path / "mirror") == 1
     assert not left.exists() and live.exists() and other.exists()
-    download.write_atomically(folder / "three.jpg", b"data")  # its temporary name carries this pid
-    assert (folder / "three.jpg").read_bytes() == b"data" and download.remove_stale_parts(tmp_path / "mirror") == 0
+    write_atomically(folder / "three.jpg", b"data")  # its temporary name carries this pid
+    assert (folder / "three.jpg").read_bytes() == b"data" and remove_stale_parts(tmp_path / "mirror") == 0

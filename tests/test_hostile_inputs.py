@@ -22,8 +22,12 @@ from PIL import Image
 
 from artnet.data import images
 from artnet.data.wga import download
-from artnet.data.wga.build import format_summary, plan_build
-from artnet.data.wga.catalog import CatalogError, image_path_of, parse_catalog, read_catalog_bytes
+from artnet.data.wga.atomic_files import write_atomically
+from artnet.data.wga.build import plan_build
+from artnet.data.wga.catalog import CatalogError, parse_catalog, read_catalog_bytes
+from artnet.data.wga.http_client import MAX_BODY_BYTES, DownloadConfig
+from artnet.data.wga.image_paths import image_path_of
+from artnet.data.wga.summary import format_summary
 from artnet.testing.fake_server import FaultyWgaServer
 
 GOOD = "art/p/painter00/work0.jpg"
@@ -31,10 +35,10 @@ OTHER = "art/p/painter01/work0.jpg"
 LABELS = "painting;religious;Italian;1501-1550"
 
 
-def fast_config(server, **overrides) -> download.DownloadConfig:
+def fast_config(server, **overrides) -> DownloadConfig:
     settings = dict(base_url=server.base_url, workers=4, max_rate=0, timeout=1.0, retries=2, backoff=0.01)
     settings.update(overrides)
-    return download.DownloadConfig(**settings)
+    return DownloadConfig(**settings)
 
 
 def jpeg(seed: int = 0) -> bytes:
@@ -133,7 +137,7 @@ def test_an_endless_body_is_cut_at_the_cap_and_not_retried(wga_server, tmp_path)
     assert result.status[GOOD] == download.FAILED and result.reasons[GOOD] == "too large"
     assert wga_server.hits[GOOD] == 1
     # The client hung up near the cap (socket buffers let the server get a little further).
-    assert wga_server.sent[GOOD] < download.MAX_BODY_BYTES + 16 * 2**20
+    assert wga_server.sent[GOOD] < MAX_BODY_BYTES + 16 * 2**20
 
 
 def test_a_content_length_over_the_cap_is_refused_unread(wga_server, tmp_path):
@@ -217,7 +221,7 @@ def test_atomic_writes_fsync_the_file_and_its_folder(tmp_path, monkeypatch):
         real_fsync(descriptor)
 
     monkeypatch.setattr(os, "fsync", spy)
-    download.write_atomically(tmp_path / "a" / "b.jpg", b"bytes")
+    write_atomically(tmp_path / "a" / "b.jpg", b"bytes")
     assert synced == ["file", "folder"] and (tmp_path / "a" / "b.jpg").read_bytes() == b"bytes"
 
 

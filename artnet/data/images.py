@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import stat
 import warnings
 from pathlib import Path
 
@@ -190,8 +191,6 @@ def load_path(path: Path) -> np.ndarray:
     a device such as /dev/zero or a socket is refused before a byte is read. O_NONBLOCK keeps opening a FIFO
     from waiting forever for a writer; it changes nothing for regular files.
     """
-    import stat  # here, not at the top: this function is the only user
-
     if path.is_dir():
         raise ImageError("is a folder, not an image file")
     try:

@@ -85,22 +85,8 @@ def make_dataset(
     weight is 1, as the heads' are).
     """
     heads = labels.validate_heads(heads)
-    label_tensors = {head: tf.constant(source.labels[head], dtype=tf.int64) for head in heads}
-    if year:
-
-        targets, _ = normalised_years(source.years)
-        label_tensors[labels.YEAR] = tf.constant(targets, dtype=tf.float32)
-        weights = year_sample_weights(source.years, balance=weight_tables is not None)
-        label_tensors[YEAR_WEIGHT] = tf.constant(weights, dtype=tf.float32)
-    tables = {
-        head: tf.constant(
-            weight_tables[head]
-            if weight_tables is not None
-            else np.ones(len(labels.VOCABULARIES[head]), dtype=np.float32),
-            dtype=tf.float32,
-        )
-        for head in heads
-    }
+    label_tensors = _label_tensors(source, heads, year=year, balance_year=weight_tables is not None)
+    tables = _weight_table_constants(heads, weight_tables)
     dataset = tf.data.Dataset.zip(source.images, tf.data.Dataset.from_tensor_slices(label_tensors))
     augment = augment if training else None
     if augment is not None and not cache:
@@ -142,6 +128,30 @@ def make_dataset(
     else:
         dataset = dataset.map(lambda images, y, w: (tf.cast(images, tf.float32), y, w), num_parallel_calls=AUTOTUNE)
     return dataset.prefetch(AUTOTUNE)
+
+
+def _label_tensors(source: Source, heads, *, year: bool, balance_year: bool) -> dict[str, tf.Tensor]:
+    """The raw labels per head (-1 = unknown), and with `year` the year target and its weight beside them."""
+    label_tensors = {head: tf.constant(source.labels[head], dtype=tf.int64) for head in heads}
+    if year:
+        targets, _ = normalised_years(source.years)
+        label_tensors[labels.YEAR] = tf.constant(targets, dtype=tf.float32)
+        weights = year_sample_weights(source.years, balance=balance_year)
+        label_tensors[YEAR_WEIGHT] = tf.constant(weights, dtype=tf.float32)
+    return label_tensors
+
+
+def _weight_table_constants(heads, weight_tables: dict[str, np.ndarray] | None) -> dict[str, tf.Tensor]:
+    """Each head's class weights as a constant: `weight_tables`' entry, or 1 for every class without tables."""
+    return {
+        head: tf.constant(
+            weight_tables[head]
+            if weight_tables is not None
+            else np.ones(len(labels.VOCABULARIES[head]), dtype=np.float32),
+            dtype=tf.float32,
+        )
+        for head in heads
+    }
 
 
 def mix_batch(x, y: dict, w: dict, alpha: float, seed: int | None = None):

@@ -76,6 +76,7 @@ def random_affine(shape, size, augment: Augment, mirror: tf.Tensor | None = None
 def randaugment_layer(seed: int | None = None):
     """keras-cv's RandAugment as the training pipeline and the feature cache's augmented views apply it: two
     random operations per image at magnitude 0.3, on 0-255 pixels. `seed` makes its draws repeatable."""
+    # Imported here, not at the top: keras-cv takes seconds to load, and only RandAugment runs need it.
     import keras_cv
 
     return keras_cv.layers.RandAugment(value_range=(0, 255), augmentations_per_image=2, magnitude=0.3, seed=seed)

@@ -41,7 +41,9 @@ def synthetic_image(label_by_head: dict[str, int], size: int, rng: np.random.Gen
 
 def synthetic_source(n: int, size: int = 32, seed: int = 0, unknown_fraction: float = 0.2):
     """An `artnet.data.sources.Source` of PNG-encoded synthetic images."""
-    import tensorflow as tf  # heavy, and only this function needs it: the labels above are plain numpy
+    # Imported here, not at the top: TensorFlow (which `sources` imports too) is heavy and only this function needs
+    # it; the labels, images and folders above are plain numpy and PIL.
+    import tensorflow as tf
 
     from artnet.data.sources import Source
 

@@ -116,6 +116,8 @@ def _tiny(weights: str | None, size: int) -> keras.Model:
 
 def _lite(name: str):
     def build(weights: str | None, size: int) -> keras.Model:
+        # Imported here, not at the top: efficientnet_lite imports keras-cv, which takes seconds to load and is
+        # needed only when a Lite backbone is actually built.
         from artnet.models.efficientnet_lite import build_lite_backbone
 
         return build_lite_backbone(name, weights=weights, input_shape=(size, size, 3))

@@ -6,9 +6,9 @@ Writes `catalog.csv` (`;`-separated, Windows-1252, CRLF, as wga.hu serves it) an
 `art/`. Nothing here comes from wga.hu: authors, titles and pictures are invented. It is generated, not
 committed, so that no image file in the repository can be mistaken for a copy of a WGA image.
 
-Labels come from `artnet.labels`' vocabularies and image paths from `artnet.data.wga.catalog.image_path_of`, the rules
-the builder itself applies, so the fixture cannot drift from them. Its catalogue is not wga.hu's export: builds
-from it set `ARTNET_WGA_CATALOG_SHA256=any` (see `artnet.data.wga.build.CATALOG_SHA256_ENV`).
+Labels come from `artnet.labels`' vocabularies and image paths from `artnet.data.wga.image_paths.image_path_of`,
+the rules the builder itself applies, so the fixture cannot drift from them. Its catalogue is not wga.hu's export:
+builds from it set `ARTNET_WGA_CATALOG_SHA256=any` (see `artnet.data.wga.catalog_pin.CATALOG_SHA256_ENV`).
 """
 
 from __future__ import annotations
@@ -20,14 +20,14 @@ from pathlib import Path
 
 from PIL import Image
 
-from artnet.data.wga.catalog import image_path_of
+from artnet.data.wga.image_paths import image_path_of
 from artnet.labels import SCHOOLS, TIMEFRAMES, TYPES
 
 # wga.hu's header, spelt out rather than taken from artnet.data.wga.catalog.COLUMNS: it is the format under test, and
 # the rows below list their fields in this order.
 HEADER = "AUTHOR;BORN-DIED;TITLE;DATE;TECHNIQUE;LOCATION;URL;FORM;TYPE;SCHOOL;TIMEFRAME"
 URL_FIELD = HEADER.split(";").index("URL")
-# One of each form the real catalogue holds (see artnet.data.wga.catalog.parse_date).
+# One of each form the real catalogue holds (see artnet.data.wga.dates.parse_date).
 DATES = [
     "1510",
     "c. 1510",
@@ -53,9 +53,133 @@ def _jpeg(seed: int, mode: str = "RGB") -> bytes:
     return out.getvalue()
 
 
+# wga.hu page URLs of the tricky rows' (invented) painter.
+_ODD_PAGE = "https://www.wga.hu/html/z/zoddity/{}.html"
+# Tricky rows, each exercising one rule of the parser or the builder: (fields or a raw line, the seed of its
+# picture, the bytes of its file, or None for no file in the mirror). A table, not code, so each row reads alone.
+_TRICKY_ROWS: list[tuple[list[str] | str, int | bytes | None]] = [
+    # Quoted field holding ';' and a literal '"' in a title; stray whitespace; mixed case.
+    (
+        [
+            " ODDITY, Anna ",
+            "(b. 1600, Sevilla, d. 1660, Madrid)",
+            'The "Quiet" Room',
+            "1620s",
+            '"Oil on canvas; 120 x 90 cm"',
+            "Prado, Madrid",
+            _ODD_PAGE.format("quiet"),
+            " Painting ",
+            "Genre",
+            "SPANISH",
+            " 1601-1650 ",
+        ],
+        101,
+    ),
+    # Unknown school (English) but known timeframe and type: kept, school = -1.
+    (
+        [
+            "ODDITY, Anna",
+            "",
+            "English guest",
+            "1700",
+            "Oil",
+            "London",
+            _ODD_PAGE.format("english"),
+            "painting",
+            "portrait",
+            "English",
+            "1701-1750",
+        ],
+        102,
+    ),
+    # All three labels unknown: dropped.
+    (
+        [
+            "ODDITY, Anna",
+            "",
+            "Nothing known",
+            "-",
+            "Tempera",
+            "Siena",
+            _ODD_PAGE.format("unknown"),
+            "painting",
+            "other",
+            "Other",
+            "1351-1400",
+        ],
+        103,
+    ),
+    # Not a painting: dropped even though its image exists.
+    (
+        [
+            "ODDITY, Anna",
+            "",
+            "A statue",
+            "1500",
+            "Marble",
+            "Firenze",
+            _ODD_PAGE.format("statue"),
+            "sculpture",
+            "religious",
+            "Italian",
+            "1451-1500",
+        ],
+        104,
+    ),
+    # A painting whose image is absent from the mirror: skipped and counted as missing.
+    (
+        [
+            "ODDITY, Anna",
+            "",
+            "Lost panel",
+            "1450",
+            "Tempera",
+            "Lost",
+            _ODD_PAGE.format("lost"),
+            "painting",
+            "religious",
+            "Italian",
+            "1401-1450",
+        ],
+        None,
+    ),
+    # A text file named .jpg: counted as corrupt, never fatal.
+    (
+        [
+            "ODDITY, Anna",
+            "",
+            "Not an image",
+            "1460",
+            "Tempera",
+            "Siena",
+            _ODD_PAGE.format("notimage"),
+            "painting",
+            "religious",
+            "Italian",
+            "1451-1500",
+        ],
+        b"this is not a JPEG\r\n",
+    ),
+    # Rows with too few and too many fields: counted as malformed.
+    ("ODDITY, Anna;(b. 1600);Too few fields;1620;Oil", None),
+    (
+        "ODDITY, Anna;;Too;many;fields;1620;Oil;Here;" + _ODD_PAGE.format("many") + ";painting;genre;Dutch;1601-1650",
+        None,
+    ),
+    # A blank line in the middle of the file.
+    ("", None),
+]
+
+
 def rows() -> list[tuple[list[str] | str, bytes | None]]:
     """(fields or a raw line, image bytes or None for 'no image in the mirror')."""
-    out: list[tuple[list[str] | str, bytes | None]] = []
+    tricky = [(fields, _jpeg(image) if isinstance(image, int) else image) for fields, image in _TRICKY_ROWS]
+    return _painter_rows() + tricky
+
+
+def _painter_rows() -> list[tuple[list[str], bytes]]:
+    """18 painters of three works each, every label and DATE form cycled through: the ordinary rows."""
+    out: list[tuple[list[str], bytes]] = []
     for author_number in range(18):
         slug = f"painter{author_number:02d}"
         author = f"PAINTER, Number {author_number:02d}"
@@ -76,121 +200,7 @@ def rows() -> list[tuple[list[str] | str, bytes | None]]:
                 TIMEFRAMES[seed % len(TIMEFRAMES)],
             ]
             out.append((fields, _jpeg(seed, "L" if seed % 11 == 0 else "RGB")))
-    base = "https://www.wga.hu/html/z/zoddity/{}.html"
-    # Tricky rows, each exercising one rule of the parser or the builder.
-    odd: list[tuple[list[str] | str, bytes | None]] = [
-        # Quoted field holding ';' and a literal '"' in a title; stray whitespace; mixed case.
-        (
-            [
-                " ODDITY, Anna ",
-                "(b. 1600, Sevilla, d. 1660, Madrid)",
-                'The "Quiet" Room',
-                "1620s",
-                '"Oil on canvas; 120 x 90 cm"',
-                "Prado, Madrid",
-                base.format("quiet"),
-                " Painting ",
-                "Genre",
-                "SPANISH",
-                " 1601-1650 ",
-            ],
-            _jpeg(101),
-        ),
-        # Unknown school (English) but known timeframe and type: kept, school = -1.
-        (
-            [
-                "ODDITY, Anna",
-                "",
-                "English guest",
-                "1700",
-                "Oil",
-                "London",
-                base.format("english"),
-                "painting",
-                "portrait",
-                "English",
-                "1701-1750",
-            ],
-            _jpeg(102),
-        ),
-        # All three labels unknown: dropped.
-        (
-            [
-                "ODDITY, Anna",
-                "",
-                "Nothing known",
-                "-",
-                "Tempera",
-                "Siena",
-                base.format("unknown"),
-                "painting",
-                "other",
-                "Other",
-                "1351-1400",
-            ],
-            _jpeg(103),
-        ),
-        # Not a painting: dropped even though its image exists.
-        (
-            [
-                "ODDITY, Anna",
-                "",
-                "A statue",
-                "1500",
-                "Marble",
-                "Firenze",
-                base.format("statue"),
-                "sculpture",
-                "religious",
-                "Italian",
-                "1451-1500",
-            ],
-            _jpeg(104),
-        ),
-        # A painting whose image is absent from the mirror: skipped and counted as missing.
-        (
-            [
-                "ODDITY, Anna",
-                "",
-                "Lost panel",
-                "1450",
-                "Tempera",
-                "Lost",
-                base.format("lost"),
-                "painting",
-                "religious",
-                "Italian",
-                "1401-1450",
-            ],
-            None,
-        ),
-        # A text file named .jpg: counted as corrupt, never fatal.
-        (
-            [
-                "ODDITY, Anna",
-                "",
-                "Not an image",
-                "1460",
-                "Tempera",
-                "Siena",
-                base.format("notimage"),
-                "painting",
-                "religious",
-                "Italian",
-                "1451-1500",
-            ],
-            b"this is not a JPEG\r\n",
-        ),
-        # Rows with too few and too many fields: counted as malformed.
-        ("ODDITY, Anna;(b. 1600);Too few fields;1620;Oil", None),
-        (
-            "ODDITY, Anna;;Too;many;fields;1620;Oil;Here;" + base.format("many") + ";painting;genre;Dutch;1601-1650",
-            None,
-        ),
-        # A blank line in the middle of the file.
-        ("", None),
-    ]
-    return out + odd
+    return out
 
 
 def write_mirror(target: str | Path) -> Path:

@@ -34,6 +34,122 @@ class _QuietServer(ThreadingHTTPServer):
             super().handle_error(request, client_address)
 
 
+class _FaultyHandler(BaseHTTPRequestHandler):
+    """Answers one request as `wga` (the `FaultyWgaServer` it serves) says: its next queued fault, else the file.
+
+    Each server makes its own subclass with `wga` set, so a test that patches one server's handler patches no other.
+    """
+
+    wga: FaultyWgaServer
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # else keep-alive replies stall ~40 ms on delayed ACKs
+
+    def log_message(self, *args):  # keep test output clean
+        pass
+
+    def do_GET(self):  # noqa: N802 (http.server's naming)
+        path = self.path.lstrip("/")
+        with self.wga._lock:
+            self.wga.hits[path] += 1
+            queued = self.wga.faults.get(path)
+            fault = queued.pop(0) if queued else None
+        if self.wga.latency:
+            time.sleep(self.wga.latency)
+        if self._fault_without_body(path, fault):
+            return
+        body = self.wga.body(path)
+        if body is None:
+            self._send(404, b"not found")
+            return
+        if fault == "garbage":
+            body = b"<html>this is not an image</html>"
+        if fault == "trickle-headers":
+            self._trickle_headers(path, body)
+        elif fault == "trickle":
+            self._trickle(path, body)
+        elif fault == "truncate":
+            self._truncate(body)
+        else:
+            self._send(200, body)
+
+    def _fault_without_body(self, path, fault) -> bool:
+        """Answer the faults that never serve the file (or serve a flood instead); False for any other."""
+        if fault == "hang":
+            time.sleep(self.wga.hang_seconds)
+            self.close_connection = True
+        elif fault == "reset":
+            self.close_connection = True
+            self.connection.close()
+        elif isinstance(fault, int):
+            self._send(fault, b"server error")
+        elif isinstance(fault, tuple) and fault[0] == "redirect":
+            self.send_response(302)
+            self.send_header("Location", fault[1])
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+        elif fault in ("endless", "huge"):
+            self._flood(path, length=10**13 if fault == "huge" else None)
+        else:
+            return False
+        return True
+
+    def _trickle_headers(self, path, body):
+        # The status line and headers one byte at a time: only a total deadline can stop this.
+        head = f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\n".encode()
+        trickled = head + b"X" * 10_000  # then one header line that never ends
+        for at in range(len(trickled)):
+            if not self._write_or_stop(path, trickled[at : at + 1]):
+                return
+            time.sleep(self.wga.trickle_seconds)
+        self.close_connection = True
+
+    def _trickle(self, path, body):
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        for at in range(len(body)):
+            self._write_or_stop(path, body[at : at + 1])
+            time.sleep(self.wga.trickle_seconds)
+
+    def _truncate(self, body):
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body[: len(body) // 2])
+        self.wfile.flush()
+        self.close_connection = True
+
+    def _flood(self, path, length):
+        self.send_response(200)
+        if length is not None:
+            self.send_header("Content-Length", str(length))
+        self.end_headers()
+        block = bytes(1 << 16)
+        # Bounded only so that a client that never hangs up cannot keep the test server busy forever.
+        for _ in range(1 << 16):
+            if not self._write_or_stop(path, block):
+                return
+        self.close_connection = True
+
+    def _write_or_stop(self, path, data) -> bool:
+        """Write `data`; False once the client hung up (which is how a capped download ends)."""
+        try:
+            self.wfile.write(data)
+            self.wfile.flush()
+        except OSError:
+            self.close_connection = True
+            return False
+        with self.wga._lock:
+            self.wga.sent[path] += len(data)
+        return True
+
+    def _send(self, status, body):
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
 class FaultyWgaServer:
     """Serves a mirror folder over HTTP on 127.0.0.1, like wga.hu, with faults queued per path.
 
@@ -57,108 +173,8 @@ class FaultyWgaServer:
         self.trickle_seconds = trickle_seconds
         self.latency = latency
         self._lock = threading.Lock()
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True  # else keep-alive replies stall ~40 ms on delayed ACKs
-
-            def log_message(self, *args):  # keep test output clean
-                pass
-
-            def do_GET(self):  # noqa: N802 (http.server's naming)
-                path = self.path.lstrip("/")
-                with server._lock:
-                    server.hits[path] += 1
-                    queued = server.faults.get(path)
-                    fault = queued.pop(0) if queued else None
-                if server.latency:
-                    time.sleep(server.latency)
-                if fault == "hang":
-                    time.sleep(server.hang_seconds)
-                    self.close_connection = True
-                    return
-                if fault == "reset":
-                    self.close_connection = True
-                    self.connection.close()
-                    return
-                if isinstance(fault, int):
-                    self._send(fault, b"server error")
-                    return
-                if isinstance(fault, tuple) and fault[0] == "redirect":
-                    self.send_response(302)
-                    self.send_header("Location", fault[1])
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return
-                if fault in ("endless", "huge"):
-                    self._flood(path, length=10**13 if fault == "huge" else None)
-                    return
-                body = server.body(path)
-                if body is None:
-                    self._send(404, b"not found")
-                    return
-                if fault == "garbage":
-                    body = b"<html>this is not an image</html>"
-                if fault == "trickle-headers":
-                    # The status line and headers one byte at a time: only a total deadline can stop this.
-                    head = f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\n".encode()
-                    trickled = head + b"X" * 10_000  # then one header line that never ends
-                    for at in range(len(trickled)):
-                        if not self._write_or_stop(path, trickled[at : at + 1]):
-                            return
-                        time.sleep(server.trickle_seconds)
-                    self.close_connection = True
-                    return
-                if fault == "trickle":
-                    self.send_response(200)
-                    self.send_header("Content-Length", str(len(body)))
-                    self.end_headers()
-                    for at in range(len(body)):
-                        self._write_or_stop(path, body[at : at + 1])
-                        time.sleep(server.trickle_seconds)
-                    return
-                if fault == "truncate":
-                    self.send_response(200)
-                    self.send_header("Content-Length", str(len(body)))
-                    self.end_headers()
-                    self.wfile.write(body[: len(body) // 2])
-                    self.wfile.flush()
-                    self.close_connection = True
-                    return
-                self._send(200, body)
-
-            def _flood(self, path, length):
-                self.send_response(200)
-                if length is not None:
-                    self.send_header("Content-Length", str(length))
-                self.end_headers()
-                block = bytes(1 << 16)
-                # Bounded only so that a client that never hangs up cannot keep the test server busy forever.
-                for _ in range(1 << 16):
-                    if not self._write_or_stop(path, block):
-                        return
-                self.close_connection = True
-
-            def _write_or_stop(self, path, data) -> bool:
-                """Write `data`; False once the client hung up (which is how a capped download ends)."""
-                try:
-                    self.wfile.write(data)
-                    self.wfile.flush()
-                except OSError:
-                    self.close_connection = True
-                    return False
-                with server._lock:
-                    server.sent[path] += len(data)
-                return True
-
-            def _send(self, status, body):
-                self.send_response(status)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-        self.httpd = _QuietServer(("127.0.0.1", 0), Handler)
+        handler = type("Handler", (_FaultyHandler,), {"wga": self})
+        self.httpd = _QuietServer(("127.0.0.1", 0), handler)
         self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 

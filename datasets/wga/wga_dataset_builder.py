@@ -20,20 +20,14 @@ import tensorflow_datasets as tfds
 
 from artnet import labels
 from artnet.data import images
-from artnet.data.wga.build import (
-    MANUAL_DIR_ENV,
-    format_summary,
-    has_catalog,
-    manual_dir_from_env,
-    plan_build,
-    work_dir_for,
-)
-from artnet.data.wga.catalog import DATE_PRECISIONS
+from artnet.data.wga.build import MANUAL_DIR_ENV, has_catalog, manual_dir_from_env, plan_build, work_dir_for
+from artnet.data.wga.dates import DATE_PRECISIONS
 from artnet.data.wga.splits import SAMPLE_PER_CELL
+from artnet.data.wga.summary import format_summary
 
 _TEXT_FIELDS = ("author", "born_died", "title", "date", "technique", "location", "url", "form")
 # The catalogue export this builder was checked against: a build from another one stops unless it is accepted on
-# purpose with $ARTNET_WGA_CATALOG_SHA256 (see artnet.data.wga.build.verify_catalog).
+# purpose with $ARTNET_WGA_CATALOG_SHA256 (see artnet.data.wga.catalog_pin.verify_catalog).
 _CHECKSUMS = Path(__file__).with_name("checksums.tsv")
 
 
