@@ -5,7 +5,9 @@ with --share / --port / --auth options. $ARTNET_AUTH (user:password) or $ARTNET_
 
 import os
 
-from artnet.serving.demo import build_demo, example_images, launch, limit_serving_threads, parse_auth
+from artnet.serving.demo import build_demo, example_images
+from artnet.serving.launch import launch, parse_auth
+from artnet.serving.threads import limit_serving_threads
 
 MODEL = os.environ.get("ARTNET_MODEL", "runs/sample/export")
 limit_serving_threads()  # before the model loads

@@ -23,16 +23,11 @@ from PIL import Image
 from artnet import labels
 from artnet.data.synthetic import synthetic_source
 from artnet.models.artnet import ArtNet
-from artnet.serving.demo import (
-    DemoBackend,
-    build_demo,
-    example_images,
-    launch,
-    model_card_facts,
-    model_card_markdown,
-    uploaded_image,
-)
+from artnet.serving.backend import DemoBackend
+from artnet.serving.cards import model_card_facts, model_card_markdown
+from artnet.serving.demo import build_demo, example_images, uploaded_image
 from artnet.serving.export import export
+from artnet.serving.launch import launch
 
 
 def outside_cwd_and_temp() -> Path:

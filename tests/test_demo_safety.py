@@ -19,22 +19,19 @@ from image_corpus import huge_bilevel_png
 from markdown_it import MarkdownIt
 from PIL import Image
 
+import artnet.serving.backend as backend_module
+import artnet.serving.batcher as batcher_module
 import artnet.serving.demo as demo_module
+import artnet.serving.launch as launch_module
+import artnet.serving.threads as threads_module
 from artnet.data.synthetic import synthetic_source
 from artnet.models.artnet import ArtNet
-from artnet.serving.demo import (
-    CONCURRENCY,
-    CONCURRENCY_ID,
-    DemoBackend,
-    build_demo,
-    escape_markdown,
-    html_text,
-    launch,
-    model_card_facts,
-    parse_auth,
-    safe_url,
-)
+from artnet.serving.backend import DemoBackend
+from artnet.serving.batcher import CONCURRENCY
+from artnet.serving.cards import escape_markdown, html_text, model_card_facts, safe_url
+from artnet.serving.demo import CONCURRENCY_ID, build_demo
 from artnet.serving.export import export
+from artnet.serving.launch import launch, parse_auth
 
 ROOT = Path(__file__).resolve().parents[1]
 EVIL_TITLES = [
@@ -162,7 +159,7 @@ def test_share_without_auth_prints_a_warning(monkeypatch, capsys):
         def launch(self, **options):
             launched.append(options)
 
-    monkeypatch.setattr(demo_module, "remove_files_on_sigterm", lambda: None)
+    monkeypatch.setattr(launch_module, "remove_files_on_sigterm", lambda: None)
     launch(FakeBlocks(), share=True)
     assert "--share without --auth publishes this demo" in capsys.readouterr().err
     launch(FakeBlocks(), share=True, auth=[("ann", "pw")])
@@ -230,7 +227,7 @@ def test_the_batcher_runs_at_most_its_lanes_of_passes_at_once_and_answers_each_r
             running[0] -= 1
         return [int(pixels[0]) * 10 for pixels in batch]
 
-    batcher = demo_module.Batcher(run, max_batch=3, lanes=lanes)
+    batcher = batcher_module.Batcher(run, max_batch=3, lanes=lanes)
     answers = [None] * 12
     start = threading.Barrier(12)
 
@@ -254,7 +251,7 @@ def test_a_serving_process_runs_each_pass_on_one_thread_and_one_pass_per_core():
 import json, os, sys
 from threadpoolctl import threadpool_info
 import tensorflow as tf
-from artnet.serving.demo import forward_lanes, limit_serving_threads
+from artnet.serving.threads import forward_lanes, limit_serving_threads
 before = forward_lanes()
 applied = limit_serving_threads()
 tf.constant(1.0) + 1.0  # TensorFlow runs: the pools are made now
@@ -272,7 +269,7 @@ print(json.dumps({"applied": applied, "before": before, "after": forward_lanes()
         return json.loads(done.stdout.strip().splitlines()[-1])
 
     environment = {k: v for k, v in os.environ.items() if k not in ("TF_NUM_INTEROP_THREADS", "TF_NUM_INTRAOP_THREADS")}
-    for variable in demo_module.BLAS_VARIABLES:
+    for variable in threads_module.BLAS_VARIABLES:
         environment.pop(variable, None)
     cores = min(len(os.sched_getaffinity(0)), CONCURRENCY)
     found = serving_settings(environment)
@@ -306,7 +303,7 @@ def test_the_queue_keeps_a_bounded_record_summarised_now_and_then(hostile_export
 
 
 def test_gradcam_files_are_capped(hostile_export, painting, monkeypatch):
-    monkeypatch.setattr(demo_module, "OVERLAY_MAX_FILES", 5)
+    monkeypatch.setattr(backend_module, "OVERLAY_MAX_FILES", 5)
     backend = DemoBackend(hostile_export)
     for _ in range(4):
         returned = backend.explain(painting)
@@ -318,7 +315,8 @@ def test_gradcam_files_are_capped(hostile_export, painting, monkeypatch):
 
 SERVER = """
 import sys
-from artnet.serving.demo import build_demo, launch
+from artnet.serving.demo import build_demo
+from artnet.serving.launch import launch
 demo = build_demo(sys.argv[1])
 demo.backend.explain(sys.argv[2])
 print(demo.backend._overlays, flush=True)
@@ -425,7 +423,8 @@ def test_the_size_refusal_reports_the_real_megapixels_and_is_not_called_unreadab
 
 LOGGING_SERVER = """
 import sys
-from artnet.serving.demo import build_demo, launch
+from artnet.serving.demo import build_demo
+from artnet.serving.launch import launch
 launch(build_demo(sys.argv[1]), server_name="127.0.0.1", server_port=int(sys.argv[2]))
 """
 

@@ -31,7 +31,7 @@ def test_ground_floor_modules_import_without_tensorflow(module):
 def test_serving_code_never_imports_the_training_pipeline_or_the_wga_source():
     loaded = _modules_after_import(
         "import artnet.serving.predictor, artnet.serving.batch_predict, artnet.serving.export, "
-        "artnet.serving.explain, artnet.serving.similar"
+        "artnet.serving.explain, artnet.serving.similar, artnet.serving.demo, artnet.serving.launch"
     )
     assert "artnet.serving.predictor" in loaded and "artnet.serving.export" in loaded
     assert not {"artnet.data.pipeline", "artnet.data.sources"} & loaded
@@ -79,7 +79,7 @@ def test_label_smoothing_is_used_by_training(tmp_path):
     """The config value reaches the compiled loss (it used to be accepted and ignored)."""
     from artnet.models.artnet import ArtNet
     from artnet.models.losses import SmoothedSparseCrossentropy
-    from artnet.training.train import compile_model
+    from artnet.training.compile import compile_model
 
     model = ArtNet("tiny", heads=("school",), image_size=32)
     compile_model(model, TrainConfig(backbone="tiny", heads=("school",), label_smoothing=0.2), 1e-3, 10)

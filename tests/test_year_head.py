@@ -138,7 +138,8 @@ def test_a_tiny_model_learns_the_year_reports_it_in_years_and_serves_it(
 
 def test_the_demo_shows_the_year_beside_the_block(tmp_path):
     from artnet.models.artnet import ArtNet
-    from artnet.serving.demo import DemoBackend, build_demo
+    from artnet.serving.backend import DemoBackend
+    from artnet.serving.demo import build_demo
     from artnet.serving.export import export
 
     model = ArtNet("tiny", image_size=32, heads=("timeframe",), year_head=True)
@@ -161,8 +162,8 @@ def test_the_probe_has_a_year_probe_and_the_tables_show_years_with_intervals(tmp
     import importlib.util
     from pathlib import Path
 
+    from artnet.data.sources import load_sources
     from artnet.training.probe import run_probe
-    from artnet.training.train import load_sources
 
     folder = write_synthetic_folder(tmp_path / "paintings", 200, authors=40, years=True)
     config = TrainConfig(

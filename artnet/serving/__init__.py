@@ -4,7 +4,9 @@
 - `predictor`: bytes, a path or a PIL image -> three ranked label lists (and the year, where the model has one).
 - `batch_predict`: a folder of images -> a CSV of answers.
 - `explain`: Grad-CAM; `similar`: the "similar paintings" index.
-- `demo`: the Gradio page over the predictor and index.
+- The Gradio demo, room by room: `demo` (the page and its events), `backend` (what the page calls: `DemoBackend`),
+  `cards` (the words and HTML it shows, and their escaping), `batcher` (requests sharing forward passes),
+  `threads` (one thread per pass, one pass per core) and `launch` (auth, server defaults, SIGTERM).
 
 Serving never imports training: an export runs without the code that made it.
 """

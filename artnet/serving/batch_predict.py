@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from artnet import labels
 from artnet.data.images import ImageError, check_shape, load_path
@@ -137,8 +138,6 @@ def run_batch_prediction(model, inputs: list[str], out: str | None, top_k: int =
     Returns 0 when the batch completed, even if some files failed (each has its own error record); 1 when the
     inputs hold no file at all (likely a wrong folder). `model` is an ArtNet, a model path or a `Predictor`.
     """
-    from tqdm import tqdm
-
     paths = expand_inputs(inputs)
     if not paths:
         print(f"no image files found in {', '.join(map(str, inputs)) or 'the inputs'}", file=sys.stderr)

@@ -15,7 +15,9 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
+import artnet.models.artnet  # noqa: F401  (registers ArtNet for deserialisation, for `load_model`)
 from artnet import labels
+from artnet.serving import similar
 from artnet.workdir import Export
 
 
@@ -62,9 +64,7 @@ def export(model, out_dir: str | Path, card: dict | None = None, index_source=No
     }
     staging.card.write_text(json.dumps(card, indent=2))
     if index_source is not None:
-        from artnet.serving.similar import build_index
-
-        build_index(model, index_source, staging.index.root)
+        similar.build_index(model, index_source, staging.index.root)
     if final_dir.exists():
         previous = final_dir.with_name(f".{final_dir.name}.previous")
         shutil.rmtree(previous, ignore_errors=True)
@@ -83,8 +83,6 @@ def load_model(path: str | Path):
         path = Export(path).model
     if not path.is_file():
         raise FileNotFoundError(f"no model at {path}: train one with `artnet train` or give a .keras file")
-    import artnet.models.artnet  # noqa: F401  (registers ArtNet for deserialisation)
-
     try:
         return keras.models.load_model(str(path), compile=False)  # inference needs no optimizer state
     except (ValueError, OSError, KeyError) as error:

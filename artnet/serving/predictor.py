@@ -18,6 +18,7 @@ from artnet import labels
 from artnet.data.images import ImageError, bound_size, check_shape, load_rgb  # noqa: F401  (ImageError: callers catch it)
 from artnet.data.preprocessing import resize_and_crop
 from artnet.models.artnet import EMBEDDING, YEAR_SIGMA
+from artnet.serving.export import load_model
 
 # --- the predictor ---------------------------------------------------------------------------------------
 
@@ -30,8 +31,6 @@ class Predictor:
 
     def __init__(self, model_or_path, top_k: int = 3):
         if isinstance(model_or_path, str | os.PathLike):
-            from artnet.serving.export import load_model
-
             model_or_path = load_model(model_or_path)
         self.model = model_or_path
         self.heads: tuple[str, ...] = tuple(self.model.heads)

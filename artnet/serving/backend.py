@@ -1,0 +1,235 @@
+"""The demo's backend: everything its page calls, as plain Python that tests drive without a browser.
+
+`DemoBackend` holds one export (model, model card, similar-paintings index) and answers an upload: it reads it
+under the demo's limits, batches its forward pass with the other requests' (`artnet.serving.batcher`), and returns
+an `Answer` whose text comes from `artnet.serving.cards`; on request, Grad-CAM overlays as files of its own that it
+cleans up. Its one gradio import is `gr.Error`: a refused upload raises what gradio shows the user as it is.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import threading
+import time
+import weakref
+from pathlib import Path
+from typing import NamedTuple
+
+import gradio as gr
+import numpy as np
+from PIL import Image
+
+from artnet import labels
+from artnet.data.images import MAX_OVERSIZE, ImageError, ImageShapeError, ImageTooLarge, check_shape, open_image
+from artnet.models.year import year_text
+from artnet.serving.batcher import Batcher
+from artnet.serving.cards import (
+    LOW_CONFIDENCE,
+    head_title,
+    is_sample_scale,
+    label_value,
+    neighbour_record,
+    neighbours_html,
+)
+from artnet.serving.explain import GradCam, overlay
+from artnet.serving.predictor import Predictor
+from artnet.serving.similar import SimilarityIndex
+from artnet.serving.threads import forward_lanes
+from artnet.workdir import Export
+
+# At most DECODE_SLOTS requests decode an upload at once: decoding is where a request's memory peaks.
+DECODE_SLOTS = 2
+# The demo's pixel limit, below the loader's 100 Mpx: an RGBA PNG costs about 9 bytes a pixel at its peak (the
+# decoded RGBA, its alpha, the white RGB it is pasted on), and DECODE_SLOTS decode at once, so four concurrent
+# worst-case uploads stay under the 1.5 GB budget (measured: benchmarks/README.md, "Worst-case uploads").
+DEMO_MAX_PIXELS = 16_000_000
+# Grad-CAM files: gradio copies each returned file into its own cache at once, so ours need to outlive only that.
+OVERLAY_MAX_FILES = 30
+OVERLAY_MAX_AGE_S = 600
+K_SIMILAR = 6  # similar paintings shown per answer
+NEAREST = "nearest"  # the batch's search result, in a forward result (`DemoBackend._forward`)
+LOG = logging.getLogger("artnet.serving.demo")  # the demo's one logger, whichever of its modules logs
+_BACKENDS: weakref.WeakSet = weakref.WeakSet()  # every live backend, for `close_all`
+
+
+class Answer(NamedTuple):
+    """What one classify request shows."""
+
+    labels: dict[str, dict[str, float]]  # head -> {class: probability}, top classes
+    titles: dict[str, str]  # head -> its label on the page, saying what it answers or that it is unsure
+    note: str
+    similar: str  # HTML cards (`neighbours_html`): thumbnails, escaped captions, links to wga.hu only
+    neighbours: list[dict]  # structured: title, painter, date, labels, similarity, url
+    year: str | None = None  # "c. 1640 ± 25" when the model has a year head
+
+
+def user_error(message: str, title: str) -> gr.Error:
+    """An expected user error: shown to the user, logged as one line (no traceback)."""
+    LOG.warning("refused a request: %s", message)
+    return gr.Error(message, title=title, print_exception=False)
+
+
+def refusal(error: ImageError) -> gr.Error:
+    """What the user sees for a refused image: what is wrong (under the file's own name, never the server's cache
+    path) and what to do; only an unreadable file is called unreadable."""
+    if isinstance(error, ImageTooLarge):
+        return user_error(f"That image is too large ({error}).", "Image too large")
+    if isinstance(error, ImageShapeError):
+        return user_error(f"That image cannot be classified ({error}).", "Image refused")
+    return user_error(
+        f"That file cannot be read as an image ({error}). Try a JPEG or PNG photo or scan of a painting.",
+        "Unreadable image",
+    )
+
+
+def close_all() -> None:
+    """Remove the Grad-CAM files of every live backend (`artnet.serving.launch` calls it on SIGTERM)."""
+    for backend in list(_BACKENDS):
+        backend.close()
+
+
+class DemoBackend:
+    """What the UI calls: plain Python, testable without a browser."""
+
+    def __init__(self, export_dir: str | Path, top_k: int = 3, max_pixels: int = DEMO_MAX_PIXELS):
+        files = Export(export_dir)
+        self.predictor = Predictor(files.model, top_k=top_k)
+        self.model = self.predictor.model
+        self.card = files.read_card()
+        self.index = SimilarityIndex.load(files.index.root) if files.index.embeddings.is_file() else None
+        self.thumbs = files.index.thumbs
+        self.max_pixels = max_pixels
+        self._gradcam = None
+        self._gradcam_lock = threading.Lock()
+        self._decode_slots = threading.BoundedSemaphore(DECODE_SLOTS)
+        self.batcher = Batcher(self._forward, lanes=forward_lanes())
+        self._overlays = Path(tempfile.mkdtemp(prefix="artnet-gradcam-"))
+        # Runs at exit too (weakref.finalize registers with atexit); `launch` also runs it on SIGTERM.
+        self._cleanup = weakref.finalize(self, shutil.rmtree, self._overlays, ignore_errors=True)
+        _BACKENDS.add(self)
+
+    def _forward(self, batch: list[np.ndarray]) -> list[dict]:
+        """One forward pass over the batch, and the nearest K_SIMILAR paintings of each in one matrix product."""
+        results = self.predictor.predict_batch(batch)
+        if results and self.index is not None and len(self.index):
+            found = self.index.query_batch(np.stack([result["embedding"] for result in results]), K_SIMILAR)
+            for result, items in zip(results, found, strict=True):
+                result[NEAREST] = items
+        return results
+
+    def close(self) -> None:
+        """Remove this backend's Grad-CAM files (idempotent)."""
+        self._cleanup()
+
+    def read(self, image: str | Path | bytes) -> np.ndarray:
+        """An upload -> the model's uint8 input pixels, under the demo's pixel limit and shape rules, or
+        `ImageError`."""
+        if isinstance(image, str | Path):
+            try:
+                data = Path(image).read_bytes()  # gradio has already refused anything over MAX_FILE_SIZE
+            except OSError as error:
+                raise ImageError(f"{Path(image).name}: cannot read the file: {error.strerror or error}") from None
+        else:
+            data = bytes(image)
+        try:
+            with self._decode_slots:  # decoding is where a request's memory peaks: at most DECODE_SLOTS at once
+                rgb = open_image(data, max_pixels=self.max_pixels)
+                check_shape(*rgb.size)
+                # Box-reduce a huge image while it is still a PIL image (as `bound_size` would, one copy later).
+                size = self.predictor.image_size
+                factor = min(rgb.size) // (2 * size)
+                if min(rgb.size) > MAX_OVERSIZE * size and factor >= 2:
+                    rgb = rgb.reduce(factor)
+                return self.predictor.fit_pixels(np.asarray(rgb))
+        except ImageError as error:
+            name = Path(image).name if isinstance(image, str | Path) else "pasted image"
+            raise type(error)(f"{name}: {error}") from None
+
+    def classify(self, image: str | Path | bytes | None, k_similar: int = K_SIMILAR):
+        """An `Answer`: labels and titles per head, a note, the similar paintings: one (batched) forward pass."""
+        if image is None:
+            raise user_error("Upload, paste or photograph a painting first.", "No image")
+        try:
+            pixels = self.read(image)
+        except ImageError as error:
+            raise refusal(error) from None
+        return self._answer(self.batcher(pixels), k_similar)
+
+    def _answer(self, result: dict, k_similar: int) -> Answer:
+        per_head = {head: label_value(result[head]) for head in self.model.heads}
+        titles = {head: head_title(head, result[head]) for head in self.model.heads}
+        unsure = [
+            f"{head} ({result[head][0][0]}, {100 * result[head][0][1]:.0f} %)"
+            for head in self.model.heads
+            if result[head][0][1] < LOW_CONFIDENCE
+        ]
+        note = (
+            "The model is unsure about " + ", ".join(unsure) + ": treat those answers as guesses."
+            if unsure
+            else f"{'All answers are' if len(self.model.heads) > 1 else 'The answer is'} fairly confident "
+            f"(top probability ≥ {100 * LOW_CONFIDENCE:.0f} %)."
+        )
+        if is_sample_scale(self.card):
+            note += " This is a small sample-scale model: see the facts at the top."
+        similar, records = self.similar(result["embedding"], k_similar, result.get(NEAREST))
+        year = year_text(*result[labels.YEAR]) if labels.YEAR in result else None
+        return Answer(per_head, titles, note, similar, records, year)
+
+    def similar(self, embedding, k: int, nearest: list[dict] | None = None) -> tuple[str, list[dict]]:
+        """(HTML cards of the k nearest training paintings, their structured records); `nearest` is the batch's
+        search result when it has k items (`_forward`).
+
+        The thumbnails travel inside the answer as data: URIs rather than as six files. Each returned file costs
+        gradio's event loop a path check, a cache move and then a request of its own to serve it: under 20
+        concurrent visitors that was over half of the loop's work, and the loop was the bottleneck
+        (benchmarks/README.md, "Demo under load")."""
+        if self.index is None or not len(self.index):
+            return "<p>No similar-paintings index was exported with this model.</p>", []
+        if nearest is None or len(nearest) != min(k, len(self.index)):
+            nearest = self.index.query(embedding, k)
+        records = [neighbour_record(item) for item in nearest]
+        return neighbours_html(records, [item.get("thumbnail") for item in nearest], len(self.index)), records
+
+    def explain(self, image: str | Path | bytes | None):
+        """One Grad-CAM overlay per head, each for that head's top class, captioned head: class (probability)."""
+        if image is None:
+            raise user_error("Upload a painting first.", "No image")
+        try:
+            pixels = self.read(image)  # bounded first: a 10 x 1,000,000 strip is not a 22 GB tensor
+        except ImageError as error:
+            raise refusal(error) from None
+        result = self.batcher(pixels)  # the class names and probabilities the captions give
+        with self._gradcam_lock:
+            if self._gradcam is None:
+                self._gradcam = GradCam(self.model)
+        overlays = []
+        for head in self.model.heads:
+            name, probability = result[head][0]
+            heatmap = self._gradcam.heatmap(pixels.astype(np.float32), head)
+            caption = f"{head}: {name} ({100 * probability:.0f} %)"
+            overlays.append((self._to_file(overlay(pixels, heatmap)), caption))
+        return overlays
+
+    def _to_file(self, image: np.ndarray) -> str:
+        """A PNG under a fresh name (see `similar` for why gradio gets paths rather than arrays) in this backend's
+        own folder, which keeps at most OVERLAY_MAX_FILES files, none older than OVERLAY_MAX_AGE_S: a
+        long-running demo does not fill the disk."""
+        cutoff = time.time() - OVERLAY_MAX_AGE_S
+        existing = []
+        for old in self._overlays.glob("*.png"):
+            try:
+                mtime = old.stat().st_mtime
+                if mtime < cutoff:
+                    old.unlink()
+                else:
+                    existing.append((mtime, old))
+            except FileNotFoundError:
+                pass  # a concurrent request removed it first
+        for _, old in sorted(existing)[: max(0, len(existing) - OVERLAY_MAX_FILES + 1)]:
+            old.unlink(missing_ok=True)
+        handle = tempfile.NamedTemporaryFile(dir=self._overlays, suffix=".png", delete=False)
+        with handle:
+            Image.fromarray(image).save(handle, format="PNG")
+        return handle.name
