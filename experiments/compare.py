@@ -19,7 +19,7 @@ from its training counts (`artnet.evaluation.evaluate`). Writes `experiments/res
         --against probe
 
 `--against LABEL` adds, per other run, head and metric, B - A on the same test images with two 95 % paired
-bootstrap intervals: resampling images, and resampling painters (the cluster bootstrap, `metrics.paired_difference`),
+bootstrap intervals: resampling images, and resampling painters (the cluster bootstrap, `intervals.paired_difference`),
 which is the honest one on a painter-disjoint split; also written to `<name>_differences.csv`.
 """
 
@@ -40,7 +40,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from artnet import labels  # noqa: E402
 from artnet.config import ARMS  # noqa: E402
-from artnet.evaluation import metrics  # noqa: E402
+from artnet.evaluation import intervals, metrics  # noqa: E402
 from artnet.workdir import Evaluation, Workdir, read_json  # noqa: E402
 
 _percent = functools.partial(metrics.percent, missing="", suffix="")  # a table cell: the header says %
@@ -127,8 +127,8 @@ def rows_for_run(label: str, path: Path, seed: int = 0) -> list[dict]:
             time_columns = year_columns(
                 result, y_true, y_pred, predictions["year_true"] if "year_true" in predictions.files else None, seed
             )
-        top1_low, top1_high = metrics.bootstrap_interval(correct, seed=seed)
-        bal_low, bal_high = metrics.bootstrap_balanced_accuracy_interval(y_true, y_pred, seed=seed)
+        top1_low, top1_high = intervals.bootstrap_interval(correct, seed=seed)
+        bal_low, bal_high = intervals.bootstrap_balanced_accuracy_interval(y_true, y_pred, seed=seed)
         rows.append(
             {
                 "run": label,
@@ -168,7 +168,7 @@ def year_columns(result: dict, y_true, y_pred, years, seed: int) -> dict:
         if dated.any():
             centres = metrics.block_centres(labels.TIMEFRAMES)
             error = np.abs(centres[y_pred[dated]] - years[dated])
-            columns["year_mae_low"], columns["year_mae_high"] = metrics.bootstrap_interval(error, seed=seed)
+            columns["year_mae_low"], columns["year_mae_high"] = intervals.bootstrap_interval(error, seed=seed)
     return columns
 
 
@@ -195,7 +195,7 @@ def year_row(label: str, report: dict, predictions, summary: dict, seed: int) ->
     dated = years >= 0
     if dated.any():
         mean, _ = year_estimate(predictions[labels.YEAR])
-        row["year_mae_low"], row["year_mae_high"] = metrics.bootstrap_interval(
+        row["year_mae_low"], row["year_mae_high"] = intervals.bootstrap_interval(
             np.abs(mean[dated] - years[dated]), seed=seed
         )
     return row
@@ -256,9 +256,9 @@ def difference_rows(runs: dict[str, Path], against: str, seed: int = 0) -> list[
                     f"{label} and {against} were not tested on the same {head} labels: no paired difference"
                 )
             a, b = base[head].argmax(axis=1), other[head].argmax(axis=1)
-            by_image = metrics.paired_difference(y_true, a, b, seed=seed)
+            by_image = intervals.paired_difference(y_true, a, b, seed=seed)
             by_painter = (
-                metrics.paired_difference(y_true, a, b, groups=painters, seed=seed) if painters is not None else {}
+                intervals.paired_difference(y_true, a, b, groups=painters, seed=seed) if painters is not None else {}
             )
             known = y_true >= 0
             head_row = {"run": label, "against": against, "head": head, "n": int(known.sum())}

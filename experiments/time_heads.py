@@ -29,7 +29,7 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from artnet import labels  # noqa: E402
-from artnet.evaluation import metrics  # noqa: E402
+from artnet.evaluation import intervals, metrics  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -100,13 +100,13 @@ def block_scores(name: str, reads: str, predicted_block, predicted_year, blocks,
     row["n_blocks"] = int(labelled.sum())
     for key, values in (("top1", distance == 0), ("within_one_block", distance <= 1)):
         row[key] = float(values.mean())
-        row[f"{key}_low"], row[f"{key}_high"] = metrics.bootstrap_interval(values.astype(float))
+        row[f"{key}_low"], row[f"{key}_high"] = intervals.bootstrap_interval(values.astype(float))
     dated = years >= 0
     error = np.abs(predicted_year[dated] - years[dated])
     row["n_years"] = int(dated.sum())
     for key, statistic in (("mae", np.mean), ("median_ae", np.median)):
         row[key] = float(statistic(error))
-        row[f"{key}_low"], row[f"{key}_high"] = metrics.bootstrap_interval(error, statistic=statistic)
+        row[f"{key}_low"], row[f"{key}_high"] = intervals.bootstrap_interval(error, statistic=statistic)
     return row
 
 
@@ -118,10 +118,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from artnet.config import load_config
+    from artnet.data.sources import load_sources
     from artnet.models.year import block_of_year, year_estimate
     from artnet.training.feature_cache import FeatureSpec, cached_features
     from artnet.training.probe import _fit, choose_and_fit_year, full_probabilities
-    from artnet.training.train import load_sources
     from artnet.workdir import Workdir
 
     recipe_search = _recipe_search()

@@ -1,4 +1,4 @@
-"""artnet.evaluation.metrics on cases small enough to compute by hand."""
+"""artnet.evaluation metrics, intervals, plots and report on cases small enough to compute by hand."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from artnet.evaluation import metrics
+from artnet.evaluation import intervals, metrics, plots
+from artnet.evaluation.report import format_report_markdown
 
 CLASSES = ["A", "B", "C", "D"]
 
@@ -150,8 +151,8 @@ def _correct_vector(n: int, accuracy: float) -> np.ndarray:
 def test_bootstrap_interval_contains_estimate_and_narrows_with_more_examples():
     small = _correct_vector(100, 0.8)
     large = _correct_vector(10_000, 0.8)
-    low_small, high_small = metrics.bootstrap_interval(small)
-    low_large, high_large = metrics.bootstrap_interval(large)
+    low_small, high_small = intervals.bootstrap_interval(small)
+    low_large, high_large = intervals.bootstrap_interval(large)
     assert low_small <= 0.8 <= high_small
     assert low_large <= 0.8 <= high_large
     # Standard error sqrt(.8 * .2 / n): the 95% width is about 0.157 at n=100 and 0.0157 at n=10000.
@@ -161,26 +162,26 @@ def test_bootstrap_interval_contains_estimate_and_narrows_with_more_examples():
 
 def test_bootstrap_interval_is_deterministic_for_a_seed_and_takes_other_statistics():
     values = np.random.default_rng(1).normal(size=200)
-    assert metrics.bootstrap_interval(values, seed=3) == metrics.bootstrap_interval(values, seed=3)
-    assert metrics.bootstrap_interval(values, seed=3) != metrics.bootstrap_interval(values, seed=4)
-    low, high = metrics.bootstrap_interval(values, statistic=np.median, n_resamples=200)
+    assert intervals.bootstrap_interval(values, seed=3) == intervals.bootstrap_interval(values, seed=3)
+    assert intervals.bootstrap_interval(values, seed=3) != intervals.bootstrap_interval(values, seed=4)
+    low, high = intervals.bootstrap_interval(values, statistic=np.median, n_resamples=200)
     assert low <= np.median(values) <= high
-    wide = metrics.bootstrap_interval(values, confidence=0.99)
-    narrow = metrics.bootstrap_interval(values, confidence=0.5)
+    wide = intervals.bootstrap_interval(values, confidence=0.99)
+    narrow = intervals.bootstrap_interval(values, confidence=0.5)
     assert wide[0] < narrow[0] < narrow[1] < wide[1]
 
 
 def test_bootstrap_interval_rejects_empty_input():
     with pytest.raises(ValueError):
-        metrics.bootstrap_interval(np.array([]))
+        intervals.bootstrap_interval(np.array([]))
 
 
 def test_balanced_bootstrap_with_one_class_is_the_accuracy_bootstrap():
     # With a single true class balanced accuracy is plain accuracy, and both draw the same resamples.
     y_true = np.zeros(300, dtype=int)
     y_pred = np.where(_correct_vector(300, 0.7), 0, 1)
-    balanced = metrics.bootstrap_balanced_accuracy_interval(y_true, y_pred, seed=5)
-    plain = metrics.bootstrap_interval(y_pred == y_true, seed=5)
+    balanced = intervals.bootstrap_balanced_accuracy_interval(y_true, y_pred, seed=5)
+    plain = intervals.bootstrap_interval(y_pred == y_true, seed=5)
     assert balanced == pytest.approx(plain)
 
 
@@ -191,13 +192,13 @@ def test_balanced_bootstrap_contains_estimate_ignores_unknowns_and_is_fast():
     point = metrics.head_metrics(y_true, np.eye(6)[y_pred], list("abcdef"), 0)["balanced_accuracy"]
 
     start = time.perf_counter()
-    low, high = metrics.bootstrap_balanced_accuracy_interval(y_true, y_pred, n_resamples=1000)
+    low, high = intervals.bootstrap_balanced_accuracy_interval(y_true, y_pred, n_resamples=1000)
     elapsed = time.perf_counter() - start
     assert low <= point <= high
     assert high - low < 0.06
     assert elapsed < 10  # about 0.2 s here; a per-resample Python loop over classes would be far slower
 
-    with_unknowns = metrics.bootstrap_balanced_accuracy_interval(
+    with_unknowns = intervals.bootstrap_balanced_accuracy_interval(
         np.concatenate([y_true, [-1] * 50]), np.concatenate([y_pred, [0] * 50]), n_resamples=1000
     )
     assert with_unknowns == (low, high)
@@ -222,14 +223,14 @@ def _painter_blocks(painters: int = 10, per_painter: int = 50, b_wins: int = 6):
 def test_paired_difference_of_a_run_with_itself_is_exactly_zero():
     y_true, pred_a, _, groups = _painter_blocks()
     for resampled in (None, groups):
-        for difference, low, high in metrics.paired_difference(y_true, pred_a, pred_a, resampled).values():
+        for difference, low, high in intervals.paired_difference(y_true, pred_a, pred_a, resampled).values():
             assert difference == low == high == 0
 
 
 def test_painter_resampling_widens_the_interval_when_painters_succeed_or_fail_together():
     y_true, pred_a, pred_b, groups = _painter_blocks()
-    by_image = metrics.paired_difference(y_true, pred_a, pred_b)
-    by_painter = metrics.paired_difference(y_true, pred_a, pred_b, groups)
+    by_image = intervals.paired_difference(y_true, pred_a, pred_b)
+    by_painter = intervals.paired_difference(y_true, pred_a, pred_b, groups)
     for metric in ("top1", "balanced_accuracy"):
         assert by_image[metric][0] == pytest.approx(0.2) and by_painter[metric][0] == pytest.approx(0.2)
         image_width = by_image[metric][2] - by_image[metric][1]
@@ -241,15 +242,15 @@ def test_painter_resampling_widens_the_interval_when_painters_succeed_or_fail_to
 
 def test_paired_difference_leaves_out_unknown_labels_and_treats_unknown_painters_as_their_own():
     y_true, pred_a, pred_b, groups = _painter_blocks()
-    with_unknown = metrics.paired_difference(
+    with_unknown = intervals.paired_difference(
         np.concatenate([y_true, [-1, -1]]), np.concatenate([pred_a, [0, 0]]), np.concatenate([pred_b, [1, 1]])
     )
-    assert with_unknown == metrics.paired_difference(y_true, pred_a, pred_b)
+    assert with_unknown == intervals.paired_difference(y_true, pred_a, pred_b)
     # no painter known: each image is its own group, which is the image bootstrap, draw for draw
-    nobody = metrics.paired_difference(y_true, pred_a, pred_b, np.full(len(y_true), ""))
-    assert nobody == metrics.paired_difference(y_true, pred_a, pred_b)
+    nobody = intervals.paired_difference(y_true, pred_a, pred_b, np.full(len(y_true), ""))
+    assert nobody == intervals.paired_difference(y_true, pred_a, pred_b)
     with pytest.raises(ValueError, match="at least one example with a known label"):
-        metrics.paired_difference([-1], [0], [0])
+        intervals.paired_difference([-1], [0], [0])
 
 
 def test_source_painters_are_normalised_authors():
@@ -269,13 +270,13 @@ def test_plot_reliability_diagram_writes_a_png(tmp_path):
     probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
     y_true = rng.integers(-1, 6, size=500)
     path = tmp_path / "plots" / "reliability.png"
-    metrics.plot_reliability_diagram(y_true, probs, path, title="school")
+    plots.plot_reliability_diagram(y_true, probs, path, title="school")
     width, height = _open_png(path)
     assert 300 <= width <= 3000 and 300 <= height <= 3000
     assert plt.get_fignums() == []  # nothing left behind in pyplot's global state
 
     empty = tmp_path / "empty.png"
-    metrics.plot_reliability_diagram([-1, -1], np.full((2, 6), 1 / 6), empty)
+    plots.plot_reliability_diagram([-1, -1], np.full((2, 6), 1 / 6), empty)
     _open_png(empty)
 
 
@@ -289,7 +290,7 @@ def test_plot_confusion_matrix_writes_a_png_for_ten_classes(tmp_path, normalize)
     matrix[3] = 0  # a class with no test example must not make nan or warnings
     path = tmp_path / "confusion.png"
     with np.errstate(all="raise"):
-        metrics.plot_confusion_matrix(matrix, names, path, title="timeframe", normalize=normalize)
+        plots.plot_confusion_matrix(matrix, names, path, title="timeframe", normalize=normalize)
     width, height = _open_png(path)
     assert 500 <= width <= 3000 and 500 <= height <= 3000
     assert plt.get_fignums() == []
@@ -301,7 +302,7 @@ def test_format_report_markdown_has_run_info_summary_and_per_class_tables():
     report = {"model": "efficientnet-b0", "data": "wga/sample 1.0.0", "epochs": 12, "heads": {"school": school}}
     report["heads"]["timeframe"] = empty
     report["extra"] = {"nested": "left to JSON"}
-    text = metrics.format_report_markdown(report)
+    text = format_report_markdown(report)
 
     assert "- **model**: efficientnet-b0" in text
     assert "- **epochs**: 12" in text
@@ -358,12 +359,9 @@ def test_evaluate_names_its_baselines_and_split_rule(tmp_path):
 
 def test_timeframe_year_metrics_on_synthetic_arrays(tmp_path):
     from artnet import labels
-    from artnet.evaluation.metrics import (
-        block_centres,
-        format_report_markdown,
-        plot_block_distance,
-        timeframe_year_metrics,
-    )
+    from artnet.data.years import block_centres
+    from artnet.evaluation.metrics import timeframe_year_metrics
+    from artnet.evaluation.plots import plot_block_distance
 
     names = labels.TIMEFRAMES  # ten blocks, 1401-1450 (centre 1425.5) ... 1851-1900
     assert block_centres(names)[0] == 1425.5 and block_centres(names)[-1] == 1875.5

@@ -79,7 +79,7 @@ def to_markdown(stats: dict, title: str) -> str:
 
 def plot_statistics(stats: dict, path: Path, title: str) -> None:
     """One bar chart per head: examples per class, a bar per split (unknowns last)."""
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure  # heavy: only when a figure is drawn
 
     splits = list(stats["splits"])
     figure = Figure(figsize=(15, 4.5), constrained_layout=True)

@@ -21,7 +21,8 @@ import numpy as np
 from artnet import labels
 from artnet.data.pipeline import make_dataset
 from artnet.data.sources import Source
-from artnet.evaluation import metrics
+from artnet.evaluation import metrics, plots
+from artnet.evaluation.report import format_report_markdown
 from artnet.models.year import year_metrics
 from artnet.workdir import Evaluation
 
@@ -122,22 +123,20 @@ def evaluate(
             result.update(metrics.timeframe_year_metrics(y_true, probabilities[head], names, source.years))
         report["heads"][head] = result
         if result["n"]:
-            metrics.plot_reliability_diagram(y_true, probabilities[head], files.reliability_png(head), head)
-            metrics.plot_confusion_matrix(
-                np.asarray(result["confusion_matrix"]), names, files.confusion_png(head), head
-            )
+            plots.plot_reliability_diagram(y_true, probabilities[head], files.reliability_png(head), head)
+            plots.plot_confusion_matrix(np.asarray(result["confusion_matrix"]), names, files.confusion_png(head), head)
             if result.get("block_distance_fractions"):
-                metrics.plot_block_distance(result["block_distance_fractions"], files.distance_png(head), head)
+                plots.plot_block_distance(result["block_distance_fractions"], files.distance_png(head), head)
     if labels.YEAR in probabilities:  # the year head, scored in years and read as a block
         report[labels.YEAR] = year_metrics(
             source.years, probabilities[labels.YEAR], source.labels["timeframe"], constant=train_year
         )
         if report[labels.YEAR].get("block_distance_fractions"):
-            metrics.plot_block_distance(
+            plots.plot_block_distance(
                 report[labels.YEAR]["block_distance_fractions"], files.distance_png(labels.YEAR), "year head"
             )
     files.report_json.write_text(json.dumps(report, indent=2))
-    files.report_md.write_text(metrics.format_report_markdown(report))
+    files.report_md.write_text(format_report_markdown(report))
     truth = {f"{h}_true": source.labels[h] for h in labels.HEADS}
     np.savez_compressed(files.predictions, **probabilities, **truth, year_true=source.years, painter=source.painters)
     return report

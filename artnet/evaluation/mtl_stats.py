@@ -1,5 +1,9 @@
-"""Multi- vs single-head statistics over a grid of runs: paired differences, Δm, learning curves (numpy only;
-matplotlib for the plot).
+"""Multi- vs single-head statistics over a grid of runs: paired differences, Δm and learning curves.
+
+This module owns the statistics of `experiments/grid.py`: per run top-1 and balanced accuracy computed for many
+runs at once (`metric_values`; vectorised, as scikit-learn scores one run a call), their paired bootstrap over
+the test images (or painters) and the seeds, the multi minus single-head difference, LibMTL's Δm and the
+learning-curve figure (drawn through `plots.save_figure`).
 
 A *group* is the runs of one setting (an arm x loss weighting x training fraction), one per seed, all evaluated
 on the same test images. Every interval here is a percentile bootstrap whose replicates
@@ -7,10 +11,9 @@ on the same test images. Every interval here is a percentile bootstrap whose rep
 1. resample the test images once (indices with replacement) and apply the same indices to every run of every
    group: paired, since all runs saw the same paintings (a head's unknown labels are then left out). Where the
    predictions name each image's painter (`painter` in `predictions.npz`), a replicate draws whole painters
-   with replacement instead (the cluster bootstrap of `artnet.evaluation.metrics.paired_difference`): on a
-   painter-disjoint
-   test split one painter's paintings succeed or fail together, so the painters, not the images, are the
-   independent draws;
+   with replacement instead (the cluster bootstrap of `artnet.evaluation.intervals.paired_difference`): on a
+   painter-disjoint test split one painter's paintings succeed or fail together, so the painters, not the
+   images, are the independent draws;
 2. resample, independently within each group, its seeds (with replacement) and average the group's metric over
    the drawn seeds: so the interval covers the test-image draw *and* the seed-to-seed spread. With
    `resample_seeds=False` each replicate averages over all of a group's seeds instead (image noise only).
@@ -30,7 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
-from artnet.evaluation.metrics import cluster_members, cluster_resample
+from artnet.evaluation.intervals import cluster_members, cluster_resample
+from artnet.evaluation.plots import save_figure
 
 METRICS = ("top1", "balanced_accuracy")
 
@@ -225,8 +229,7 @@ def plot_learning_curves(
 ) -> Path:
     """One line per label through (x, mean, low, high) points, the band between low and high (e.g. min-max over
     seeds); a log x axis (fractions are geometric). Written with Agg, no pyplot state."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure  # heavy: only when a figure is drawn
 
     figure = Figure(figsize=(6.4, 4.2), layout="constrained")
     axes = figure.add_subplot()
@@ -246,8 +249,4 @@ def plot_learning_curves(
     axes.set_title(title)
     axes.grid(alpha=0.3)
     axes.legend(fontsize="small")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    FigureCanvasAgg(figure)
-    figure.savefig(path, format="png", dpi=110)
-    return path
+    return save_figure(figure, path, dpi=110)
