@@ -40,7 +40,7 @@ def corpus(tmp_path_factory) -> Path:
 
 
 def assert_valid_prediction(prediction: dict, top_k: int) -> None:
-    assert list(prediction) == [*labels.HEADS, EMBEDDING]
+    assert list(prediction) == [*labels.HEADS, EMBEDDING, "outline", "found", "confidence"]
     for head in labels.HEADS:
         ranked = prediction[head]
         assert len(ranked) == min(top_k, len(labels.VOCABULARIES[head]))
@@ -208,7 +208,7 @@ def test_predict_paths_keeps_order_and_survives_bad_files(predictor, corpus):
         expected = CORPUS[Path(record["path"]).name][1]
         assert record["ok"] is (expected == "ok")
         if record["ok"]:
-            assert set(record) == {"path", "ok", *labels.HEADS}
+            assert set(record) == {"path", "ok", "outline", "found", *labels.HEADS}
             assert all(len(record[head]) == 3 and isinstance(record[head][0][1], float) for head in labels.HEADS)
         else:
             assert expected in record["error"]
@@ -241,7 +241,7 @@ def test_run_batch_prediction_writes_csv(model, corpus, tmp_path):
     with out.open(newline="") as handle:
         rows = list(csv.reader(handle))
     assert rows[0] == csv_columns(labels.HEADS, 2)
-    assert rows[0][:5] == ["path", "ok", "error", "school_1", "school_1_p"]
+    assert rows[0][:7] == ["path", "ok", "error", "outline", "found", "school_1", "school_1_p"]
     assert len(rows) == 1 + len(CORPUS)
     by_name = {Path(row[0]).name: dict(zip(rows[0], row, strict=True)) for row in rows[1:]}
     assert by_name["zero_bytes.jpg"]["ok"] == "False" and "empty" in by_name["zero_bytes.jpg"]["error"]
@@ -257,14 +257,14 @@ def test_run_batch_prediction_with_nothing_to_predict(predictor, tmp_path):
 def test_an_unexpected_decoder_failure_is_one_failed_record(predictor, corpus, monkeypatch):
     import artnet.serving.batch_predict
 
-    real_load = artnet.serving.batch_predict.load_path
+    real_load = artnet.serving.batch_predict.read_path
 
     def flaky_load(path):
         if path.name == "cmyk.jpg":
             raise RuntimeError("decoder crashed")
         return real_load(path)
 
-    monkeypatch.setattr(artnet.serving.batch_predict, "load_path", flaky_load)
+    monkeypatch.setattr(artnet.serving.batch_predict, "read_path", flaky_load)
     paths = [corpus / "exif_rotated.jpg", corpus / "cmyk.jpg", corpus / "sixteen_bit.png"]
     records = list(predict_paths(predictor, paths))
     assert [record["ok"] for record in records] == [True, False, True]

@@ -184,13 +184,37 @@ def load_rgb(image) -> np.ndarray:
     )
 
 
+def load_photo(image) -> tuple[np.ndarray, tuple[int, int]]:
+    """`load_rgb`, and the (width, height) the image has as it is shown. They differ where a large JPEG was
+    decoded at a reduced size: what is found on the pixels is reported in the photo's own."""
+    if isinstance(image, str | os.PathLike):
+        try:
+            return _decode_photo(read_path(Path(image)))
+        except ImageError as error:
+            raise type(error)(f"{image}: {error}") from error
+    if isinstance(image, bytes | bytearray | memoryview):
+        return _decode_photo(bytes(image))
+    rgb = load_rgb(image)
+    return rgb, (int(rgb.shape[1]), int(rgb.shape[0]))
+
+
+def _decode_photo(data: bytes) -> tuple[np.ndarray, tuple[int, int]]:
+    return np.asarray(open_image(data)), upright_size(data)
+
+
 def load_path(path: Path) -> np.ndarray:
-    """A regular image file -> uint8 RGB array, reading at most `MAX_BYTES` + 1 bytes of it.
+    """A regular image file -> uint8 RGB array (see `read_path` for what is checked before reading)."""
+    return np.asarray(open_image(read_path(path)))
+
+
+def read_path(path: Path) -> bytes:
+    """A regular image file's bytes, reading at most `MAX_BYTES` + 1 of them.
 
     The file is opened once and checked on that descriptor (fstat), so what is read is what was checked: a FIFO,
     a device such as /dev/zero or a socket is refused before a byte is read. O_NONBLOCK keeps opening a FIFO
     from waiting forever for a writer; it changes nothing for regular files.
     """
+    path = Path(path)
     if path.is_dir():
         raise ImageError("is a folder, not an image file")
     try:
@@ -207,10 +231,22 @@ def load_path(path: Path) -> np.ndarray:
             if info.st_size > MAX_BYTES:  # checked before reading, so a huge file is never loaded into memory
                 raise ImageError(f"file too large: {info.st_size / 2**20:.0f} MiB > {MAX_BYTES / 2**20:.0f} MiB")
             # One byte past the limit tells a file that grew since fstat; open_image then refuses it.
-            data = stream.read(MAX_BYTES + 1)
+            return stream.read(MAX_BYTES + 1)
         except OSError as error:
             raise ImageError(f"cannot read the file: {error.strerror or error}") from error
-    return np.asarray(open_image(data))
+
+
+def upright_size(data: bytes) -> tuple[int, int]:
+    """(width, height) of encoded image bytes as they are shown: after the EXIF orientation, before any
+    reduced-size decoding. `open_image` may decode a large JPEG at 1/2 to 1/8 scale; an outline found on those
+    pixels is scaled back to this size, the photo's own."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            width, height = image.size
+            orientation = image.getexif().get(0x0112, 1)
+    except (OSError, SyntaxError, ValueError, EOFError, UnidentifiedImageError) as error:
+        raise ImageError(f"not a readable image: {error}") from error
+    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
 
 
 def _pil_to_rgb(image: Image.Image) -> np.ndarray:

@@ -19,7 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from artnet import labels
-from artnet.data.images import ImageError, check_shape, load_path
+from artnet.data.images import ImageError, read_path
 from artnet.serving.predictor import Predictor, check_top_k
 
 YEAR_SIGMA_COLUMN = "year_sigma"
@@ -57,13 +57,13 @@ def predict_paths(
 
     def prepare(path: Path):
         try:
-            rgb = load_path(Path(path))
-            check_shape(width=int(rgb.shape[1]), height=int(rgb.shape[0]))  # under 32 px, or a sliver: refused
-            return predictor.fit_pixels(rgb), None
+            # Under 32 px a side, or a sliver: refused (ImageShapeError); a photo's painting is found and cut out.
+            pixels, where = predictor.prepare_photo(read_path(Path(path)))
+            return pixels, where, None
         except ImageError as error:
-            return None, str(error)
+            return None, None, str(error)
         except Exception as error:  # noqa: BLE001 (one strange file must not abort a batch of thousands)
-            return None, f"{type(error).__name__}: {error}"
+            return None, None, f"{type(error).__name__}: {error}"
 
     workers = max(1, min(4, os.cpu_count() or 1))
     pending: collections.deque = collections.deque()
@@ -77,7 +77,7 @@ def predict_paths(
 
         for _ in range(2 * batch_size):
             submit_next()
-        chunk: list[tuple[Path, np.ndarray | None, str | None]] = []
+        chunk: list[tuple[Path, np.ndarray | None, dict | None, str | None]] = []
         while pending:
             path, future = pending.popleft()
             submit_next()
@@ -88,14 +88,14 @@ def predict_paths(
 
 
 def _predict_chunk(predictor: Predictor, chunk: list, top_k: int | None) -> Iterator[dict]:
-    good = [pixels for _, pixels, _ in chunk if pixels is not None]
-    predictions = iter(predictor.predict_batch(good, top_k=top_k))
-    for path, pixels, error in chunk:
+    good = [(pixels, where) for _, pixels, where, _ in chunk if pixels is not None]
+    predictions = iter(predictor.predict_pixels([pixels for pixels, _ in good], [where for _, where in good], top_k))
+    for path, pixels, where, error in chunk:
         if pixels is None:
             yield {"path": display_path(path), "ok": False, "error": error}
             continue
         prediction = next(predictions)
-        record = {"path": display_path(path), "ok": True}
+        record = {"path": display_path(path), "ok": True, "outline": where["outline"], "found": where["found"]}
         for head in predictor.heads:
             record[head] = [[label, round(probability, 6)] for label, probability in prediction[head]]
         if labels.YEAR in prediction:
@@ -113,7 +113,7 @@ def display_path(path: Path) -> str:
 def csv_columns(heads: Iterable[str], top_k: int, year: bool = False) -> list[str]:
     """path, ok, error, then `<head>_<rank>` and `<head>_<rank>_p` for each head and rank (and `year`,
     `year_sigma` with a year head)."""
-    columns = ["path", "ok", "error"]
+    columns = ["path", "ok", "error", "outline", "found"]
     for head in heads:
         for rank in range(1, top_k + 1):
             columns += [f"{head}_{rank}", f"{head}_{rank}_p"]
@@ -121,7 +121,14 @@ def csv_columns(heads: Iterable[str], top_k: int, year: bool = False) -> list[st
 
 
 def _csv_row(record: dict, heads: Iterable[str]) -> dict:
-    row = {"path": record["path"], "ok": record["ok"], "error": record.get("error", "")}
+    outline = record.get("outline")
+    row = {
+        "path": spreadsheet_safe(record["path"]),
+        "ok": record["ok"],
+        "error": spreadsheet_safe(record.get("error", "")),
+        "outline": "" if outline is None else json.dumps(outline),
+        "found": record.get("found", ""),
+    }
     for head in heads:
         for rank, (label, probability) in enumerate(record.get(head, []), start=1):
             row[f"{head}_{rank}"] = label
@@ -132,18 +139,30 @@ def _csv_row(record: dict, heads: Iterable[str]) -> dict:
     return row
 
 
-def run_batch_prediction(model, inputs: list[str], out: str | None, top_k: int = 3, batch_size: int = 16) -> int:
+def spreadsheet_safe(text: str) -> str:
+    """A cell a spreadsheet will show as text, never run as a formula (OWASP's CSV-injection rule: a leading
+    =, +, -, @, tab or carriage return gets a single quote before it). File names come from anyone."""
+    return f"'{text}" if text and text[0] in "=+-@\t\r" else text
+
+
+def run_batch_prediction(
+    model, inputs: list[str], out: str | None, top_k: int = 3, batch_size: int = 16, locate_painting: bool = True
+) -> int:
     """Predict every image under `inputs` into `out` (JSON lines; CSV when it ends in .csv; stdout for None/"-").
 
     Returns 0 when the batch completed, even if some files failed (each has its own error record); 1 when the
     inputs hold no file at all (likely a wrong folder). `model` is an ArtNet, a model path or a `Predictor`.
+    Each record says where the painting was found (`outline`, or null for the whole image; `locate_painting`
+    False takes every image whole).
     """
     paths = expand_inputs(inputs)
     if not paths:
         print(f"no image files found in {', '.join(map(str, inputs)) or 'the inputs'}", file=sys.stderr)
         return 1
     top_k = check_top_k(top_k)
-    predictor = model if isinstance(model, Predictor) else Predictor(model, top_k=top_k)
+    predictor = (
+        model if isinstance(model, Predictor) else Predictor(model, top_k=top_k, locate_painting=locate_painting)
+    )
     to_stdout = out is None or str(out) == "-"
     as_csv = not to_stdout and str(out).lower().endswith(".csv")
     if not to_stdout:

@@ -2,9 +2,12 @@
 
 Every prediction is ONE forward pass of the model's own serving function (`ArtNet.serving_function`, the same
 one the SavedModel export serves), which returns the head probabilities and the pooled embedding together.
-Images are opened by `artnet.data.images.load_rgb` (EXIF upright, any colour mode -> RGB, size limits) and resized
-by `artnet.data.preprocessing.resize_and_crop` with the model's framing, the resize of the training pipeline, so
-predictions see the pixels training saw. Batch prediction over files is `artnet.serving.batch_predict`.
+Images are opened by `artnet.data.images.load_photo` (EXIF upright, any colour mode -> RGB, size limits). A photo
+of a painting on a wall goes through the photo step (`artnet.data.photo`: locate the painting, rectify it; a scan
+passes through unchanged), then `artnet.data.preprocessing.resize_and_crop` with the model's framing, the resize of
+the training pipeline, so predictions see the pixels training saw. Each prediction says what the photo step did:
+`outline` (the four corners used, in the photo's own pixels, clockwise from the top-left, or None for the whole
+image) and `found` (in words). Batch prediction over files is `artnet.serving.batch_predict`.
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ import numpy as np
 import tensorflow as tf
 
 from artnet import labels
-from artnet.data.images import ImageError, bound_size, check_shape, load_rgb  # noqa: F401  (ImageError: callers catch it)
+from artnet.data.images import ImageError, bound_size, check_shape, load_photo  # noqa: F401  (callers catch ImageError)
+from artnet.data.photo import Location, painting_of_photo
 from artnet.data.preprocessing import resize_and_crop
 from artnet.models.artnet import EMBEDDING, YEAR_SIGMA
 from artnet.serving.export import load_model
@@ -29,7 +33,7 @@ class Predictor:
     `forward_passes` counts the calls of the compiled model function (one per `predict` / `predict_batch`).
     """
 
-    def __init__(self, model_or_path, top_k: int = 3):
+    def __init__(self, model_or_path, top_k: int = 3, locate_painting: bool = True):
         if isinstance(model_or_path, str | os.PathLike):
             model_or_path = load_model(model_or_path)
         self.model = model_or_path
@@ -37,6 +41,7 @@ class Predictor:
         self.year_head = bool(getattr(self.model, "year_head", False))
         self.image_size = int(self.model.image_size)
         self.top_k = check_top_k(top_k)
+        self.locate_painting = locate_painting  # False: every image is taken whole, as a scan
         self.forward_passes = 0
 
         image_size, framing = self.image_size, self.model.framing
@@ -55,7 +60,22 @@ class Predictor:
         """Any accepted input -> the uint8 (image_size, image_size, 3) pixels the model reads. An image under
         32 px a side or more elongated than the serving limit is refused (`ImageShapeError`): nothing can be said
         about a 1x1 image, and three confident-looking answers would mislead."""
-        return self.fit_pixels(_checked(load_rgb(image)))
+        return self.prepare_photo(image)[0]
+
+    def prepare_photo(self, image) -> tuple[np.ndarray, dict]:
+        """(the model's input pixels, what the photo step did: {"outline", "found", "confidence"})."""
+        painting, where = self.painting(image)
+        return self.fit_pixels(painting), where
+
+    def painting(self, image) -> tuple[np.ndarray, dict]:
+        """Any accepted input -> (the painting's RGB pixels: rectified out of a photo, or the image as it is, and
+        what the photo step did, with the outline in the photo's own pixels)."""
+        rgb, (width, _) = load_photo(image)
+        rgb = _checked(rgb)
+        if not self.locate_painting:
+            return rgb, describe(Location(None, 1.0, "the whole image was used (--whole-image)"), 1.0)
+        painting, location = painting_of_photo(rgb)
+        return _checked(painting), describe(location, width / rgb.shape[1])
 
     def fit_pixels(self, rgb: np.ndarray) -> np.ndarray:
         """A uint8 RGB array (from `artnet.data.images.load_rgb`) -> the model's input pixels."""
@@ -65,18 +85,27 @@ class Predictor:
         return self._resize(tf.constant(array)).numpy()
 
     def predict(self, image, top_k: int | None = None) -> dict:
-        """{head: [(label, probability), ...] best first, "embedding": float32 vector} for one image; with a year
-        head also "year": (mean year, standard deviation in years)."""
-        array = bound_size(_checked(load_rgb(image)), self.image_size)
-        return self._rank(self._run(array[np.newaxis]), 0, top_k)
+        """{head: [(label, probability), ...] best first, "embedding": float32 vector, "outline", "found"} for one
+        image; with a year head also "year": (mean year, standard deviation in years)."""
+        painting, where = self.painting(image)
+        array = bound_size(painting, self.image_size)
+        return {**self._rank(self._run(array[np.newaxis]), 0, top_k), **where}
 
     def predict_batch(self, images: list, top_k: int | None = None) -> list[dict]:
         """`predict` for many images (any sizes) in one forward pass; an empty list makes no pass."""
         if not images:
             return []
-        batch = np.stack([self.prepare(image) for image in images])
-        results = self._run(batch)
-        return [self._rank(results, index, top_k) for index in range(len(images))]
+        prepared = [self.prepare_photo(image) for image in images]
+        return self.predict_pixels([pixels for pixels, _ in prepared], [where for _, where in prepared], top_k)
+
+    def predict_pixels(self, pixels: list[np.ndarray], wheres: list[dict] | None = None, top_k=None) -> list[dict]:
+        """`predict_batch` for inputs already through `prepare_photo` (the model's pixels, and what the photo step
+        did for each): one forward pass, and no second search for a painting inside a painting."""
+        if not pixels:
+            return []
+        results = self._run(np.stack(pixels))
+        wheres = wheres or [{} for _ in pixels]
+        return [{**self._rank(results, index, top_k), **where} for index, where in enumerate(wheres)]
 
     def _run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         self.forward_passes += 1
@@ -93,6 +122,14 @@ class Predictor:
             prediction[labels.YEAR] = (float(results[labels.YEAR][index]), float(results[YEAR_SIGMA][index]))
         prediction[EMBEDDING] = results[EMBEDDING][index]
         return prediction
+
+
+def describe(location: Location, scale: float) -> dict:
+    """What the photo step did, JSON-ready: the outline scaled by `scale` into the photo's own pixels."""
+    outline = (
+        None if location.corners is None else [[round(x * scale, 1), round(y * scale, 1)] for x, y in location.corners]
+    )
+    return {"outline": outline, "found": location.reason, "confidence": round(float(location.confidence), 3)}
 
 
 def _checked(rgb: np.ndarray) -> np.ndarray:

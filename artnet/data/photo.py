@@ -1,0 +1,254 @@
+"""The painting in a photo: find its quadrilateral, then warp it to an upright rectangle (locate + rectify).
+
+A visitor's photo shows a painting in a frame on a wall, at an angle. The model was trained on scans, where the
+image IS the painting, so the serving path first finds the picture and cuts it out at its own aspect ratio. A scan
+that already is the painting passes through unchanged, and so does any image where nothing is found with
+confidence: the answer then says that the whole image was used.
+
+Classical geometry with OpenCV (the well-kept library for it): edges at two scales -> contours -> convex
+quadrilaterals -> scored by how much of their outline lies on an edge, how plausible their angles are for a
+rectangle seen at up to ~40°, their size and how central they are. A frame (and a mount) gives nested quadrilaterals
+around one picture: the innermost large one is the picture. Everything runs on a copy whose long side is
+`WORK_SIDE` pixels, so a 12-megapixel photo costs what a thumbnail costs; the corners are scaled back.
+
+Corners are always [x, y] in the input image's own pixels, clockwise from the top-left.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import cv2
+import numpy as np
+
+WORK_SIDE = 640  # long side of the copy the search runs on
+MIN_AREA = 0.04  # a painting under 4 % of the photo is too small to read (and too easy to invent)
+SCAN_AREA = 0.88  # a quadrilateral this close to the whole image: the image already is the painting
+MIN_CONFIDENCE = 0.5  # below this, the whole image is used
+MIN_INNER_SHARE = 0.3  # a picture inside a frame covers at least this share of the frame's area
+MAX_CORNER_ANGLE = 40.0  # degrees a corner may differ from 90° (perspective up to ~30°, plus slack)
+MAX_OUTPUT_SIDE = 1024  # the rectified picture's long side (the model resizes it anyway)
+# A phone's main camera (~26 mm, 35 mm-equivalent): focal length / the photo's long side.
+PHONE_FOCAL = 0.8
+FOUND = "painting found in the photo and cut out"
+WHOLE_IMAGE = (
+    "no painting found apart from the whole image (a scan, or a photo it could not read): the whole image was used"
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Location:
+    """Where the painting is: `corners` (4 × [x, y], clockwise from the top-left, input pixels) or None when the
+    whole image is used; `confidence` in [0, 1]; `reason` in words, for the answer."""
+
+    corners: np.ndarray | None
+    confidence: float
+    reason: str
+
+    def outline(self) -> list[list[float]] | None:
+        """JSON-ready corners (or None): what `artnet predict` writes as `outline`."""
+        return None if self.corners is None else [[round(float(x), 1), round(float(y), 1)] for x, y in self.corners]
+
+
+def order_corners(points) -> np.ndarray:
+    """Four points -> clockwise from the top-left (image coordinates: y grows downwards)."""
+    points = np.asarray(points, dtype=np.float64).reshape(4, 2)
+    centre = points.mean(axis=0)
+    angles = np.arctan2(points[:, 1] - centre[1], points[:, 0] - centre[0])
+    ordered = points[np.argsort(angles)]  # clockwise on screen, starting anywhere
+    start = int(np.argmin(ordered.sum(axis=1)))  # the top-left has the smallest x + y
+    return np.roll(ordered, -start, axis=0)
+
+
+def _corner_angles(quad: np.ndarray) -> np.ndarray:
+    angles = []
+    for i in range(4):
+        a, b, c = quad[i - 1], quad[i], quad[(i + 1) % 4]
+        u, v = a - b, c - b
+        cosine = np.dot(u, v) / (np.linalg.norm(u) * np.linalg.norm(v) + 1e-9)
+        angles.append(np.degrees(np.arccos(np.clip(cosine, -1, 1))))
+    return np.asarray(angles)
+
+
+def _edge_support(quad: np.ndarray, edges: np.ndarray, samples: int = 50) -> float:
+    """The share of points along the quadrilateral's four sides that lie on (dilated) edges; the weakest side
+    counts twice, so three strong sides and an imagined fourth do not pass."""
+    height, width = edges.shape
+    shares = []
+    for i in range(4):
+        t = np.linspace(0.05, 0.95, samples)[:, None]
+        points = quad[i] * (1 - t) + quad[(i + 1) % 4] * t
+        x = np.clip(points[:, 0].round().astype(int), 0, width - 1)
+        y = np.clip(points[:, 1].round().astype(int), 0, height - 1)
+        shares.append(float(np.mean(edges[y, x] > 0)))
+    return (sum(shares) + min(shares)) / 5
+
+
+def _candidates(gray: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+    """Convex quadrilaterals of the contours of the edge maps at two scales, and the edge map they are scored on."""
+    quads, support = [], np.zeros_like(gray)
+    for blur in (5, 9):
+        smooth = cv2.GaussianBlur(gray, (blur, blur), 0)
+        # Thresholds from this photo's own gradients: a dim photo's frame edge is as much an edge as a bright one's.
+        magnitude = np.hypot(cv2.Sobel(smooth, cv2.CV_32F, 1, 0), cv2.Sobel(smooth, cv2.CV_32F, 0, 1))
+        high = max(30.0, float(np.percentile(magnitude, 90)))
+        edges = cv2.dilate(cv2.Canny(smooth, 0.4 * high, high, L2gradient=True), np.ones((3, 3), np.uint8))
+        support = np.maximum(support, edges)
+        # The photo's own edge closes the outline of a painting that runs out of the picture.
+        closed = edges.copy()
+        closed[[0, -1], :] = closed[:, [0, -1]] = 255
+        contours, _ = cv2.findContours(closed, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
+        for contour in contours:
+            if cv2.contourArea(contour) < MIN_AREA * gray.size * 0.5:
+                continue
+            hull = cv2.convexHull(contour)
+            # A wide lens bends a frame's straight sides: allow a coarser polygon before giving up on it.
+            for tolerance in (0.02, 0.04, 0.06):
+                approx = cv2.approxPolyDP(hull, tolerance * cv2.arcLength(hull, True), True)
+                if len(approx) == 4:
+                    quads.append(order_corners(approx.reshape(4, 2)))
+                    break
+    support[[0, -1], :] = support[:, [0, -1]] = 255  # a side along the photo's edge is a cut, not a guess
+    return quads + _textured_blobs(gray), support
+
+
+def _quad_of(contour) -> np.ndarray | None:
+    hull = cv2.convexHull(contour)
+    for tolerance in (0.02, 0.04, 0.06, 0.08):
+        approx = cv2.approxPolyDP(hull, tolerance * cv2.arcLength(hull, True), True)
+        if len(approx) == 4:
+            return order_corners(approx.reshape(4, 2))
+    return None
+
+
+def _textured_blobs(gray: np.ndarray) -> list[np.ndarray]:
+    """Quadrilaterals of the large textured regions: a wall is smooth, a painting and its frame are not. This
+    finds paintings whose outline the edge maps cannot close (an ornate frame's broken edges, a bent lens)."""
+    gradient = cv2.morphologyEx(gray, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8)).astype(np.float32)
+    texture = cv2.GaussianBlur(gradient, (0, 0), 4)
+    _, mask = cv2.threshold(texture.astype(np.uint8), 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, np.ones((15, 15), np.uint8))
+    mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((9, 9), np.uint8))
+    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    quads = []
+    for contour in contours:
+        if cv2.contourArea(contour) >= MIN_AREA * gray.size:
+            quad = _quad_of(contour)
+            if quad is not None:
+                quads.append(quad)
+    return quads
+
+
+def _score(quad: np.ndarray, edges: np.ndarray) -> tuple[float, float]:
+    """(confidence in [0, 1], area share) of one candidate."""
+    height, width = edges.shape
+    area = cv2.contourArea(quad.astype(np.float32)) / (height * width)
+    deviation = np.abs(_corner_angles(quad) - 90).max()
+    if area < MIN_AREA or deviation > MAX_CORNER_ANGLE:
+        return 0.0, area
+    support = _edge_support(quad, edges)
+    centre = quad.mean(axis=0) / [width, height] - 0.5
+    centrality = 1 - min(1.0, 1.6 * float(np.hypot(*centre)))
+    shape = 1 - deviation / MAX_CORNER_ANGLE
+    return float(support * (0.75 + 0.15 * centrality + 0.10 * shape)), area
+
+
+def _surround_texture(quad: np.ndarray, gray: np.ndarray) -> float:
+    """Mean gradient in a band just outside the quadrilateral over the mean inside it (photo pixels only).
+
+    Low for a painting on a wall (the wall is smooth), near 1 for a rectangle inside a painting (a window, a
+    doorway, a painted frame): the check that keeps a scan from being cut into."""
+    magnitude = cv2.morphologyEx(gray, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8)).astype(np.float32)
+    inside = np.zeros(gray.shape, np.uint8)
+    cv2.fillConvexPoly(inside, quad.round().astype(np.int32), 1)
+    band = max(3, int(0.04 * max(gray.shape)))
+    around = cv2.dilate(inside, np.ones((2 * band + 1, 2 * band + 1), np.uint8)) - inside
+    if around.sum() < 0.02 * gray.size or inside.sum() == 0:
+        return 0.0  # nothing of the surroundings is in the photo: the painting fills it
+    return float(magnitude[around > 0].mean() / (magnitude[inside > 0].mean() + 1e-6))
+
+
+def _inside(inner: np.ndarray, outer: np.ndarray) -> bool:
+    contour = outer.astype(np.float32).reshape(-1, 1, 2)
+    return all(cv2.pointPolygonTest(contour, (float(x), float(y)), True) >= -2 for x, y in inner)
+
+
+def locate(rgb: np.ndarray) -> Location:
+    """The painting's quadrilateral in an RGB photo (H, W, 3 uint8), or the whole image with the reason."""
+    height, width = rgb.shape[:2]
+    scale = WORK_SIDE / max(height, width)
+    small = cv2.resize(rgb, (max(1, round(width * scale)), max(1, round(height * scale))), interpolation=cv2.INTER_AREA)
+    gray = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
+    quads, edges = _candidates(gray)
+    scored = [(quad, *_score(quad, edges)) for quad in quads]
+    # A quadrilateral near the whole image is the image's own border (or a scan's): nothing to cut out.
+    scored = [(quad, confidence, area) for quad, confidence, area in scored if confidence > 0 and area < SCAN_AREA]
+    if not scored:
+        return Location(None, 0.0, WHOLE_IMAGE)
+    outer, confidence, area = max(scored, key=lambda item: item[1] * (1 + 0.5 * item[2]))
+    if confidence < MIN_CONFIDENCE:
+        return Location(None, confidence, WHOLE_IMAGE)
+    # A frame and a mount are quadrilaterals around the picture: take the innermost well-supported one.
+    nested = [
+        (quad, score, quad_area)
+        for quad, score, quad_area in scored
+        if quad_area >= MIN_INNER_SHARE * area
+        and quad_area < 0.97 * area
+        and score >= MIN_CONFIDENCE
+        and _inside(quad, outer)
+    ]
+    if nested:
+        outer, confidence, area = min(nested, key=lambda item: item[2])
+    return Location(outer / scale, confidence, FOUND)
+
+
+def aspect_ratio(corners: np.ndarray, image_size: tuple[int, int]) -> float | None:
+    """Width / height of the rectangle that a pinhole camera saw as `corners` (clockwise from the top-left), its
+    principal point at the centre of an image of `image_size` (width, height); None where the view is too close
+    to frontal for any shape to follow. Zhang & He, "Whiteboard scanning and image enhancement" (2007):
+    the side lengths of a quadrilateral seen at an angle misstate its shape; the projective geometry does not."""
+    centre = np.asarray(image_size, np.float64) / 2
+    tl, tr, br, bl = (np.append(point - centre, 1.0) for point in np.asarray(corners, np.float64))
+    m1, m2, m3, m4 = tl, tr, bl, br  # the paper's order: m1 m2 on top, m3 m4 below
+    k2 = np.dot(np.cross(m1, m4), m3) / np.dot(np.cross(m2, m4), m3)
+    k3 = np.dot(np.cross(m1, m4), m2) / np.dot(np.cross(m3, m4), m2)
+    n2, n3 = k2 * m2 - m1, k3 * m3 - m1
+    focal_squared = -(n2[0] * n3[0] + n2[1] * n3[1]) / (n2[2] * n3[2]) if abs(n2[2] * n3[2]) > 1e-12 else 0.0
+    if not 0.1 < focal_squared / max(image_size) ** 2 < 10:
+        # One pair of sides parallel in the photo (a camera held level, turned sideways: the usual case), or a
+        # quadrilateral no camera could see: the focal length is not in the corners, so take a phone's.
+        focal_squared = (PHONE_FOCAL * max(image_size)) ** 2
+    ratio_squared = (n2[0] ** 2 + n2[1] ** 2 + focal_squared * n2[2] ** 2) / (
+        n3[0] ** 2 + n3[1] ** 2 + focal_squared * n3[2] ** 2
+    )
+    return float(np.sqrt(ratio_squared))
+
+
+def output_size(corners: np.ndarray, image_size=None, max_side: int = MAX_OUTPUT_SIDE) -> tuple[int, int]:
+    """(width, height) of the upright picture, long side capped at `max_side`: the size of the sides as seen,
+    reshaped to the camera's aspect ratio where `image_size` (width, height) lets it be recovered."""
+    top, right, bottom, left = (np.linalg.norm(corners[(i + 1) % 4] - corners[i]) for i in range(4))
+    width, height = (top + bottom) / 2, (left + right) / 2
+    ratio = aspect_ratio(corners, image_size) if image_size is not None else None
+    if ratio is not None and 0.2 < ratio < 5:  # keep the seen area, change only the shape
+        area = width * height
+        width, height = np.sqrt(area * ratio), np.sqrt(area / ratio)
+    shrink = min(1.0, max_side / max(width, height))
+    return max(1, round(width * shrink)), max(1, round(height * shrink))
+
+
+def rectify(rgb: np.ndarray, corners, max_side: int = MAX_OUTPUT_SIDE) -> np.ndarray:
+    """The quadrilateral `corners` of `rgb` warped to an upright rectangle at its own aspect ratio."""
+    corners = order_corners(corners).astype(np.float32)
+    width, height = output_size(corners, (rgb.shape[1], rgb.shape[0]), max_side)
+    target = np.float32([[0, 0], [width - 1, 0], [width - 1, height - 1], [0, height - 1]])
+    matrix = cv2.getPerspectiveTransform(corners, target)
+    return cv2.warpPerspective(rgb, matrix, (width, height), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE)
+
+
+def painting_of_photo(rgb: np.ndarray) -> tuple[np.ndarray, Location]:
+    """(the pixels the model should see, where they came from): the rectified picture, or the image unchanged."""
+    location = locate(rgb)
+    if location.corners is None:
+        return rgb, location
+    return rectify(rgb, location.corners), location

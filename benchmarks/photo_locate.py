@@ -1,0 +1,159 @@
+"""Finding the painting in a photo: corner error, IoU and time, on rendered photos and on real gallery photos.
+
+    python benchmarks/photo_locate.py --paintings 150 --out benchmarks/results/photo_locate
+
+Rendered photos: WikiArt-sample paintings hung by `artnet.testing.gallery_photo` (easy and hard settings), true
+picture corners known. Clean scans: the same paintings as they are, which must pass through unchanged. Real photos
+(`../shared/gallery-photos`): the Estense frames, whose outlines follow the frame's OUTER edge (so a found picture
+should lie inside one: `inside` is the share of the found area within it), and the four NGI walls, whose corners
+are the pictures' own. Prints a Markdown table; writes it and a JSON beside it with `--out`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from artnet.data.images import load_path  # noqa: E402
+from artnet.data.photo import locate  # noqa: E402
+from artnet.evaluation.localisation import corner_error, polygon_iou, share_inside  # noqa: E402
+from artnet.testing.gallery_photo import render_gallery_photo  # noqa: E402
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+
+def _summary(rows: list[dict]) -> dict:
+    found = [row for row in rows if row["found"]]
+    errors = np.asarray([row["corner_error"] for row in found if "corner_error" in row])
+    ious = np.asarray([row["iou"] for row in found if "iou" in row])
+    inside = np.asarray([row["inside"] for row in found if "inside" in row])
+    return {
+        "n": len(rows),
+        "found": len(found) / len(rows) if rows else None,
+        "corner_error_median": float(np.median(errors)) if len(errors) else None,
+        "within_5pct": float(np.mean(errors <= 0.05)) * len(found) / len(rows) if len(errors) else None,
+        "iou_median": float(np.median(ious)) if len(ious) else None,
+        "inside_90pct": float(np.mean(inside >= 0.9)) * len(found) / len(rows) if len(inside) else None,
+        "ms_median": float(np.median([row["ms"] for row in rows])),
+    }
+
+
+def _timed_locate(image: np.ndarray):
+    start = time.perf_counter()
+    location = locate(image)
+    return location, 1000 * (time.perf_counter() - start)
+
+
+def rendered(paintings: list[Path], difficulty: str) -> list[dict]:
+    rows = []
+    for seed, path in enumerate(paintings):
+        photo = render_gallery_photo(load_path(path), seed=seed, difficulty=difficulty)
+        location, ms = _timed_locate(photo.image)
+        row = {"file": path.name, "found": location.corners is not None, "ms": ms, **photo.settings}
+        if location.corners is not None:
+            row.update(corner_error=corner_error(location.corners, photo.corners))
+            row.update(iou=polygon_iou(location.corners, photo.corners))
+        rows.append(row)
+    return rows
+
+
+def scans(paintings: list[Path]) -> list[dict]:
+    rows = []
+    for path in paintings:
+        location, ms = _timed_locate(load_path(path))
+        rows.append({"file": path.name, "found": location.corners is not None, "ms": ms})
+    return rows
+
+
+def estense(root: Path) -> list[dict]:
+    outlines = json.loads((root / "outlines.json").read_text())
+    rows = []
+    for name, entry in sorted(outlines.items()):
+        image = load_path(root / name)  # decoded at a reduced size: outlines are scaled to it
+        location, ms = _timed_locate(image)
+        row = {"file": name, "found": location.corners is not None, "ms": ms}
+        if location.corners is not None:
+            scale = image.shape[1] / entry["size"][0]
+            polygons = [scale * np.asarray(outline, np.float64) for outline in entry["outlines"]]
+            row["inside"] = max(share_inside(location.corners, polygon) for polygon in polygons)
+            row["iou"] = max(polygon_iou(location.corners, polygon) for polygon in polygons)
+        rows.append(row)
+    return rows
+
+
+def ngi(root: Path) -> list[dict]:
+    positions = json.loads((root / "positions.json").read_text())
+    rows = []
+    for gallery in positions["galleries"]:
+        path = root / "gallery" / gallery["name"]
+        image = load_path(path)  # decoded at a reduced size: corners are scaled to it
+        location, ms = _timed_locate(image)
+        row = {"file": gallery["name"], "found": location.corners is not None, "ms": ms}
+        if location.corners is not None:
+            scale = image.shape[1] / Image.open(path).size[0]
+            truths = [scale * np.asarray(painting["points"], np.float64) for painting in gallery["paintings"]]
+            best = max(truths, key=lambda truth: polygon_iou(location.corners, truth))
+            row.update(iou=polygon_iou(location.corners, best), corner_error=corner_error(location.corners, best))
+        rows.append(row)
+    return rows
+
+
+def table(results: dict) -> str:
+    lines = [
+        "| set | n | found | within 5 % of the diagonal | median corner error | median IoU | inside an outline | ms |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+
+    def cell(value, percent=True):
+        return "" if value is None else (f"{100 * value:.1f} %" if percent else f"{value:.2f}")
+
+    for name, summary in results.items():
+        lines.append(
+            f"| {name} | {summary['n']} | {cell(summary['found'])} | {cell(summary['within_5pct'])} | "
+            f"{cell(summary['corner_error_median'])} | {cell(summary['iou_median'], False)} | "
+            f"{cell(summary['inside_90pct'])} | {summary['ms_median']:.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--paintings", type=int, default=150, help="WikiArt-sample paintings to render (each twice)")
+    parser.add_argument("--shared", type=Path, default=SHARED, help="the shared data folder")
+    parser.add_argument("--out", type=Path, help="folder for photo_locate.md and photo_locate.json")
+    args = parser.parse_args(argv)
+    images = sorted((args.shared / "wikiart-sample" / "images").glob("*.jpg"))
+    if not images:
+        parser.error(f"no paintings under {args.shared}/wikiart-sample/images: pass --shared")
+    # Every k-th file, so that the set spans painters and styles rather than one painter's alphabetical run.
+    paintings = images[:: max(1, len(images) // args.paintings)][: args.paintings]
+    per_row = {
+        "rendered, easy": rendered(paintings, "easy"),
+        "rendered, hard": rendered(paintings, "hard"),
+        "clean scans (must pass through: found = 0)": scans(paintings),
+    }
+    photos = args.shared / "gallery-photos"
+    if (photos / "estense").is_dir():
+        per_row["Estense real frames (outer outlines)"] = estense(photos / "estense")
+    if (photos / "ngi").is_dir():
+        per_row["NGI real walls (picture corners)"] = ngi(photos / "ngi")
+    results = {name: _summary(rows) for name, rows in per_row.items()}
+    markdown = table(results)
+    print(markdown)
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "photo_locate.md").write_text(markdown + "\n")
+        (args.out / "photo_locate.json").write_text(json.dumps({"summary": results, "rows": per_row}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

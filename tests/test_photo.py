@@ -1,0 +1,169 @@
+"""The photo step (locate + rectify) and the gallery-photo renderer it is measured with.
+
+Paintings here are made up (blobs of colour with strokes), never the shared images, so these run everywhere.
+"""
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from artnet.data.photo import WHOLE_IMAGE, locate, order_corners, painting_of_photo, rectify
+from artnet.evaluation.localisation import corner_error, polygon_iou, share_inside
+from artnet.testing.gallery_photo import render_gallery_photo
+
+
+def made_up_painting(seed: int, height: int = 300, width: int = 240) -> np.ndarray:
+    """A painting-like image: a smooth colour field with dark and light strokes across it."""
+    rng = np.random.default_rng(seed)
+    field = cv2.resize(rng.uniform(30, 220, (4, 4, 3)).astype(np.float32), (width, height))
+    for _ in range(25):
+        start = (int(rng.integers(width)), int(rng.integers(height)))
+        end = (int(rng.integers(width)), int(rng.integers(height)))
+        cv2.line(field, start, end, rng.uniform(0, 255, 3).tolist(), int(rng.integers(1, 6)))
+    return field.clip(0, 255).astype(np.uint8)
+
+
+def test_the_renderer_is_a_pure_function_of_painting_and_seed():
+    painting = made_up_painting(0)
+    first, again, other = (render_gallery_photo(painting, seed) for seed in (3, 3, 4))
+    assert np.array_equal(first.image, again.image) and np.array_equal(first.corners, again.corners)
+    assert not np.array_equal(first.image, other.image)
+    height, width = first.image.shape[:2]
+    inside = (first.corners >= 0).all() and (first.corners[:, 0] < width).all() and (first.corners[:, 1] < height).all()
+    assert inside, "the picture is in view"
+    assert share_inside(first.corners, first.frame_corners) > 0.99, "the picture lies inside its frame"
+
+
+def test_corners_are_ordered_clockwise_from_the_top_left():
+    square = np.float32([[10, 10], [90, 12], [88, 95], [8, 90]])
+    for shift in range(4):
+        assert np.array_equal(order_corners(np.roll(square, shift, axis=0)), square)
+    assert np.array_equal(order_corners(square[::-1]), square)
+
+
+def test_rectify_undoes_a_perspective_and_keeps_the_paintings_aspect_ratio():
+    painting = made_up_painting(1, height=200, width=300)
+    source = np.float32([[0, 0], [300, 0], [300, 200], [0, 200]])
+    # A pinhole camera (principal point at the photo's centre) turned 35° about the vertical axis.
+    turn = cv2.Rodrigues(np.float64([0, np.radians(35), 0]))[0]
+    plane = np.float64([[-150, -100, 0], [150, -100, 0], [150, 100, 0], [-150, 100, 0]]) @ turn.T + [0, 0, 500]
+    seen = np.float32(600 * plane[:, :2] / plane[:, 2:] + [280, 220])
+    photo = cv2.warpPerspective(painting, cv2.getPerspectiveTransform(source, seen), (560, 440))
+    upright = rectify(photo, seen)
+    height, width = upright.shape[:2]
+    assert abs(width / height - 1.5) < 0.2
+    back = cv2.resize(upright, (300, 200), interpolation=cv2.INTER_AREA)
+    assert np.abs(back.astype(int) - painting.astype(int)).mean() < 20
+
+
+def test_a_painting_in_a_rendered_photo_is_found_at_its_corners():
+    errors = []
+    for seed in range(12):
+        photo = render_gallery_photo(made_up_painting(seed), seed=seed, difficulty="easy")
+        location = locate(photo.image)
+        errors.append(1.0 if location.corners is None else corner_error(location.corners, photo.corners))
+    errors = np.asarray(errors)
+    # The picture, not the frame around it, within 5 % of its diagonal for most; never something elsewhere.
+    assert np.mean(errors <= 0.05) >= 0.6, errors.round(3)
+    assert np.mean(errors <= 0.25) >= 0.8, errors.round(3)
+
+
+def test_a_clean_scan_passes_through_unchanged():
+    for seed in range(5):
+        painting = made_up_painting(seed)
+        pixels, location = painting_of_photo(painting)
+        assert pixels is painting and location.corners is None and location.reason == WHOLE_IMAGE
+        assert location.outline() is None
+
+
+def test_a_photo_with_no_painting_uses_the_whole_image_and_says_so():
+    rng = np.random.default_rng(0)
+    wall = np.clip(rng.normal(200, 4, (480, 640, 3)), 0, 255).astype(np.uint8)
+    pixels, location = painting_of_photo(wall)
+    assert pixels is wall and location.corners is None and "whole image" in location.reason
+
+
+def test_the_outline_is_json_ready_in_the_photos_own_pixels():
+    photo = render_gallery_photo(made_up_painting(2), seed=2, difficulty="easy")
+    location = locate(photo.image)
+    assert location.corners is not None
+    outline = location.outline()
+    assert len(outline) == 4 and all(isinstance(v, float) for corner in outline for v in corner)
+    assert polygon_iou(outline, photo.corners) > 0.8
+
+
+@pytest.mark.parametrize("shape", [(40, 40, 3), (2000, 60, 3)])
+def test_odd_shapes_do_not_crash(shape):
+    image = np.full(shape, 128, np.uint8)
+    pixels, location = painting_of_photo(image)
+    assert pixels.shape == shape and location.corners is None
+
+
+# --- the photo step in serving: the predictor and `artnet predict` ----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def predictor():
+    from artnet.models.artnet import ArtNet
+    from artnet.serving.predictor import Predictor
+
+    return Predictor(ArtNet(backbone="tiny", backbone_weights=None, image_size=32))
+
+
+def _jpeg(image: np.ndarray, path):
+    from PIL import Image
+
+    Image.fromarray(image).save(path, quality=92)
+    return path
+
+
+def test_a_large_photo_is_answered_from_its_painting_with_the_outline_in_its_own_pixels(predictor, tmp_path):
+    """A 2400 px JPEG is decoded at a reduced size (JPEG draft): the outline must still be in the photo's pixels."""
+    photo = render_gallery_photo(made_up_painting(2), seed=2, difficulty="easy", long_side=2400)
+    path = _jpeg(photo.image, tmp_path / "photo.jpg")
+    prediction = predictor.predict(path)
+    assert prediction["outline"] is not None and "found" in prediction["found"]
+    assert corner_error(prediction["outline"], photo.corners) < 0.05
+    # The same painting as a scan gives (nearly) the same input pixels, so the same answer.
+    scan = predictor.predict(made_up_painting(2))
+    assert scan["outline"] is None
+    assert [label for label, _ in scan["school"]] == [label for label, _ in prediction["school"]]
+
+
+def test_whole_image_takes_a_photo_as_it_is(predictor, tmp_path):
+    from artnet.models.artnet import ArtNet
+    from artnet.serving.predictor import Predictor
+
+    photo = render_gallery_photo(made_up_painting(2), seed=2, difficulty="easy")
+    whole = Predictor(predictor.model, locate_painting=False).predict(photo.image)
+    assert whole["outline"] is None and "whole image" in whole["found"]
+    assert isinstance(predictor.model, ArtNet)
+
+
+def test_artnet_predict_writes_outlines_and_neutralises_formula_cells(predictor, tmp_path, monkeypatch):
+    import csv
+    import json
+
+    from artnet import cli
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    photo = render_gallery_photo(made_up_painting(3), seed=3, difficulty="easy")
+    _jpeg(photo.image, photos / "=HYPERLINK(1).jpg")
+    _jpeg(made_up_painting(4), photos / "scan.jpg")
+    predictor.model.save(tmp_path / "model.keras")
+    out = tmp_path / "answers.csv"
+    monkeypatch.chdir(photos)  # relative names: the path cell then starts with the file name's own "="
+    files = ["=HYPERLINK(1).jpg", "scan.jpg"]
+    assert cli.main(["predict", "--model", str(tmp_path / "model.keras"), *files, "--out", str(out)]) == 0
+    rows = {Path(row["path"]).name: row for row in csv.DictReader(out.open())}
+    formula = next(row for name, row in rows.items() if "HYPERLINK" in name)
+    assert formula["path"].startswith("'="), "a spreadsheet would run the file name as a formula"
+    assert corner_error(json.loads(formula["outline"]), photo.corners) < 0.05
+    assert rows["scan.jpg"]["outline"] == ""
+    jsonl = tmp_path / "answers.jsonl"
+    argv = ["predict", "--model", str(tmp_path / "model.keras"), str(photos), "--out", str(jsonl), "--whole-image"]
+    assert cli.main(argv) == 0
+    assert all(json.loads(line)["outline"] is None for line in jsonl.read_text().splitlines())
