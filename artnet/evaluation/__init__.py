@@ -4,6 +4,8 @@
 - `metrics`: per-head metrics (scikit-learn where it has them), calibration, time in blocks and years.
 - `intervals`: bootstrap intervals, painter (cluster) resampling, paired differences of two runs.
 - `plots`: the report's figures (matplotlib, Agg only).
+- `calibration`: temperature scaling per head, the calibration an export stores, and how it scores on a split.
+- `conformal`: prediction sets with a stated coverage, and the abstain rule they give ("Dutch or Flemish").
 - `report`: the Markdown report and `percent`, the one way a fraction is written.
 - `mtl_stats`: multi- vs single-head statistics (Δm, paired intervals).
 - `data_stats`: what a dataset holds, per split and class.

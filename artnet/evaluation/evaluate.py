@@ -8,7 +8,10 @@ The timeframe head also reports how far in time it errs (`metrics.timeframe_year
 block, the fraction per block distance (plotted as `distance_timeframe.png`) and, where the source knows years,
 the mean and median absolute error in years, each with its uniform-chance value. A year head is scored under
 `year` (`artnet.models.year.year_metrics`): errors in years against always answering the training mean year,
-the fraction within its own σ, and the same block measures as the timeframe head.
+the fraction within its own σ, and the same block measures as the timeframe head. Given a calibration fitted on
+another split (`calibration.calibrate_heads`, on validation), the report also holds, under `calibration`, each
+head's ECE before and after its temperature and its conformal sets' coverage and size, and the reliability diagram
+shows the calibrated bins over the raw ones.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from artnet import labels
 from artnet.data.pipeline import make_dataset
 from artnet.data.sources import Source
 from artnet.evaluation import metrics, plots
+from artnet.evaluation.calibration import calibration_metrics
 from artnet.evaluation.report import format_report_markdown
 from artnet.models.year import year_metrics
 from artnet.workdir import Evaluation
@@ -93,9 +97,11 @@ def evaluate(
     batch_size: int = 32,
     split_rule: str | None = None,
     train_year: float | None = None,
+    calibration: dict | None = None,
 ) -> dict:
     """Score `model` on `source` into `out_dir` (see the top). `train_year`: the training split's mean year, the
-    constant answer the year head is compared with (default: the evaluated data's own mean, optimistic)."""
+    constant answer the year head is compared with (default: the evaluated data's own mean, optimistic).
+    `calibration`: per head, a `calibration.HeadCalibration` fitted on another split (see the top)."""
     files = Evaluation(Path(out_dir))
     files.root.mkdir(parents=True, exist_ok=True)
     probabilities = predict_probabilities(model, source, batch_size)
@@ -122,8 +128,15 @@ def evaluate(
         if head == "timeframe":  # time is ordered: how far off, in blocks and (where known) in years
             result.update(metrics.timeframe_year_metrics(y_true, probabilities[head], names, source.years))
         report["heads"][head] = result
+        calibrated = None
+        if calibration and head in calibration:  # the report gains the key only then: old reports stay as they were
+            calibrated = calibration[head].probabilities(probabilities[head])
+            per_head = report.setdefault("calibration", {})
+            per_head[head] = calibration_metrics(y_true, probabilities[head], calibration[head])
         if result["n"]:
-            plots.plot_reliability_diagram(y_true, probabilities[head], files.reliability_png(head), head)
+            plots.plot_reliability_diagram(
+                y_true, probabilities[head], files.reliability_png(head), head, calibrated_probs=calibrated
+            )
             plots.plot_confusion_matrix(np.asarray(result["confusion_matrix"]), names, files.confusion_png(head), head)
             if result.get("block_distance_fractions"):
                 plots.plot_block_distance(result["block_distance_fractions"], files.distance_png(head), head)

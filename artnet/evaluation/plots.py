@@ -27,8 +27,13 @@ def save_figure(figure, path, **savefig) -> Path:
     return path
 
 
-def plot_reliability_diagram(y_true, probs, path, title: str = "") -> None:
-    """Accuracy per confidence bin against the diagonal (perfect calibration), with bin counts beneath."""
+def plot_reliability_diagram(y_true, probs, path, title: str = "", calibrated_probs=None) -> None:
+    """Accuracy per confidence bin against the diagonal (perfect calibration), with bin counts beneath.
+
+    With `calibrated_probs` (the same rows after temperature scaling, `calibration`) each of their occupied bins
+    is drawn over the bars as a point (mean confidence, accuracy), on the diagonal when calibrated, and their ECE
+    beside the first, so one figure shows before and after.
+    """
     from matplotlib.figure import Figure  # heavy: only when a figure is drawn
 
     table = reliability_bins(y_true, probs)
@@ -41,12 +46,26 @@ def plot_reliability_diagram(y_true, probs, path, title: str = "") -> None:
 
     figure = Figure(figsize=(5, 6), layout="constrained")
     top, bottom = figure.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
-    top.bar(lowers, accuracy, width=width, align="edge", edgecolor="black", color="tab:blue", label="accuracy")
+    bars = "accuracy" if calibrated_probs is None else "accuracy before T"
+    top.bar(lowers, accuracy, width=width, align="edge", edgecolor="black", color="tab:blue", label=bars)
     top.plot(lowers + width / 2, confidence, "o", color="tab:red", markersize=4, label="mean confidence")
     top.plot([0, 1], [0, 1], "--", color="gray", label="perfect calibration")
     top.set(xlim=(0, 1), ylim=(0, 1), ylabel="accuracy")
-    top.legend(loc="upper left", fontsize="small")
     ece_text = f"ECE = {ece:.3f}" if ece is not None else "ECE = n/a (no labelled examples)"
+    if calibrated_probs is not None:
+        after = reliability_bins(y_true, calibrated_probs)
+        occupied = [b for b in after if b["count"]]
+        top.plot(
+            [b["confidence"] for b in occupied],
+            [b["accuracy"] for b in occupied],
+            "s-",
+            color="tab:green",
+            markersize=4,
+            label="after T: accuracy at mean confidence",
+        )
+        ece_after = expected_calibration_error(y_true, calibrated_probs)
+        ece_text += f" (after T: {ece_after:.3f})" if ece_after is not None else ""
+    top.legend(loc="upper left", fontsize="small")
     top.set_title(f"{title}\n{ece_text}" if title else ece_text)
     bottom.bar(lowers, counts, width=width, align="edge", edgecolor="black", color="gray")
     bottom.set(xlabel="top-1 confidence", ylabel="examples")

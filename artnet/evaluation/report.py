@@ -2,8 +2,9 @@
 
 This module owns text: `format_report_markdown` turns a report (``{"heads": {head: metrics.head_metrics(...)},
 **info}``, as `evaluate` and the linear probe write it to `report.json`) into `report.md`, one section per kind
-of number: run info, summary, baselines, time in years, the year head, per-class accuracy. It computes nothing;
-every table and card of artnet (the comparison tables, the demo) formats its figures through `percent`.
+of number: run info, summary, baselines, time in years, the year head, calibration, per-class accuracy. It
+computes nothing; every table and card of artnet (the comparison tables, the demo) formats its figures through
+`percent`.
 """
 
 from __future__ import annotations
@@ -143,6 +144,39 @@ def _year_head_section(year: dict | None) -> list[str]:
     ]
 
 
+def _calibration_section(calibration: dict | None) -> list[str]:
+    """Temperature scaling and conformal sets per head (`calibration.calibration_metrics`), where the report has
+    them (an evaluation given a calibration fitted on another split)."""
+    if not calibration:
+        return []
+    lines = [
+        "",
+        "## Calibration and prediction sets",
+        "",
+        "T: the temperature fitted on the calibration split; ECE (as a fraction) before and after it. Sets: the "
+        "conformal set of each painting, calibrated to hold the true class at the target coverage; coverage is "
+        "how often it did here. Answered: the share of single-class sets (the rest abstain and name their set), "
+        "and the top-1 accuracy of those answers.",
+        "",
+        "| head | n | T | ECE before | ECE after | method | target coverage | coverage | mean set size "
+        "| answered | answered top-1 |",
+        "| --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for head, values in calibration.items():
+        size = values.get("mean_set_size")
+        cells = [str(values.get("n", 0)), f"{values['temperature']:.2f}"]
+        cells += [_cell("ece", values.get("ece_before")), _cell("ece", values.get("ece_after"))]
+        cells += [
+            _escape(values.get("method")),
+            percent(values.get("coverage_target")),
+            percent(values.get("coverage")),
+        ]
+        cells += ["n/a" if size is None else f"{size:.2f}", percent(values.get("answered"))]
+        cells += [percent(values.get("answered_top1"))]
+        lines.append(_row(head, cells))
+    return lines
+
+
 def _per_class_sections(heads: dict) -> list[str]:
     lines = []
     for head, metrics in heads.items():
@@ -157,8 +191,8 @@ def format_report_markdown(report: dict) -> str:
     """A Markdown evaluation report: run info, a summary row per head, then per-class accuracy per head.
 
     `report` is ``{"heads": {head: head_metrics(...)}, **info}``; info values that are strings or numbers
-    become the bullet list at the top, anything nested is left to the JSON report. Baselines, time in years and
-    the year head each get a section where the report has them.
+    become the bullet list at the top, anything nested is left to the JSON report. Baselines, time in years,
+    the year head and calibration (temperature and prediction sets) each get a section where the report has them.
     """
     heads = report.get("heads", {})
     lines = ["# Evaluation report", ""]
@@ -167,5 +201,6 @@ def format_report_markdown(report: dict) -> str:
     lines += _baselines_section(heads)
     lines += _time_section(heads)
     lines += _year_head_section(report.get("year"))
+    lines += _calibration_section(report.get("calibration"))
     lines += _per_class_sections(heads)
     return "\n".join(lines) + "\n"
