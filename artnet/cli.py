@@ -12,8 +12,6 @@ from artnet.workdir import Evaluation, Export, Workdir, read_json
 
 
 def _data_stats(args: argparse.Namespace) -> int:
-    from artnet.evaluation.data_stats import folder_statistics, to_markdown, wga_statistics
-
     folder, wga_config, data_dir, split_by = args.folder, args.config, args.data_dir, "author"
     if ".py" in args.config:  # a training config (file.py[:variant]): count the data it trains on (its main source)
         from artnet.config import load_config
@@ -23,9 +21,11 @@ def _data_stats(args: argparse.Namespace) -> int:
             folder, split_by = data.folder, data.split_by
         else:
             wga_config, data_dir = data.wga_config, data.data_dir
+    if folder and not args.out:  # checked before TensorFlow loads: the error is the only line printed
+        raise ValueError("data-stats --folder needs --out (the labelled folder itself may be read-only)")
+    from artnet.evaluation.data_stats import folder_statistics, to_markdown, wga_statistics
+
     if folder:
-        if not args.out:
-            raise ValueError("data-stats --folder needs --out (the labelled folder itself may be read-only)")
         stats, out = folder_statistics(folder, args.out, split_by=split_by)
         print(to_markdown(stats, f"{folder} (split by {split_by})"))
     else:
@@ -37,10 +37,12 @@ def _data_stats(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     from artnet.config import apply_overrides, load_config
-    from artnet.run import headline, run_experiment
-    from artnet.training.train import TrainingError
 
+    # The config and its overrides are checked before TensorFlow loads: a typo is the only line printed.
     config = apply_overrides(load_config(args.config), args.set or [])
+    from artnet.run import headline, run_experiment
+    from artnet.training.errors import TrainingError
+
     try:
         result = run_experiment(config, args.workdir)
     except TrainingError as error:  # a message that says what to do; no traceback needed
@@ -53,10 +55,11 @@ def _train(args: argparse.Namespace) -> int:
 
 def _probe(args: argparse.Namespace) -> int:
     from artnet.config import apply_overrides, load_config
-    from artnet.training.probe import run_probe
-    from artnet.training.train import load_sources
 
-    config = apply_overrides(load_config(args.config), args.set or [])
+    config = apply_overrides(load_config(args.config), args.set or [])  # before TensorFlow loads, as for train
+    from artnet.data.sources import load_sources
+    from artnet.training.probe import run_probe
+
     also = {}
     if args.also_wga:
         from artnet.data.sources import wga_source
@@ -79,6 +82,8 @@ def _source_from_args(args: argparse.Namespace):
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    if args.csv and not args.folder:  # else the label file would be ignored and the wga split evaluated
+        raise ValueError("evaluate --csv is the label file of a --folder: give --folder too")
     from artnet.evaluation.evaluate import evaluate
     from artnet.serving.export import load_model
 
@@ -142,12 +147,19 @@ def _predict(args: argparse.Namespace) -> int:
 
     _warn_if_sample_scale(Path(args.model))
     return run_batch_prediction(
-        load_model(args.model), args.paths, args.out, top_k=args.top_k, batch_size=args.batch_size
+        load_model(args.model),
+        args.paths,
+        args.out,
+        top_k=args.top_k,
+        batch_size=args.batch_size,
+        locate_painting=not args.whole_image,
     )
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from artnet.serving.demo import build_demo, example_images, launch, limit_serving_threads, parse_auth
+    from artnet.serving.demo import build_demo, example_images
+    from artnet.serving.launch import launch, parse_auth
+    from artnet.serving.threads import limit_serving_threads
 
     auth = parse_auth(args.auth, args.auth_file)  # before loading the model: a typo fails at once
     export_dir = Export.of(args.model).root
@@ -224,6 +236,11 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--top-k", type=int, default=3)
     predict.add_argument("--out", default=None, help="output file (.jsonl or .csv); default: standard output")
     predict.add_argument("--batch-size", type=int, default=16)
+    predict.add_argument(
+        "--whole-image",
+        action="store_true",
+        help="take every image whole, as a scan (default: find the painting in a photo and cut it out)",
+    )
     predict.set_defaults(run=_predict)
 
     demo = commands.add_parser("demo", help="the Gradio demo for an export folder (artnet train writes one)")

@@ -10,10 +10,11 @@ import dataclasses
 from pathlib import Path
 
 from artnet.config import TrainConfig
-from artnet.data.sources import Source
+from artnet.data.sources import Source, load_sources
 from artnet.evaluation.evaluate import evaluate
 from artnet.serving.export import export
-from artnet.training.train import load_sources, make_strategy, refuse_unsupported, train
+from artnet.training.strategy import detached, is_chief, is_multi_worker, make_strategy, refuse_unsupported
+from artnet.training.train import train
 from artnet.workdir import Workdir
 
 HEADLINE_METRICS = ("n", "top1", "top3", "balanced_accuracy", "majority_baseline", "chance", "data_majority")
@@ -80,8 +81,6 @@ def run_experiment(
     refuse_unsupported(strategy, config)
     sources = sources or load_sources(config)
     model = train(config, workdir, sources, strategy=strategy, callbacks=callbacks)
-    from artnet.training.loop import detached, is_chief, is_multi_worker
-
     if not is_chief(strategy):  # a multi-worker job: the chief evaluates and exports
         return RunResult(workdir=workdir, model=model, report={}, card={})
     if is_multi_worker(strategy):  # alone from here: a copy outside the cluster, or predict() would wait on peers

@@ -37,8 +37,8 @@ def main() -> None:
     from sklearn.metrics import balanced_accuracy_score
 
     from artnet.config import apply_overrides, load_config
+    from artnet.data.sources import load_sources
     from artnet.training.probe import C_GRID, CLASS_WEIGHTS, _fit, _fit_along_c, frozen_features
-    from artnet.training.train import load_sources
 
     config = apply_overrides(load_config(RECIPE), [f"data.train_fraction={args.train_fraction}"])
     if not Path(config.data.folder).is_dir():

@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("experiments/results/probe_variants"))
     args = parser.parse_args(argv)
     from artnet.config import load_config
-    from artnet.training.train import load_sources
+    from artnet.data.sources import load_sources
 
     sources = load_sources(load_config(RECIPE))
     args.cache.mkdir(parents=True, exist_ok=True)

@@ -115,8 +115,8 @@ def validation_probabilities(model, config, sources) -> tuple[dict, dict]:
     import keras
 
     from artnet.models.artnet import POOLED
+    from artnet.training.compile import cut_layer, heads_only
     from artnet.training.feature_cache import FeatureSpec, cached_features
-    from artnet.training.train import cut_layer, heads_only
 
     backbone = model.backbone
     # A heads-only model is scored through the same path, from the input of the last stage.
@@ -360,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--probe", type=Path, default=Path("runs/cpu/probe"), help="the probe arm's workdir")
     parser.add_argument("--only", action="append", default=[], help="run only these variants (repeatable)")
     args = parser.parse_args(argv)
-    from artnet.training.train import load_sources
+    from artnet.data.sources import load_sources
 
     base = load_config(RECIPE)
     sources = load_sources(base)

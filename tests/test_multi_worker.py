@@ -183,7 +183,7 @@ def test_on_one_machine_artnets_loop_trains_what_keras_fit_trains(tmp_path):
 
 
 def test_a_slurm_job_step_is_a_cluster_without_tf_config(monkeypatch):
-    from artnet.training.train import multi_worker_resolver
+    from artnet.training.strategy import multi_worker_resolver
 
     monkeypatch.delenv("TF_CONFIG", raising=False)
     for key in [k for k in os.environ if k.startswith("SLURM_")]:

@@ -14,10 +14,9 @@ import tensorflow as tf
 
 from artnet import labels
 from artnet.config import Augment, DataConfig, TrainConfig
-from artnet.data.sources import SPLITS, folder_source, stratified_group_splits
+from artnet.data.sources import SPLITS, folder_source, load_sources, stratified_group_splits
 from artnet.data.synthetic import write_synthetic_folder
 from artnet.training.feature_cache import FeatureSpec, cache_key, cached_features, compute_features
-from artnet.training.train import load_sources
 
 ROOT = Path(__file__).resolve().parents[1]
 WIKIART = ROOT.parent / "shared" / "wikiart-sample"
@@ -373,7 +372,8 @@ def test_fine_tuning_from_the_cache_trains_only_the_unfrozen_tail(tmp_path, tiny
     """unfreeze=tiny_conv2: the cache holds tiny_bn1's output; the front keeps its weights, the tail learns."""
     import json
 
-    from artnet.training.train import cut_layer, train
+    from artnet.training.compile import cut_layer
+    from artnet.training.train import train
 
     monkeypatch.setenv("ARTNET_FEATURE_CACHE", str(tmp_path / "cache"))
     folder = write_synthetic_folder(tmp_path / "paintings", 200, authors=40)
@@ -634,7 +634,7 @@ def test_heads_from_the_probe_then_fine_tuning_on_images_starts_from_the_probe_a
     the same workdir takes the probe and the fine-tuning from their done markers instead of fitting them again."""
     import json
 
-    import artnet.training.probe
+    import artnet.training.lpft
     from artnet.data.preprocessing import decode_and_resize
     from artnet.training.train import train
 
@@ -677,7 +677,7 @@ def test_heads_from_the_probe_then_fine_tuning_on_images_starts_from_the_probe_a
     def no_refit(*args, **kwargs):
         raise AssertionError("the probe was fitted again on a resumed run")
 
-    monkeypatch.setattr(artnet.training.probe, "probe_into_heads", no_refit)
+    monkeypatch.setattr(artnet.training.lpft, "probe_into_heads", no_refit)
     resumed = train(config, tmp_path / "lp_ft", sources)
     again = resumed.predict(pixels, verbose=0)
     for head in config.heads:
@@ -685,10 +685,11 @@ def test_heads_from_the_probe_then_fine_tuning_on_images_starts_from_the_probe_a
 
 
 def test_heads_from_the_probe_is_refused_across_workers(monkeypatch):
-    import artnet.training.loop
-    from artnet.training.train import TrainingError, refuse_unsupported
+    import artnet.training.strategy
+    from artnet.training.errors import TrainingError
+    from artnet.training.strategy import refuse_unsupported
 
-    monkeypatch.setattr(artnet.training.loop, "is_multi_worker", lambda strategy: True)
+    monkeypatch.setattr(artnet.training.strategy, "is_multi_worker", lambda strategy: True)
     with pytest.raises(TrainingError, match="Set heads_from=epochs"):
         refuse_unsupported(tf.distribute.get_strategy(), TrainConfig(heads_from="probe"))
     refuse_unsupported(tf.distribute.get_strategy(), TrainConfig(heads_from="epochs"))  # the image recipe trains

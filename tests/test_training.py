@@ -471,7 +471,8 @@ def test_fine_tuning_and_style_layers_reach_inside_a_keras_application(tmp_path)
     preprocessing: unfreeze and freeze_batchnorm reach their layers, and a style layer deep inside has its
     statistics in the model."""
     from artnet.models.artnet import STYLE
-    from artnet.training.train import leaf_layers, set_trainable
+    from artnet.models.backbones import leaf_layers
+    from artnet.training.compile import set_trainable
 
     model = ArtNet("efficientnetv2_b0", image_size=64, backbone_weights=None, style_layers=("block3b_add",))
     assert not any(isinstance(layer, keras.Model) for layer in model.backbone.layers)  # flat
@@ -494,7 +495,7 @@ def test_fine_tuning_and_style_layers_reach_inside_a_keras_application(tmp_path)
 
 def test_best_keras_is_the_best_of_the_whole_run_not_of_each_phase(tmp_path):
     """Each phase (and each resumed process) makes a new ModelCheckpoint: it starts from the best logged loss."""
-    from artnet.training.train import _callbacks, best_validation_loss
+    from artnet.training.records import best_validation_loss, fit_callbacks
 
     log = tmp_path / "metrics.jsonl"
     log.write_text('{"epoch": 1, "val_loss": 0.9}\n{"epoch": 2, "val_loss": 0.7}\n{"epoch": 3, "val_lo')  # killed
@@ -502,7 +503,7 @@ def test_best_keras_is_the_best_of_the_whole_run_not_of_each_phase(tmp_path):
     (tmp_path / "best.keras").write_bytes(b"saved")
     assert best_validation_loss(tmp_path) == 0.7
     checkpoint = next(
-        c for c in _callbacks(tmp_path, "fine_tune", tiny_config()) if isinstance(c, keras.callbacks.ModelCheckpoint)
+        c for c in fit_callbacks(tmp_path, "fine_tune", tiny_config()) if isinstance(c, keras.callbacks.ModelCheckpoint)
     )
     assert checkpoint.best == 0.7
 

@@ -293,7 +293,7 @@ def test_artnet_through_compile_model_and_the_pipeline(strategy):
     from artnet.data import pipeline
     from artnet.data.synthetic import synthetic_source
     from artnet.models.artnet import ArtNet
-    from artnet.training.train import compile_model
+    from artnet.training.compile import compile_model
 
     config = TrainConfig(
         backbone="tiny", backbone_weights=None, image_size=32, optimizer="adamw", learning_rate=0.01,

@@ -15,7 +15,8 @@ import numpy as np
 import tensorflow as tf
 
 from artnet import labels
-from artnet.data.wga.catalog import parse_date
+from artnet.config import DataConfig, TrainConfig
+from artnet.data.wga.dates import parse_date
 from artnet.data.wga.splits import split_of_fraction, stable_fraction
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -266,6 +267,33 @@ def concat_sources(parts: list[Source]) -> Source:
         labels={head: np.concatenate([part.labels[head] for part in parts]) for head in labels.HEADS},
         meta=[item for part in parts for item in (part.meta or [{} for _ in range(len(part))])],
     )
+
+
+def load_sources(config: TrainConfig) -> dict[str, Source]:
+    """Train / validation / test of the config's data: its main source plus the same split of each extra folder."""
+    settings = config.data
+    if settings.source not in ("wga", "folder"):
+        raise ValueError(f"unknown data source {settings.source!r}: wga or folder")
+    sources = {
+        split: concat_sources([_main_source(settings, split), *_extra_sources(settings, split)]) for split in SPLITS
+    }
+    sources["train"] = painter_fraction(sources["train"], settings.train_fraction)
+    return sources
+
+
+def _main_source(settings: DataConfig, split: str) -> Source:
+    if settings.source == "wga":
+        return wga_source(settings.wga_config, split, settings.data_dir)
+    return folder_source(
+        settings.folder, settings.csv or None, split=split, split_by=settings.split_by, stratify=settings.stratify
+    )
+
+
+def _extra_sources(settings: DataConfig, split: str) -> list[Source]:
+    return [
+        folder_source(folder, split=split, split_by=settings.split_by, stratify=settings.stratify)
+        for folder in settings.extra_folders
+    ]
 
 
 _FILE_NAME_YEAR = re.compile(r"[-_]((?:13|14|15|16|17|18|19)\d\d)(?:-\d{1,4})?\.[A-Za-z]+$")

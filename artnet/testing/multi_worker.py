@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    from artnet.training.train import make_strategy
+    from artnet.training.strategy import make_strategy
 
     multi = "TF_CONFIG" in os.environ
     strategy = make_strategy("multi_worker" if multi else "none")  # before any other TensorFlow work
@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     from artnet.data.synthetic import synthetic_source
     from artnet.run import run_experiment
     from artnet.testing.configs import NO_AUGMENT, tiny_config
-    from artnet.training.loop import is_chief, worker_name
+    from artnet.training.strategy import is_chief, worker_name
 
     config = tiny_config(
         epochs=args.epochs,

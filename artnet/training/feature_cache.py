@@ -19,12 +19,16 @@ import os
 import time
 from pathlib import Path
 
+import keras
 import numpy as np
 import tensorflow as tf
+from tqdm.auto import tqdm
 
 from artnet.config import Augment
 from artnet.data.preprocessing import affine_warp, decode_and_resize, randaugment_layer
 from artnet.data.sources import Source
+from artnet.models.artnet import style_statistics_model
+from artnet.models.backbones import build_backbone, get_spec, leaf_layers
 
 POOLED = "pooled"
 STYLE_PREFIX = "style:"
@@ -83,8 +87,6 @@ def cache_key(spec: FeatureSpec, digest: str) -> str:
     # format 2: style statistics stored as float32 (`cached_dtype`); everything else is still format 1
     described = spec.to_dict()
     if described["image_size"] is None:  # the backbone's own size, by name or by number: the same features
-        from artnet.models.backbones import get_spec
-
         described["image_size"] = get_spec(spec.backbone).image_size
     key = {"spec": described, "weights": weights, "data": digest, "format": 2 if is_style(spec.layer) else 1}
     text = json.dumps(key, sort_keys=True)
@@ -99,15 +101,9 @@ def cached_dtype(layer: str):
 
 
 def _layer_output(backbone, layer: str, backbone_name: str):
-    import keras
-
-    from artnet.models.backbones import leaf_layers
-
     if layer == POOLED:
         return keras.layers.GlobalAveragePooling2D()(backbone.output)
     if is_style(layer):
-        from artnet.models.artnet import style_statistics_model
-
         return style_statistics_model(backbone, layer[len(STYLE_PREFIX) :].split(",")).output
     layers = {item.name: item for item in leaf_layers(backbone)}
     if layer not in layers:
@@ -121,10 +117,6 @@ def feature_extractor(spec: FeatureSpec, layers: list[str] | None = None):
     """(frozen Keras model: [0, 255] float images -> a list of features, one per layer, its image size).
 
     `layers` defaults to `[spec.layer]`; several layers come out of one forward pass."""
-    import keras
-
-    from artnet.models.backbones import build_backbone, get_spec
-
     size = spec.image_size or get_spec(spec.backbone).image_size
     backbone = build_backbone(spec.backbone, weights=spec.weights, image_size=size)
     backbone.trainable = False
@@ -135,8 +127,6 @@ def feature_extractor(spec: FeatureSpec, layers: list[str] | None = None):
 def compute_layers(source: Source, spec: FeatureSpec, layers: list[str]) -> list[np.ndarray]:
     """(views, n, ...) features (`cached_dtype`) of every image of `source` at each of `layers` (`spec.layer` ignored),
     from one pass of the backbone per view (no cache)."""
-    from tqdm.auto import tqdm
-
     model, size = feature_extractor(spec, layers)
     pixels = source.images.map(
         lambda encoded: decode_and_resize(encoded, size, spec.framing), num_parallel_calls=tf.data.AUTOTUNE

@@ -35,75 +35,52 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from artnet.config import TrainConfig
+from artnet.models.weighting import MultiTaskModel, _DwaUpdate
+from artnet.training.compile import compile_model, set_trainable
+from artnet.training.records import JsonLines
+from artnet.training.strategy import is_chief, worker_name
+
 AUTO_SHARD_POLICY = tf.data.experimental.AutoShardPolicy.DATA
 
 
-def is_multi_worker(strategy: tf.distribute.Strategy) -> bool:
-    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
-
-
-def is_chief(strategy: tf.distribute.Strategy) -> bool:
-    """The worker that writes the workdir: the `chief` task, or worker 0 of a cluster without one (and any
-    single-process strategy)."""
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if not is_multi_worker(strategy) or resolver is None or not resolver.task_type:
-        return True
-    if resolver.task_type == "chief":
-        return True
-    has_chief = "chief" in resolver.cluster_spec().as_dict()
-    return resolver.task_type == "worker" and resolver.task_id == 0 and not has_chief
-
-
-def worker_name(strategy: tf.distribute.Strategy) -> str:
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if not is_multi_worker(strategy) or resolver is None or not resolver.task_type:
-        return "local"
-    return f"{resolver.task_type}{resolver.task_id}"
-
-
-def detached(model: keras.Model) -> keras.Model:
-    """A copy of `model` with plain variables, built outside any strategy: what the chief evaluates and exports
-    after a multi-worker job, when the other workers have left (the trained model's distributed `predict` would
-    wait on them in a collective)."""
-    if tf.distribute.has_strategy():
-        raise RuntimeError("detached() must run outside any strategy scope (its variables would be distributed)")
-    copy = model.__class__.from_config(model.get_config())
-    copy.set_weights(model.get_weights())
-    return copy
-
-
-def distribute(dataset: tf.data.Dataset, strategy: tf.distribute.Strategy):
-    """`dataset` (batched by the GLOBAL batch size) split over the strategy's replicas and workers."""
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = AUTO_SHARD_POLICY
-    return strategy.experimental_distribute_dataset(dataset.with_options(options))
-
-
-class LoopLogger:
-    """The chief's per-epoch records: a JSON line and a CSV row (the keys of the `fit()` path's logs), and
-    TensorBoard scalars when the chief writes them."""
-
-    def __init__(self, jsonl: Path, csv_path: Path, tensorboard: Path | None, phase: str):
-        from artnet.training.train import JsonLines  # the fit path's own JSON-lines record, written the same way
-
-        self.json_lines = JsonLines(jsonl, phase)
-        self.csv_path = Path(csv_path)
-        self.writer = tf.summary.create_file_writer(str(tensorboard / phase)) if tensorboard else None
-
-    def log(self, epoch: int, logs: dict) -> None:
-        self.json_lines.on_epoch_end(epoch, logs)
-        row = {"epoch": epoch, **{key: float(value) for key, value in logs.items()}}
-        new_file = not self.csv_path.is_file() or self.csv_path.stat().st_size == 0
-        with self.csv_path.open("a", newline="") as out:
-            writer = csv.DictWriter(out, fieldnames=list(row))
-            if new_file:
-                writer.writeheader()
-            writer.writerow(row)
-        if self.writer is not None:
-            with self.writer.as_default():
-                for key, value in logs.items():
-                    tf.summary.scalar(key, float(value), step=epoch + 1)
-            self.writer.flush()
+def fit_phase_with_loop(
+    model: keras.Model,
+    config: TrainConfig,
+    strategy: tf.distribute.Strategy,
+    train_data: tf.data.Dataset,
+    validation_data: tf.data.Dataset,
+    workdir,
+    *,
+    phase: str,
+    first_epoch: int,
+    last_epoch: int,
+    learning_rate: float,
+    steps_per_epoch: int,
+    callbacks: list[keras.callbacks.Callback] | None = None,
+) -> None:
+    """One phase of `train()` through this loop: the config's loss weighting as a `MultiTaskModel` (`fixed` too, so
+    every strategy takes the same step), compiled like the fit path, its DWA update and any callbacks fed the logs."""
+    with strategy.scope():
+        set_trainable(model, phase, config)
+        trainer = MultiTaskModel(model, strategy=config.loss_weighting, heads=model.tasks, seed=config.seed)
+        compile_model(trainer, config, learning_rate, steps_per_epoch * (last_epoch - first_epoch))
+        trainer(keras.ops.zeros((1, *model.input_shape[1:])))
+    epoch_callbacks = [_DwaUpdate(trainer)] if config.loss_weighting == "dwa" else []
+    fit_with_loop(
+        trainer,
+        strategy,
+        train_data,
+        validation_data,
+        first_epoch=first_epoch,
+        last_epoch=last_epoch,
+        steps_per_epoch=steps_per_epoch,
+        workdir=workdir,
+        phase=phase,
+        early_stopping_patience=config.early_stopping_patience,
+        backup_every_steps=config.backup_every_steps,
+        callbacks=epoch_callbacks + list(callbacks or []),
+    )
 
 
 def fit_with_loop(
@@ -128,114 +105,205 @@ def fit_with_loop(
     `callbacks` get `on_epoch_end(epoch, logs)` with the reduced logs (every worker: they must agree, e.g. DWA's
     weight update). Returns {"epochs": epochs trained in this call, "best_val_loss", "stopped_early"}.
     """
-    chief = is_chief(strategy)
-    shared_dir = Path(workdir.root) / "checkpoints" / phase
-    own_dir = shared_dir if chief else Path(tempfile.mkdtemp(prefix=f"artnet-{worker_name(strategy)}-ckpt-"))
-    if not trainer.optimizer.built:
-        with strategy.scope():
-            trainer.optimizer.build(trainer.trainable_variables)  # its slots exist before a restore fills them
-    # Plain (not mirrored) variables: the same on every worker because every worker runs the same loop.
-    state = {
-        "epoch": tf.Variable(first_epoch, dtype=tf.int64, trainable=False, name="loop_epoch"),
-        "step": tf.Variable(0, dtype=tf.int64, trainable=False, name="loop_step"),
-        "best": tf.Variable(np.inf, dtype=tf.float64, trainable=False, name="loop_best_val_loss"),
-        "wait": tf.Variable(0, dtype=tf.int64, trainable=False, name="loop_wait"),
-    }
-    checkpoint = tf.train.Checkpoint(trainer=trainer, optimizer=trainer.optimizer, **state)
-    manager = tf.train.CheckpointManager(checkpoint, str(own_dir), max_to_keep=2)
-    latest = tf.train.latest_checkpoint(str(shared_dir))
-    if latest:
-        checkpoint.restore(latest).expect_partial()
-        print(
-            f"[{worker_name(strategy)}] phase {phase}: resumed from {latest} "
-            f"(epoch {int(state['epoch'].numpy()) + 1}, step {int(state['step'].numpy())})",
-            flush=True,
-        )
-    logger = LoopLogger(workdir.metrics_jsonl, workdir.metrics_csv, _tensorboard_dir(workdir), phase) if chief else None
-    best_weights_file = Path(workdir.root) / f"best_{phase}.weights.h5"
-    best_weights = None
-
+    state = PhaseState(trainer, strategy, workdir, phase, first_epoch)
+    logger = None
+    if state.chief:
+        logger = LoopLogger(workdir.metrics_jsonl, workdir.metrics_csv, _tensorboard_dir(workdir), phase)
+    best = BestWeights(trainer.network, workdir, phase, state.chief)
+    steps = ReplicaSteps(trainer, strategy)
     train_iterable = distribute(train_data, strategy)
     validation_iterable = distribute(validation_data, strategy) if validation_data is not None else None
 
-    @tf.function
-    def train_step(iterator):
-        return strategy.run(trainer.train_step, args=(next(iterator),))
-
-    @tf.function
-    def skip_step(iterator):
-        next(iterator)  # a batch already trained on before the interruption
-
-    @tf.function
-    def test_step(batch):
-        return strategy.run(trainer.test_step, args=(batch,))
-
-    @tf.function
-    def reset():
-        strategy.run(lambda: [metric.reset_state() for metric in trainer.metrics])
-
-    def reduced(per_replica: dict) -> dict:
-        return {
-            name: float(strategy.reduce(tf.distribute.ReduceOp.MEAN, value, axis=None))
-            for name, value in per_replica.items()
-        }
-
     trained, stopped = 0, False
     try:
-        epoch = int(state["epoch"].numpy())
+        epoch = int(state.epoch.numpy())
         while epoch < last_epoch:
-            reset()
-            iterator = iter(train_iterable)
-            done = int(state["step"].numpy())
-            for _ in range(done):
-                skip_step(iterator)
-            outputs = None
-            for step in range(done, steps_per_epoch):
-                outputs = train_step(iterator)
-                state["step"].assign(step + 1)
-                if backup_every_steps and (step + 1) % backup_every_steps == 0 and step + 1 < steps_per_epoch:
-                    manager.save()
-            logs = reduced(outputs) if outputs is not None else {}
+            logs = _train_epoch(steps, train_iterable, state, steps_per_epoch, backup_every_steps)
             if validation_iterable is not None:
-                reset()
-                results = None
-                for batch in validation_iterable:
-                    results = test_step(batch)
-                logs.update({f"val_{name}": value for name, value in reduced(results or {}).items()})
+                logs.update(_validate(steps, validation_iterable))
             for callback in callbacks or []:
                 callback.on_epoch_end(epoch, logs)
             if not all(np.isfinite(value) for value in logs.values()):
                 raise FloatingPointError(f"phase {phase}, epoch {epoch + 1}: a non-finite loss or metric: {logs}")
-            monitored = logs.get("val_loss", logs.get("loss"))
-            improved = monitored is not None and monitored < float(state["best"].numpy())
-            if improved:
-                state["best"].assign(monitored)
-                state["wait"].assign(0)
-                best_weights = trainer.network.get_weights()
-                if chief:
-                    trainer.network.save_weights(str(best_weights_file))
-                    trainer.network.save(str(workdir.best_model))
-            else:
-                state["wait"].assign_add(1)
+            if state.improved(logs.get("val_loss", logs.get("loss"))):
+                best.keep()
             epoch += 1
             trained += 1
-            state["epoch"].assign(epoch)
-            state["step"].assign(0)
-            manager.save()  # every worker: saving is collective; only the chief's lands in the workdir
+            state.end_epoch(epoch)
             if logger is not None:
                 logger.log(epoch - 1, logs)
-            if early_stopping_patience and int(state["wait"].numpy()) >= early_stopping_patience:
+            if early_stopping_patience and int(state.wait.numpy()) >= early_stopping_patience:
                 stopped = True
                 break
         if early_stopping_patience:  # keep the best epoch's weights, as EarlyStopping(restore_best_weights) does
-            if best_weights is not None:
-                trainer.network.set_weights(best_weights)
-            elif best_weights_file.is_file():  # the best epoch came before a restart
-                trainer.network.load_weights(str(best_weights_file))
+            best.restore()
     finally:
-        if not chief:
-            shutil.rmtree(own_dir, ignore_errors=True)
-    return {"epochs": trained, "best_val_loss": float(state["best"].numpy()), "stopped_early": stopped}
+        state.discard_own_copy()
+    return {"epochs": trained, "best_val_loss": float(state.best.numpy()), "stopped_early": stopped}
+
+
+class PhaseState:
+    """What a phase resumes from: the trainer, its optimizer, the epoch and step reached, and the early-stopping
+    state (best loss, epochs without improvement), in a `tf.train.CheckpointManager` (see the top for who writes
+    where). Restored from the chief's latest checkpoint when there is one."""
+
+    def __init__(self, trainer, strategy: tf.distribute.Strategy, workdir, phase: str, first_epoch: int):
+        self.chief = is_chief(strategy)
+        shared_dir = Path(workdir.root) / "checkpoints" / phase
+        own = shared_dir if self.chief else Path(tempfile.mkdtemp(prefix=f"artnet-{worker_name(strategy)}-ckpt-"))
+        self.own_dir = own
+        if not trainer.optimizer.built:
+            with strategy.scope():
+                trainer.optimizer.build(trainer.trainable_variables)  # its slots exist before a restore fills them
+        # Plain (not mirrored) variables: the same on every worker because every worker runs the same loop.
+        self.epoch = tf.Variable(first_epoch, dtype=tf.int64, trainable=False, name="loop_epoch")
+        self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="loop_step")
+        self.best = tf.Variable(np.inf, dtype=tf.float64, trainable=False, name="loop_best_val_loss")
+        self.wait = tf.Variable(0, dtype=tf.int64, trainable=False, name="loop_wait")
+        # The checkpoint's keys (epoch, step, best, wait) are what existing checkpoints hold: renaming them would
+        # leave a resumed run's state behind.
+        variables = {"epoch": self.epoch, "step": self.step, "best": self.best, "wait": self.wait}
+        checkpoint = tf.train.Checkpoint(trainer=trainer, optimizer=trainer.optimizer, **variables)
+        self.manager = tf.train.CheckpointManager(checkpoint, str(own), max_to_keep=2)
+        latest = tf.train.latest_checkpoint(str(shared_dir))
+        if latest:
+            checkpoint.restore(latest).expect_partial()
+            print(
+                f"[{worker_name(strategy)}] phase {phase}: resumed from {latest} "
+                f"(epoch {int(self.epoch.numpy()) + 1}, step {int(self.step.numpy())})",
+                flush=True,
+            )
+
+    def save(self) -> None:
+        self.manager.save()  # every worker: saving is collective; only the chief's lands in the workdir
+
+    def improved(self, monitored: float | None) -> bool:
+        """Whether `monitored` beats the best so far; counts the epochs without improvement."""
+        if monitored is not None and monitored < float(self.best.numpy()):
+            self.best.assign(monitored)
+            self.wait.assign(0)
+            return True
+        self.wait.assign_add(1)
+        return False
+
+    def end_epoch(self, epoch: int) -> None:
+        """`epoch` epochs done: the next one starts at its first step, from this checkpoint if killed."""
+        self.epoch.assign(epoch)
+        self.step.assign(0)
+        self.save()
+
+    def discard_own_copy(self) -> None:
+        if not self.chief:
+            shutil.rmtree(self.own_dir, ignore_errors=True)
+
+
+class BestWeights:
+    """The best epoch's weights: kept in memory for early stopping and, by the chief, written to the workdir
+    (`best_<phase>.weights.h5`, which a restarted job restores from, and `best.keras`)."""
+
+    def __init__(self, network: keras.Model, workdir, phase: str, chief: bool):
+        self.network, self.chief, self.workdir = network, chief, workdir
+        self.file = Path(workdir.root) / f"best_{phase}.weights.h5"
+        self.weights = None
+
+    def keep(self) -> None:
+        self.weights = self.network.get_weights()
+        if self.chief:
+            self.network.save_weights(str(self.file))
+            self.network.save(str(self.workdir.best_model))
+
+    def restore(self) -> None:
+        if self.weights is not None:
+            self.network.set_weights(self.weights)
+        elif self.file.is_file():  # the best epoch came before a restart
+            self.network.load_weights(str(self.file))
+
+
+class ReplicaSteps:
+    """The trainer's own steps run on every replica (`strategy.run`) as graphs, and their logs reduced over the
+    replicas (the mean of the replicas' values: each holds its share of the global batch)."""
+
+    def __init__(self, trainer, strategy: tf.distribute.Strategy):
+        self.trainer, self.strategy = trainer, strategy
+
+    @tf.function
+    def train(self, iterator):
+        return self.strategy.run(self.trainer.train_step, args=(next(iterator),))
+
+    @tf.function
+    def skip(self, iterator):
+        next(iterator)  # a batch already trained on before the interruption
+
+    @tf.function
+    def test(self, batch):
+        return self.strategy.run(self.trainer.test_step, args=(batch,))
+
+    @tf.function
+    def reset(self):
+        self.strategy.run(lambda: [metric.reset_state() for metric in self.trainer.metrics])
+
+    def reduced(self, per_replica: dict) -> dict:
+        return {
+            name: float(self.strategy.reduce(tf.distribute.ReduceOp.MEAN, value, axis=None))
+            for name, value in per_replica.items()
+        }
+
+
+def _train_epoch(steps: ReplicaSteps, train_iterable, state: PhaseState, steps_per_epoch: int, backup_every_steps):
+    """One epoch's training steps, from the step reached (the batches before it skipped), saving every
+    `backup_every_steps`; returns the reduced logs."""
+    steps.reset()
+    iterator = iter(train_iterable)
+    done = int(state.step.numpy())
+    for _ in range(done):
+        steps.skip(iterator)
+    outputs = None
+    for step in range(done, steps_per_epoch):
+        outputs = steps.train(iterator)
+        state.step.assign(step + 1)
+        if backup_every_steps and (step + 1) % backup_every_steps == 0 and step + 1 < steps_per_epoch:
+            state.save()
+    return steps.reduced(outputs) if outputs is not None else {}
+
+
+def _validate(steps: ReplicaSteps, validation_iterable) -> dict:
+    steps.reset()
+    results = None
+    for batch in validation_iterable:
+        results = steps.test(batch)
+    return {f"val_{name}": value for name, value in steps.reduced(results or {}).items()}
+
+
+def distribute(dataset: tf.data.Dataset, strategy: tf.distribute.Strategy):
+    """`dataset` (batched by the GLOBAL batch size) split over the strategy's replicas and workers."""
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = AUTO_SHARD_POLICY
+    return strategy.experimental_distribute_dataset(dataset.with_options(options))
+
+
+class LoopLogger:
+    """The chief's per-epoch records: a JSON line and a CSV row (the keys of the `fit()` path's logs), and
+    TensorBoard scalars when the chief writes them."""
+
+    def __init__(self, jsonl: Path, csv_path: Path, tensorboard: Path | None, phase: str):
+        self.json_lines = JsonLines(jsonl, phase)  # the fit path's own JSON-lines record, written the same way
+        self.csv_path = Path(csv_path)
+        self.writer = tf.summary.create_file_writer(str(tensorboard / phase)) if tensorboard else None
+
+    def log(self, epoch: int, logs: dict) -> None:
+        self.json_lines.on_epoch_end(epoch, logs)
+        row = {"epoch": epoch, **{key: float(value) for key, value in logs.items()}}
+        new_file = not self.csv_path.is_file() or self.csv_path.stat().st_size == 0
+        with self.csv_path.open("a", newline="") as out:
+            writer = csv.DictWriter(out, fieldnames=list(row))
+            if new_file:
+                writer.writeheader()
+            writer.writerow(row)
+        if self.writer is not None:
+            with self.writer.as_default():
+                for key, value in logs.items():
+                    tf.summary.scalar(key, float(value), step=epoch + 1)
+            self.writer.flush()
 
 
 def _tensorboard_dir(workdir) -> Path | None:

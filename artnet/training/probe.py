@@ -12,18 +12,28 @@ comparison runner tabulates it beside the fine-tuned arms.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import time
 from pathlib import Path
 
 import numpy as np
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.metrics import accuracy_score, balanced_accuracy_score
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from artnet import labels
 from artnet.config import TrainConfig
 from artnet.data.sources import Source
 from artnet.evaluation import metrics
+from artnet.evaluation.evaluate import majority_classes
+from artnet.models.artnet import POOLED as POOLED_LAYER
+from artnet.models.artnet import STYLE_NORM
+from artnet.models.year import YEAR_SCALE, normalised_years, year_metrics
 from artnet.training.feature_cache import FeatureSpec, cached_layers, style_layer_spec
+from artnet.training.records import write_label_counts
 from artnet.workdir import Evaluation, Workdir
 
 # Standardised 1280-d features: on the WikiArt sample validation chose C at the grid's low edge twice (1e-3, then
@@ -43,10 +53,6 @@ class ProbeChoice:
 
 
 def _fit(x, y, C: float, class_weight):
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
     model = make_pipeline(StandardScaler(), LogisticRegression(C=C, class_weight=class_weight, max_iter=3000, tol=1e-4))
     return model.fit(x, y)
 
@@ -61,12 +67,6 @@ def _fit_along_c(x, y, C_values, class_weight):
     within 0.3 point); both stop on the solver's tolerance, so single probabilities differ by up to 0.16. On the
     full recipe's ~10.8k NASNetLarge statistics this is what keeps the grid affordable.
     """
-    import copy
-
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import StandardScaler
-
     scaler = StandardScaler().fit(x)
     z = scaler.transform(x)
     regression = LogisticRegression(class_weight=class_weight, max_iter=3000, tol=1e-4, warm_start=True)
@@ -98,8 +98,6 @@ def frozen_features(source: Source, config: TrainConfig, image_size, cache_dir=N
 
 def choose_and_fit(head: str, train_x, train_y, val_x, val_y, class_weights=CLASS_WEIGHTS):
     """Grid over C x class weighting on validation balanced accuracy; returns (fitted model, choice)."""
-    from sklearn.metrics import accuracy_score, balanced_accuracy_score
-
     known_train, known_val = train_y >= 0, val_y >= 0
     grid, best = [], None
     for class_weight in class_weights:
@@ -142,12 +140,6 @@ class YearProbe:
 
 def choose_and_fit_year(train_x, train_years, val_x, val_years) -> YearProbe | None:
     """Ridge over `ALPHA_GRID`, chosen on validation mean absolute error in years; None without enough years."""
-    from sklearn.linear_model import Ridge
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    from artnet.models.year import YEAR_SCALE, normalised_years
-
     train_z, train_known = normalised_years(train_years)
     val_z, val_known = normalised_years(val_years)
     if train_known.sum() < MIN_YEARS or not val_known.any():
@@ -164,6 +156,18 @@ def choose_and_fit_year(train_x, train_years, val_x, val_years) -> YearProbe | N
     return YearProbe(model, alpha, max(sigma, 1e-3), mae, grid)
 
 
+@dataclasses.dataclass
+class FittedProbe:
+    """The probe arm fitted on train (its choices made on validation): a classifier per head, the year's ridge
+    when there were years enough, and the training split's baselines that its evaluations compare against."""
+
+    description: str
+    heads: dict[str, object]
+    year: YearProbe | None
+    train_counts: dict[str, list[int]]
+    train_year: float | None
+
+
 def run_probe(
     config: TrainConfig,
     workdir: str | Path,
@@ -176,9 +180,6 @@ def run_probe(
     `also_evaluate` ({name: source}) scores the same fitted probe on other collections too (the cross-collection
     check), each into `<workdir>/eval_<name>/` with the training split's majority baselines.
     """
-    from artnet.evaluation.evaluate import majority_classes
-    from artnet.training.train import write_label_counts
-
     started = time.monotonic()
     files = Workdir(Path(workdir))
     files.root.mkdir(parents=True, exist_ok=True)
@@ -186,6 +187,22 @@ def run_probe(
         split: frozen_features(source, config, config.image_size, cache_dir) for split, source in sources.items()
     }
     train_counts = write_label_counts(files, sources["train"])
+    probe, choices = fit_probe(config, features, sources, train_counts)
+    report = write_probe_evaluation(probe, sources["test"], features["test"], files.test_evaluation.root)
+    for name, source in (also_evaluate or {}).items():
+        source_features = frozen_features(source, config, config.image_size, cache_dir)
+        write_probe_evaluation(probe, source, source_features, files.root / f"eval_{name}")
+    seconds = round(time.monotonic() - started, 1)
+    files.probe_choices.write_text(json.dumps({"choices": choices, "seconds": seconds}, indent=2))
+    files.train_summary.write_text(json.dumps({"seconds": seconds, "parameters": None, "kind": "linear probe"}))
+    return report
+
+
+def fit_probe(
+    config: TrainConfig, features: dict[str, np.ndarray], sources: dict[str, Source], train_counts: dict
+) -> tuple[FittedProbe, dict]:
+    """The probe of every head of `config` (and of the year), fitted on train and chosen on validation; returns it
+    with its choices and their validation grids (what `probe.json` records)."""
     fitted, choices = {}, {}
     for head in config.heads:
         fitted[head], choice = choose_and_fit(
@@ -196,8 +213,6 @@ def run_probe(
             sources["validation"].labels[head],
         )
         choices[head] = dataclasses.asdict(choice)
-    from artnet.models.year import YEAR_SCALE
-
     year_probe = choose_and_fit_year(
         features["train"], sources["train"].years, features["validation"], sources["validation"].years
     )
@@ -210,51 +225,50 @@ def run_probe(
         }
     train_years = sources["train"].years[sources["train"].years >= 0]
     train_year = float(train_years.mean()) if len(train_years) else None
+    description = f"linear probe on {config.backbone} pooled features" + (
+        f" and the style statistics of {', '.join(config.style_layers)}" if config.style_layers else ""
+    )
+    return FittedProbe(description, fitted, year_probe, train_counts, train_year), choices
 
-    def score(source: Source, source_features: np.ndarray, folder: Path) -> dict:
-        majority = majority_classes(train_counts, source)
-        evaluation = Evaluation(folder)
-        evaluation.root.mkdir(parents=True, exist_ok=True)
-        report = {
-            "model": f"linear probe on {config.backbone} pooled features"
-            + (f" and the style statistics of {', '.join(config.style_layers)}" if config.style_layers else ""),
-            "data": source.name,
-            "examples": len(source),
-            "majority_baseline_from": "the training split's label counts",
-            "heads": {},
-        }
-        probabilities = {}
-        for head, model in fitted.items():
-            names = list(labels.VOCABULARIES[head])
-            probabilities[head] = full_probabilities(model, source_features, len(names))
-            report["heads"][head] = metrics.head_metrics(
-                source.labels[head], probabilities[head], names, majority[head]
-            )
-            if head == "timeframe":  # how far in time, as for a trained model (artnet.evaluation.evaluate)
-                report["heads"][head].update(
-                    metrics.timeframe_year_metrics(source.labels[head], probabilities[head], names, source.years)
-                )
-        if year_probe is not None:
-            from artnet.models.year import year_metrics
 
-            probabilities[labels.YEAR] = year_probe.raw(source_features)
-            report[labels.YEAR] = year_metrics(
-                source.years, probabilities[labels.YEAR], source.labels["timeframe"], constant=train_year
+def probe_report(probe: FittedProbe, source: Source, source_features: np.ndarray) -> tuple[dict, dict]:
+    """The probe's evaluation of `source` in a trained model's form (`artnet.evaluation.evaluate`): (report,
+    probabilities per head, and the year's (μ, log σ) when there is a year probe)."""
+    majority = majority_classes(probe.train_counts, source)
+    report = {
+        "model": probe.description,
+        "data": source.name,
+        "examples": len(source),
+        "majority_baseline_from": "the training split's label counts",
+        "heads": {},
+    }
+    probabilities = {}
+    for head, model in probe.heads.items():
+        names = list(labels.VOCABULARIES[head])
+        probabilities[head] = full_probabilities(model, source_features, len(names))
+        report["heads"][head] = metrics.head_metrics(source.labels[head], probabilities[head], names, majority[head])
+        if head == "timeframe":  # how far in time, as for a trained model (artnet.evaluation.evaluate)
+            report["heads"][head].update(
+                metrics.timeframe_year_metrics(source.labels[head], probabilities[head], names, source.years)
             )
-        evaluation.report_json.write_text(json.dumps(report, indent=2))
-        evaluation.report_md.write_text(metrics.format_report_markdown(report))
-        truth = {f"{h}_true": source.labels[h] for h in labels.HEADS}
-        np.savez_compressed(
-            evaluation.predictions, **probabilities, **truth, year_true=source.years, painter=source.painters
+    if probe.year is not None:
+        probabilities[labels.YEAR] = probe.year.raw(source_features)
+        report[labels.YEAR] = year_metrics(
+            source.years, probabilities[labels.YEAR], source.labels["timeframe"], constant=probe.train_year
         )
-        return report
+    return report, probabilities
 
-    report = score(sources["test"], features["test"], files.test_evaluation.root)
-    for name, source in (also_evaluate or {}).items():
-        score(source, frozen_features(source, config, config.image_size, cache_dir), files.root / f"eval_{name}")
-    seconds = round(time.monotonic() - started, 1)
-    files.probe_choices.write_text(json.dumps({"choices": choices, "seconds": seconds}, indent=2))
-    files.train_summary.write_text(json.dumps({"seconds": seconds, "parameters": None, "kind": "linear probe"}))
+
+def write_probe_evaluation(probe: FittedProbe, source: Source, source_features: np.ndarray, folder: Path) -> dict:
+    """`probe_report` written into `folder` as a trained model's evaluation is (report.json/.md, predictions.npz)."""
+    evaluation = Evaluation(folder)
+    evaluation.root.mkdir(parents=True, exist_ok=True)
+    report, probabilities = probe_report(probe, source, source_features)
+    evaluation.report_json.write_text(json.dumps(report, indent=2))
+    evaluation.report_md.write_text(metrics.format_report_markdown(report))
+    truth = {f"{h}_true": source.labels[h] for h in labels.HEADS}
+    painters = source.painters
+    np.savez_compressed(evaluation.predictions, **probabilities, **truth, year_true=source.years, painter=painters)
     return report
 
 
@@ -269,9 +283,6 @@ def probe_into_heads(model, config: TrainConfig, sources: dict[str, Source], cac
     weights with its standardisation folded in, and the style statistics' BatchNormalization is set to the same
     standardisation. The model then computes the probe exactly (at inference), and fine-tuning starts from it.
     Returns the choices made on validation, per head."""
-    from artnet.models.artnet import POOLED as POOLED_LAYER
-    from artnet.models.artnet import STYLE_NORM
-
     train_x, val_x = (
         frozen_features(sources[split], config, model.image_size, cache_dir) for split in ("train", "validation")
     )
