@@ -1,6 +1,7 @@
 """The photo step (locate + rectify) and the gallery-photo renderer it is measured with.
 
-Paintings here are made up (blobs of colour with strokes), never the shared images, so these run everywhere.
+Paintings here are made up (`made_up_painting`: a colour field with strokes), never the shared images, so these
+run everywhere.
 """
 
 from pathlib import Path
@@ -11,18 +12,7 @@ import pytest
 
 from artnet.data.photo import WHOLE_IMAGE, locate, order_corners, painting_of_photo, rectify
 from artnet.evaluation.localisation import corner_error, polygon_iou, share_inside
-from artnet.testing.gallery_photo import render_gallery_photo
-
-
-def made_up_painting(seed: int, height: int = 300, width: int = 240) -> np.ndarray:
-    """A painting-like image: a smooth colour field with dark and light strokes across it."""
-    rng = np.random.default_rng(seed)
-    field = cv2.resize(rng.uniform(30, 220, (4, 4, 3)).astype(np.float32), (width, height))
-    for _ in range(25):
-        start = (int(rng.integers(width)), int(rng.integers(height)))
-        end = (int(rng.integers(width)), int(rng.integers(height)))
-        cv2.line(field, start, end, rng.uniform(0, 255, 3).tolist(), int(rng.integers(1, 6)))
-    return field.clip(0, 255).astype(np.uint8)
+from artnet.testing.gallery_photo import made_up_painting, render_gallery_photo
 
 
 def test_the_renderer_is_a_pure_function_of_painting_and_seed():

@@ -169,3 +169,17 @@ def render_gallery_photo(painting: np.ndarray, seed: int, difficulty: str = "mix
     _clutter(rng, photo, frame_corners, settings)
     image = _light_and_lens(rng, photo, settings)
     return GalleryPhoto(image, corners.astype(np.float64), frame_corners.astype(np.float64), settings)
+
+
+def made_up_painting(seed: int, height: int = 300, width: int = 240) -> np.ndarray:
+    """A painting-like test image: a smooth colour field, a mottled texture of its own (so that each painting
+    has local features no other has, as real brushwork does) and strokes across it; for tests that must not need
+    real paintings."""
+    rng = np.random.default_rng(seed)
+    field = cv2.resize(rng.uniform(30, 220, (4, 4, 3)).astype(np.float32), (width, height))
+    field += cv2.resize(rng.normal(0, 30, (height // 12, width // 12, 3)).astype(np.float32), (width, height))
+    for _ in range(8):
+        start = (int(rng.integers(width)), int(rng.integers(height)))
+        end = (int(rng.integers(width)), int(rng.integers(height)))
+        cv2.line(field, start, end, rng.uniform(0, 255, 3).tolist(), int(rng.integers(1, 6)))
+    return field.clip(0, 255).astype(np.uint8)
