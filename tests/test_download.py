@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from artnet.data.atomic_files import PARTIAL, remove_stale_parts, write_atomically
 from artnet.data.wga import download
-from artnet.data.wga.atomic_files import remove_stale_parts, write_atomically
 from artnet.data.wga.build import plan_build
 from artnet.data.wga.catalog import parse_catalog, read_catalog_bytes, usable_paintings
 from artnet.data.wga.catalog_pin import CATALOG_SHA256_ENV, CatalogMismatchError, read_checksums, verify_catalog
@@ -38,7 +38,7 @@ def test_retryable_faults_are_retried_and_404_is_missing(wga_server, tmp_path):
     assert result.retried >= 7
     for path in [GOOD, *OTHERS]:
         assert (tmp_path / path).read_bytes() == (wga_server.mirror / path).read_bytes()
-    assert not list(tmp_path.rglob("*.part")), "no partial files may survive"
+    assert not list(tmp_path.rglob(f"*{PARTIAL}*")), "no partial files may survive"
 
 
 def test_exhausted_retries_fail_and_undecodable_bodies_are_corrupt(wga_server, tmp_path):
@@ -158,7 +158,7 @@ def test_a_disk_error_stops_the_download_at_once_and_keeps_what_was_written(wga_
     with pytest.raises(OSError, match="No space left"):
         download.mirror_images(many, tmp_path, fast_config(wga_server, workers=2, timeout=10))
     assert sum(wga_server.hits.values()) < 40  # the rest of the 210 queued requests were cancelled
-    assert all(path.is_file() for path in written) and not list(tmp_path.rglob("*.part"))
+    assert all(path.is_file() for path in written) and not list(tmp_path.rglob(f"*{PARTIAL}*"))
 
 
 @pytest.mark.parametrize("from_environment", [True, False])
@@ -284,12 +284,13 @@ def test_partial_files_of_a_killed_build_are_removed_and_a_live_writers_kept(tmp
     dead = int(finished.stdout)  # a process that has exited: its pid names no writer now
     folder = tmp_path / "mirror" / "art" / "a" / "x"
     folder.mkdir(parents=True)
-    left = folder / f".one.jpg.{dead}.abc123.part"
-    live = folder / f".two.jpg.{os.getpid()}.def456.part"
+    left = folder / f".one{PARTIAL}{dead}-abc12345.jpg"
+    left_by_artnet_0_1 = folder / f".four.jpg.{dead}.abc12345.part"  # the name the writer had before
+    live = folder / f".two{PARTIAL}{os.getpid()}-def45678.jpg"
     other = folder / ".notes.part"  # not a name the writer makes: not ours to delete
-    for path in (left, live, other):
+    for path in (left, left_by_artnet_0_1, live, other):
         path.write_bytes(b"half a jpeg")
-    assert remove_stale_parts(tmp_path / "mirror") == 1
-    assert not left.exists() and live.exists() and other.exists()
+    assert remove_stale_parts(tmp_path / "mirror") == 2
+    assert not left.exists() and not left_by_artnet_0_1.exists() and live.exists() and other.exists()
     write_atomically(folder / "three.jpg", b"data")  # its temporary name carries this pid
     assert (folder / "three.jpg").read_bytes() == b"data" and remove_stale_parts(tmp_path / "mirror") == 0

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import os
 import pickle
+import re
 import zipfile
 from collections import OrderedDict
 
@@ -25,6 +27,7 @@ from artnet.models.efficientnet_lite import (
     build_lite_imagenet_classifier,
     read_torch_state_dict,
 )
+from artnet.models.torch_checkpoint import UnsafeCheckpointError
 
 
 def _needs_wheel(name: str):
@@ -162,6 +165,46 @@ def test_reader_refuses_arbitrary_globals(tmp_path):
     path = tmp_path / "evil.pth"
     _write_zip_checkpoint(path, state)
     with pytest.raises(pickle.UnpicklingError, match="os.system"):
+        read_torch_state_dict(path)
+
+
+class _RunsACommand:
+    """Pickles as a call of os.system: what a crafted checkpoint would hide in any of its pickles."""
+
+    def __init__(self, command: str):
+        self.command = command
+
+    def __reduce__(self):
+        return os.system, (self.command,)
+
+
+LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+LEGACY_SYS_INFO = {"protocol_version": 1001, "little_endian": True, "type_sizes": {"short": 2, "int": 4, "long": 4}}
+
+
+@pytest.mark.parametrize("where", ["magic number", "system info", "storage key list"])
+def test_the_legacy_format_refuses_a_global_in_any_of_its_pickles(tmp_path, where):
+    """torch < 1.6 files are five pickles in a row (all the Lite wheels ship this format); each one is data."""
+    marker = tmp_path / "the checkpoint ran a command"
+    evil = _RunsACommand(f"touch '{marker}'")
+    pickles = {"magic number": LEGACY_MAGIC, "protocol": 1001, "system info": LEGACY_SYS_INFO, "state": OrderedDict()}
+    pickles["storage key list"] = []
+    pickles[where] = evil
+    path = tmp_path / "crafted.pth"
+    with open(path, "wb") as out:
+        for value in pickles.values():
+            pickle.dump(value, out, protocol=2)
+    with pytest.raises(UnsafeCheckpointError, match=re.escape(f"{path}: refused global {os.system.__module__}.system")):
+        read_torch_state_dict(path)
+    assert not marker.exists(), "unpickling the checkpoint ran its command"
+
+
+def test_a_tensor_that_reaches_past_its_storage_is_refused(tmp_path):
+    storage = _FakeStorage("0", np.arange(4, dtype=np.float32))
+    path = tmp_path / "model.pth"
+    # 4 elements stored; a (4, 4) view of them would read 12 floats of whatever memory lies beyond.
+    _write_zip_checkpoint(path, OrderedDict(weight=_FakeTensor(storage, 0, (4, 4), (4, 1))))
+    with pytest.raises(ValueError, match="reaches element 15 of a storage of 4"):
         read_torch_state_dict(path)
 
 

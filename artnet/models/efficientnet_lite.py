@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import importlib.resources
 import os
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ import keras
 import numpy as np
 from keras_cv.models import EfficientNetLiteBackbone
 
+from artnet.data.atomic_files import atomic_path, remove_stale_parts
 from artnet.models.torch_checkpoint import read_torch_state_dict
 
 LITE_VARIANTS: dict[str, dict[str, Any]] = {
@@ -216,15 +216,11 @@ def lite_cache_path(name: str) -> Path:
 
 
 def _save_weights_atomically(model: keras.Model, path: Path) -> None:
-    """Write then rename, so that a concurrent or interrupted build never leaves half a cache file to load."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Keras insists on the .weights.h5 suffix, for the temporary file too.
-    tmp = path.with_name(f".{path.name.removesuffix('.weights.h5')}.{os.getpid()}.{uuid.uuid4().hex[:8]}.weights.h5")
-    try:
-        model.save_weights(str(tmp))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    """Write then rename, so that a concurrent or interrupted build never leaves half a cache file to load (the
+    temporary name keeps the .weights.h5 suffix that Keras insists on). What a killed conversion left is swept."""
+    remove_stale_parts(path.parent, recursive=False)
+    with atomic_path(path) as partial:
+        model.save_weights(str(partial))
 
 
 def build_lite_backbone(

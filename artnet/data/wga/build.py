@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from artnet.data.wga.atomic_files import remove_stale_parts
+from artnet.data.atomic_files import remove_stale_parts
 from artnet.data.wga.catalog import (
     CatalogError,
     CatalogRow,
@@ -37,7 +37,7 @@ from artnet.data.wga.download import (
     fetch_catalog,
     mirror_images,
 )
-from artnet.data.wga.http_client import DownloadConfig
+from artnet.data.wga.http_client import DownloadConfig, DownloadError, ServerUnreachableError
 from artnet.data.wga.image_paths import path_problems
 from artnet.data.wga.prepare import cache_dir_for, locate_image, prepare_images
 from artnet.data.wga.splits import assign_splits, select_sample
@@ -45,6 +45,12 @@ from artnet.data.wga.summary import summarise, write_summary
 
 MANUAL_DIR_ENV = "ARTNET_WGA_MANUAL_DIR"
 WORK_DIR_ENV = "ARTNET_WGA_WORK_DIR"  # mirror + prepared images; default <download_dir>/wga
+# The end of every message that stops a download build: the way to build without wga.hu.
+OFFLINE_ROUTE = (
+    "To build without wga.hu, give a mirror folder holding data_txt.zip (or catalog.csv) and art/: "
+    f"`tfds build datasets/wga --manual_dir DIR`, or set {MANUAL_DIR_ENV}=DIR, or run `make demo WGA_MANUAL_DIR=DIR` "
+    "(see datasets/wga/README.md)."
+)
 
 
 @dataclasses.dataclass
@@ -176,8 +182,24 @@ def _open_source(
         )
     download_config = download_config or DownloadConfig.from_env()
     source_dir = work_dir / "mirror"
-    fetch_catalog(download_config, source_dir)
+    try:
+        fetch_catalog(download_config, source_dir)
+    except DownloadError as error:
+        what = f"cannot download the WGA catalogue from {download_config.base_url}"
+        raise _with_offline_route(error, what) from None
     return "download", source_dir, download_config
+
+
+def _with_offline_route(error: DownloadError, what: str) -> DownloadError:
+    """`error` told in one line that ends with the way to build offline, as the same kind of error.
+
+    One line, because `tfds build` prints the exception last, under its traceback: that line is what a newcomer
+    reads. The urllib3 traceback it came from is left out (`from None` at the raise): it says nothing more.
+    """
+    message = f"{what}: {error}. {OFFLINE_ROUTE}"
+    if isinstance(error, ServerUnreachableError):
+        return ServerUnreachableError(message)
+    return DownloadError(message, retryable=error.retryable, status=error.status, kind=error.kind)
 
 
 def _catalog_sha256(
@@ -218,7 +240,11 @@ def _download_images(
 ) -> dict:
     """Mirror the images of `paintings` not already refused; the download's figures for the summary."""
     wanted = [row.image_path for row in paintings if row.image_path not in outcomes.status]
-    result = mirror_images(wanted, source_dir, download_config)
+    try:
+        result = mirror_images(wanted, source_dir, download_config)
+    except ServerUnreachableError as error:  # the catalogue came from an earlier build; wga.hu is gone since
+        what = f"cannot download the images from {download_config.base_url} (those already in {source_dir} are kept)"
+        raise _with_offline_route(error, what) from None
     outcomes.merge(result)
     return {
         "requested": result.attempted,
@@ -255,16 +281,16 @@ def _prepare(
     `forget_errors`: an image prepared now drops the error an earlier attempt left (the re-fetch pass).
     """
     damaged: list[CatalogRow] = []
-    for row, error, reason in prepare_images(rows, source_dir, cache_dir):
+    for row, prepared, error, reason in prepare_images(rows, source_dir, cache_dir):
         path = row.image_path
-        if error:
+        if prepared is None:
             outcomes.status[path], outcomes.errors[path], outcomes.reasons[path] = CORRUPT, error, reason
             damaged.append(row)
         else:
             outcomes.status[path] = FOUND
             if forget_errors:
                 outcomes.errors.pop(path, None)
-            image_files[row.catalog_index] = cache_dir / path
+            image_files[row.catalog_index] = prepared
     return damaged
 
 
@@ -282,7 +308,11 @@ def _refetch(
     disk): fetching it again beats marking it corrupt on every rebuild.
     """
     paths = [row.image_path for row in damaged]
-    again = mirror_images(paths, source_dir, download_config, description="re-fetching", refetch=paths)
+    try:
+        again = mirror_images(paths, source_dir, download_config, description="re-fetching", refetch=paths)
+    except ServerUnreachableError as error:
+        what = f"cannot fetch again the {len(paths)} damaged image(s) from {download_config.base_url}"
+        raise _with_offline_route(error, what) from None
     outcomes.merge(again)
     retry = [row for row in damaged if again.status.get(row.image_path) == FOUND]
     _prepare(retry, source_dir, cache_dir, outcomes, image_files, forget_errors=True)

@@ -4,11 +4,12 @@ The builder downloads into a local mirror laid out exactly like `--manual_dir` (
 reads the mirror the same way in both modes. An image is written under its final name only after it
 decoded completely (temp file + atomic rename), so a killed build leaves no half files and a rerun
 skips everything already verified. 404s are recorded as missing (and remembered, so a rerun does not
-ask again); timeouts, resets, truncated bodies, 429 and 5xx are retried with exponential backoff.
+ask again); timeouts, resets, truncated bodies, 429 and 5xx are retried with exponential backoff; a server that
+cannot be reached at all (`ServerUnreachableError`) stops the loop at once.
 
 This module is the mirror loop: what to fetch, in which threads, and what each image's outcome was. The HTTP
 client it fetches with (retries, deadlines, caps) is `artnet.data.wga.http_client`; the atomic writes are
-`artnet.data.wga.atomic_files`.
+`artnet.data.atomic_files`.
 """
 
 from __future__ import annotations
@@ -24,10 +25,10 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from artnet.data.atomic_files import is_path_error, remove_stale_parts, write_atomically
 from artnet.data.images import ImageError, verify_image
-from artnet.data.wga.atomic_files import is_path_error, remove_stale_parts, write_atomically
 from artnet.data.wga.catalog import check_member_size
-from artnet.data.wga.http_client import DownloadConfig, DownloadError, Fetcher
+from artnet.data.wga.http_client import DownloadConfig, DownloadError, Fetcher, ServerUnreachableError
 
 CATALOG_URL_PATH = "/database/download/data_txt.zip"
 MISSING_LOG = "missing.json"
@@ -161,8 +162,8 @@ def _fetch_all(
                     bar.update()
                     bar.set_postfix(missing=sum(s == MISSING for s in status.values()), refresh=False)
         except BaseException:
-            # A full disk, Ctrl-C: stop now rather than after every queued download. What was written is
-            # complete (atomic writes) and a rerun resumes from it.
+            # A full disk, an unreachable server, Ctrl-C: stop now rather than after every queued download. What
+            # was written is complete (atomic writes) and a rerun resumes from it.
             pool.shutdown(wait=True, cancel_futures=True)
             raise
 
@@ -171,6 +172,8 @@ def _fetch_one(fetcher: Fetcher, base_url: str, mirror_dir: Path, path: str) -> 
     """(path, status, message, reason) of one image fetched and stored; an error that is not the path's raises."""
     try:
         body = fetcher.get(f"{base_url}/{path}", verify=verify_image)
+    except ServerUnreachableError:
+        raise  # not this image's fault: every other one would fail the same way, so the loop stops
     except DownloadError as error:
         return path, (MISSING if error.status in (404, 410) else FAILED), str(error), error.kind
     except ImageError as error:

@@ -3,15 +3,18 @@
 `DownloadConfig` says how to talk to the server (workers, rate, timeouts, retries; environment variables override
 it), `Fetcher` GETs one URL with retries and exponential backoff over urllib3's connection pool, and `RateLimiter`
 spaces requests over all threads. Every request is bounded in size, in time (a total deadline, headers included)
-and in where redirects may lead, so a stalling or flooding server costs one image, never the build. It is apart
-from the mirror loop (`artnet.data.wga.download`) because it knows nothing of mirrors or files: it returns a body
-(that the caller's `verify` may refuse with `ImageError`, which is retried), or raises a `DownloadError` saying
+and in where redirects may lead (the same scheme, host and port), so a stalling or flooding server costs one image,
+never the build. A server that cannot be reached at all (its name does not resolve, it refuses connections, there
+is no route to it) is not retried: `ServerUnreachableError` says so at once, and the mirror loop stops on it. It is
+apart from the mirror loop (`artnet.data.wga.download`) because it knows nothing of mirrors or files: it returns a
+body (that the caller's `verify` may refuse with `ImageError`, which is retried), or raises a `DownloadError` saying
 whether trying again may help.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import errno
 import http.client
 import os
 import random
@@ -80,6 +83,15 @@ class DownloadError(RuntimeError):
         self.status = status
         # A short reason, counted in the build summary.
         self.kind = kind or (f"http {status}" if status else "network")
+
+
+class ServerUnreachableError(DownloadError):
+    """The server cannot be reached at all: its name does not resolve, it refuses connections, or there is no
+    route to it. Not retried (offline, trying again for a minute only delays the same answer), and a mirror loop
+    stops on it rather than failing every image in turn."""
+
+    def __init__(self, message: str):
+        super().__init__(message, retryable=False, kind="unreachable")
 
 
 class RateLimiter:
@@ -159,8 +171,8 @@ class Fetcher:
 
     Every request is bounded: the body is streamed in chunks and refused past `MAX_BODY_BYTES` (a Content-Length
     over it is refused before a byte is read), each request has a total deadline on top of urllib3's per-read
-    timeout (headers included: `_DeadlineConnection`), and redirects are followed only to https (or the original
-    scheme) on the same host.
+    timeout (headers included: `_DeadlineConnection`), and redirects are followed only on the first URL's scheme,
+    host and port (`_redirect_target`).
     """
 
     def __init__(self, config: DownloadConfig):
@@ -210,6 +222,9 @@ class Fetcher:
         except (urllib3.exceptions.HTTPError, OSError, http.client.HTTPException) as error:
             if time.monotonic() >= deadline:  # the watchdog shut the socket: say why
                 raise self._past_deadline(url, "the response was cut off") from error
+            unreachable = _unreachable(error)
+            if unreachable:
+                raise ServerUnreachableError(f"cannot reach {urlsplit(url).netloc} ({url}): {unreachable}") from error
             # Timeouts, refused or reset connections, TLS failures, bodies cut short: urllib3 HTTPError or OSError.
             reason = getattr(error, "reason", error)
             raise DownloadError(f"{type(error).__name__} for {url}: {reason}", retryable=True) from error
@@ -272,13 +287,45 @@ class Fetcher:
             time.sleep(delay * (0.5 + random.random()))
 
 
+def _unreachable(error: BaseException) -> str:
+    """Why the server cannot be reached at all, if that is what `error` says (else ""): a name that does not
+    resolve, a refused connection, no route. A connect timeout is not among them: a slow server is retried."""
+    cause = error.__cause__
+    if isinstance(error, urllib3.exceptions.NameResolutionError):
+        return f"its name does not resolve ({cause or error}): no network, or no DNS"
+    if isinstance(error, urllib3.exceptions.NewConnectionError) and isinstance(cause, OSError):
+        if isinstance(cause, ConnectionRefusedError):
+            return "the connection was refused (nothing listens there)"
+        if cause.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH):
+            return f"no route to it ({cause.strerror}): no network"
+    return ""
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _origin(parts) -> tuple[str, str | None, int | None]:
+    """(scheme, host, port) of a split URL, the port filled in from the scheme when the URL names none."""
+    try:
+        port = parts.port
+    except ValueError:  # a port that is not a number, or out of range
+        return parts.scheme, None, None
+    return parts.scheme, parts.hostname, port or _DEFAULT_PORTS.get(parts.scheme)
+
+
 def _redirect_target(first, url: str, location: str | None) -> str:
-    """The URL a redirect points to, if it stays on the first URL's host over https (or the first URL's scheme)."""
+    """The URL a redirect points to, if it keeps the first URL's scheme, host and port (`http://host` may move to
+    `https://host`, both on their default ports: the same site, encrypted). Anything else is refused, another port
+    of the same host included: a different service, not the site asked for."""
     target = urljoin(url, location or "")
-    parts = urlsplit(target)
-    if not location or parts.scheme not in ("https", first.scheme) or parts.hostname != first.hostname:
+    scheme, host, port = _origin(first)
+    allowed = {(scheme, host, port)}
+    if (scheme, port) == ("http", 80):
+        allowed.add(("https", host, 443))
+    if not location or _origin(urlsplit(target)) not in allowed:
         raise DownloadError(
-            f"redirect from {url} to {target!r} refused: only redirects to https on {first.hostname} are followed",
+            f"redirect from {url} to {target!r} refused: redirects are followed only on {first.scheme}://"
+            f"{first.netloc} (the same scheme, host and port)",
             retryable=False,
             kind="redirect refused",
         )

@@ -13,7 +13,9 @@ import re
 from collections.abc import Iterable
 from urllib.parse import quote, urlsplit
 
-# Linux allows 255 bytes per name; the atomic writer adds ".<name>.<8 random>.part", so names are held to 200.
+# Linux allows 255 bytes per name; the prepared-image cache adds a 13-byte version key (".<12 hex>", see
+# `prepare.prepared_path`) and the atomic writer a temporary part (".partial-<pid>-<8 random>" and a leading dot,
+# at most `atomic_files.TEMPORARY_NAME_OVERHEAD` bytes), so names are held to 200.
 MAX_NAME_BYTES = 200
 # What an image path may hold after percent-encoding: unreserved ASCII, "%" escapes, "/" between segments.
 _SAFE_PATH = re.compile(r"[A-Za-z0-9._~!$&'()*+,;=:@%/-]+")
