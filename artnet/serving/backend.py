@@ -4,11 +4,17 @@
 under the demo's limits, batches its forward pass with the other requests' (`artnet.serving.batcher`), and returns
 an `Answer` whose text comes from `artnet.serving.cards`; on request, Grad-CAM overlays as files of its own that it
 cleans up. Its one gradio import is `gr.Error`: a refused upload raises what gradio shows the user as it is.
+
+The export folder is data, never a door (`artnet.serving.files`): the model, the card and every index file must be
+regular files inside it, the index's files must agree with each other and with the model, else the backend is not
+made (`ExportError`, naming the file). An upload is read as `artnet.data.images.load_path` reads a file: a FIFO or
+a device is refused before a byte is read, and nothing past the loader's byte limit is read.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import tempfile
 import threading
@@ -22,8 +28,16 @@ import numpy as np
 from PIL import Image
 
 from artnet import labels
-from artnet.data.images import MAX_OVERSIZE, ImageError, ImageShapeError, ImageTooLarge, check_shape, open_image
-from artnet.models.year import year_text
+from artnet.data.images import (
+    MAX_BYTES,
+    MAX_OVERSIZE,
+    ImageError,
+    ImageShapeError,
+    ImageTooLarge,
+    check_shape,
+    open_image,
+)
+from artnet.models.artnet import POOLED
 from artnet.serving.batcher import Batcher
 from artnet.serving.cards import (
     LOW_CONFIDENCE,
@@ -32,10 +46,12 @@ from artnet.serving.cards import (
     label_value,
     neighbour_record,
     neighbours_html,
+    year_words,
 )
 from artnet.serving.explain import GradCam, overlay
+from artnet.serving.files import ExportError, FileRefused, FileTooLarge, read_regular, regular_inside, shown_name
 from artnet.serving.predictor import Predictor
-from artnet.serving.similar import SimilarityIndex
+from artnet.serving.similar import SimilarityIndex, read_json_inside
 from artnet.serving.threads import forward_lanes
 from artnet.workdir import Export
 
@@ -90,16 +106,48 @@ def close_all() -> None:
         backend.close()
 
 
+def read_card(files: Export) -> dict:
+    """The export's model card: {} when it has none; a JSON object in a regular file inside the export, or
+    `ExportError`."""
+    if not os.path.lexists(files.card):
+        return {}
+    card = read_json_inside(files.root, files.card)
+    if not isinstance(card, dict):
+        raise ExportError(
+            f"{shown_name(files.root, files.card)} in the export {files.root} holds a "
+            f"{type(card).__name__}, not a JSON object: export the model again"
+        )
+    return card
+
+
+def check_index_fits(index: SimilarityIndex | None, model, files: Export) -> SimilarityIndex | None:
+    """`index`, once its embeddings are known to have the model's width (an index of another model would fail
+    every request), or `ExportError`."""
+    if index is None or not len(index):
+        return index
+    width, expected = index.embeddings.shape[1], int(model.get_layer(POOLED).output.shape[-1])
+    if width != expected:
+        raise ExportError(
+            f"{shown_name(files.root, files.index.embeddings)} in the export {files.root} holds {width}-wide "
+            f"embeddings but the model's are {expected}-wide: the index belongs to another model; export again"
+        )
+    return index
+
+
 class DemoBackend:
     """What the UI calls: plain Python, testable without a browser."""
 
     def __init__(self, export_dir: str | Path, top_k: int = 3, max_pixels: int = DEMO_MAX_PIXELS):
+        """`ExportError` (naming the file) for an export that links out of itself or does not hold together."""
         files = Export(export_dir)
-        self.predictor = Predictor(files.model, top_k=top_k)
+        self.root = files.root
+        self.card = read_card(files)
+        index = (
+            SimilarityIndex.load(files.index.root, root=self.root) if os.path.lexists(files.index.embeddings) else None
+        )
+        self.predictor = Predictor(regular_inside(self.root, files.model), top_k=top_k)
         self.model = self.predictor.model
-        self.card = files.read_card()
-        self.index = SimilarityIndex.load(files.index.root) if files.index.embeddings.is_file() else None
-        self.thumbs = files.index.thumbs
+        self.index = check_index_fits(index, self.model, files)
         self.max_pixels = max_pixels
         self._gradcam = None
         self._gradcam_lock = threading.Lock()
@@ -112,7 +160,7 @@ class DemoBackend:
 
     def _forward(self, batch: list[np.ndarray]) -> list[dict]:
         """One forward pass over the batch, and the nearest K_SIMILAR paintings of each in one matrix product."""
-        results = self.predictor.predict_batch(batch)
+        results = self.predictor.predict_pixels(batch)
         if results and self.index is not None and len(self.index):
             found = self.index.query_batch(np.stack([result["embedding"] for result in results]), K_SIMILAR)
             for result, items in zip(results, found, strict=True):
@@ -127,10 +175,12 @@ class DemoBackend:
         """An upload -> the model's uint8 input pixels, under the demo's pixel limit and shape rules, or
         `ImageError`."""
         if isinstance(image, str | Path):
-            try:
-                data = Path(image).read_bytes()  # gradio has already refused anything over MAX_FILE_SIZE
-            except OSError as error:
-                raise ImageError(f"{Path(image).name}: cannot read the file: {error.strerror or error}") from None
+            try:  # as `load_path` reads a file: a FIFO or a device is refused before a byte is read
+                data = read_regular(image, MAX_BYTES)
+            except FileTooLarge as error:
+                raise ImageTooLarge(f"{Path(image).name}: {error}") from None
+            except FileRefused as error:
+                raise ImageError(f"{Path(image).name}: {error}") from None
         else:
             data = bytes(image)
         try:
@@ -174,7 +224,7 @@ class DemoBackend:
         if is_sample_scale(self.card):
             note += " This is a small sample-scale model: see the facts at the top."
         similar, records = self.similar(result["embedding"], k_similar, result.get(NEAREST))
-        year = year_text(*result[labels.YEAR]) if labels.YEAR in result else None
+        year = year_words(result.get(labels.YEAR)) if labels.YEAR in result else None
         return Answer(per_head, titles, note, similar, records, year)
 
     def similar(self, embedding, k: int, nearest: list[dict] | None = None) -> tuple[str, list[dict]]:
@@ -190,7 +240,8 @@ class DemoBackend:
         if nearest is None or len(nearest) != min(k, len(self.index)):
             nearest = self.index.query(embedding, k)
         records = [neighbour_record(item) for item in nearest]
-        return neighbours_html(records, [item.get("thumbnail") for item in nearest], len(self.index)), records
+        thumbnails = [item.get("thumbnail") for item in nearest]
+        return neighbours_html(records, thumbnails, len(self.index), root=str(self.root)), records
 
     def explain(self, image: str | Path | bytes | None):
         """One Grad-CAM overlay per head, each for that head's top class, captioned head: class (probability)."""

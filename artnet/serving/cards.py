@@ -2,7 +2,9 @@
 
 Every string here ends up in a browser, and much of it comes from the index and the model card, which are data
 and may hold anything; so the escaping lives here too (`escape_markdown`, `html_text`, `safe_url`), beside the
-text it guards. Plain functions of plain values: no model, no gradio.
+text it guards. Every field of the card is escaped or shown only when it is a number (`_count`, `_fraction`,
+`_number`), and its data source is named without the machine's paths (`source_words`). Plain functions of plain
+values (and the thumbnails' guarded reads, `artnet.serving.files`): no model, no gradio.
 """
 
 from __future__ import annotations
@@ -10,29 +12,40 @@ from __future__ import annotations
 import base64
 import functools
 import html
+import logging
+import math
 import re
-from pathlib import Path
+from pathlib import PurePosixPath
 
 from artnet import labels
 from artnet.evaluation.metrics import percent
+from artnet.serving.files import THUMB_MAX_BYTES, ExportError, read_inside
 
 _percent = functools.partial(percent, suffix=" %")
+LOG = logging.getLogger("artnet.serving.demo")  # the demo's one logger (as `artnet.serving.backend.LOG`)
 LOW_CONFIDENCE = 0.5
 YEAR_TITLE = "When: year (± one standard deviation, the model's own uncertainty)"
+YEAR_UNKNOWN = "unknown (the model gave no usable year for this image)"
 SMALL_MODEL_EXAMPLES = 5_000
 TITLES = {"school": "Where: school", "timeframe": "When: timeframe", "type": "What: type"}
 THUMBS_CACHED = 2048  # data: URIs of index thumbnails kept in memory, ~8 KB each
 # The only pages a neighbour may link to: the painting's own page on wga.hu.
 WGA_PAGE = re.compile(r"https://www\.wga\.hu/html/[A-Za-z0-9_\-/]+\.html?")
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~<>])")
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~<>=:])")
+# A source the card may name as it is: a WGA configuration (`wga/sample`); any other name with a path in it is a
+# folder of the trainer's machine, named by its last part only.
+WGA_SOURCE = re.compile(r"wga/[A-Za-z0-9_.-]+")
+SPLIT_NAME = re.compile(r"[A-Za-z_]+")
+SOURCE_MAX_CHARS = 1000  # a card's source is a line; past this it is cut
 
 # --- escaping ----------------------------------------------------------------------------------------------
 
 
 def escape_markdown(text) -> str:
-    """Catalogue text as literal Markdown: HTML escaped and every Markdown character backslashed, so a title
-    such as `Madonna](https://evil.example) [x` or `<img src=...>` shows as text, never as a link or a tag."""
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", html.escape(str(text), quote=True))
+    """Catalogue text as literal Markdown on one line: HTML escaped and every Markdown character backslashed, so
+    a title such as `Madonna](https://evil.example) [x` or `<img src=...>` shows as text, never as a link or a tag
+    (`:` too, so that no autolink starts; line breaks become spaces, so no line of it can underline a heading)."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", html.escape(" ".join(str(text).split()), quote=True))
 
 
 def safe_url(url) -> str | None:
@@ -48,72 +61,126 @@ def html_text(text) -> str:
 
 
 # --- the model card ----------------------------------------------------------------------------------------
+# The card is data, written by whoever made the export: each field is shown escaped (`escape_markdown`) or, where
+# a number is expected, only when it is one (anything else reads as unrecorded).
+
+
+def _number(value) -> float | None:
+    """A finite number, or None (for text, booleans, NaN, infinities, anything else)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def _count(value) -> int | None:
+    """A whole non-negative number, or None."""
+    number = _number(value)
+    return int(number) if number is not None and number >= 0 and number == int(number) else None
+
+
+def _fraction(value) -> float | None:
+    """A number in [0, 1] (a rate), or None."""
+    number = _number(value)
+    return number if number is not None and 0 <= number <= 1 else None
+
+
+def _mapping(value) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def source_words(data) -> str:
+    """The card's data source as the page names it, escaped: a WGA configuration as it is, a folder by its last
+    part only (`/home/ann/paintings:train` -> `folder paintings:train`): the page never shows the trainer's
+    paths."""
+    if not isinstance(data, str) or not data.strip():
+        return "unrecorded data"
+    parts = []
+    for part in " ".join(data[:SOURCE_MAX_CHARS].split()).split(" + "):
+        body, rest = part, ""  # "<name>[:<split>][[<subset>]]", e.g. "/home/ann/paintings:train[40% of painters]"
+        if body.endswith("]") and "[" in body:
+            body, rest = body[: body.rindex("[")], body[body.rindex("[") :]
+        name, colon, split = body.rpartition(":")
+        if colon and SPLIT_NAME.fullmatch(split):
+            body, rest = name, f":{split}{rest}"
+        if not WGA_SOURCE.fullmatch(body) and ("/" in body or "\\" in body or body.startswith("~")):
+            body = "folder " + (PurePosixPath(body.replace("\\", "/")).name.lstrip("~") or "(unnamed)")
+        parts.append(body + rest)
+    return escape_markdown(" + ".join(parts))
 
 
 def is_sample_scale(card: dict) -> bool:
-    train_examples = card.get("train_examples")
+    train_examples = _count(card.get("train_examples"))
     return train_examples is not None and train_examples < SMALL_MODEL_EXAMPLES
 
 
 def model_card_facts(card: dict) -> str:
     """The key facts, shown at the top of the page: what the model saw, how it did on its test split, and what
     chance and always answering the test split's majority class would score."""
-    painters = card.get("train_painters")
-    trained = f"{card.get('train_examples', 'an unrecorded number of')} training images"
+    train_examples, painters = _count(card.get("train_examples")), _count(card.get("train_painters"))
+    trained = f"{train_examples if train_examples is not None else 'an unrecorded number of'} training images"
     trained += f" by {painters} painters" if painters else " (painters not recorded)"
-    lines = [f"**About this model:** {trained}, from {escape_markdown(card.get('data', 'unrecorded data'))}."]
-    test = card.get("test") or {}
+    lines = [f"**About this model:** {trained}, from {source_words(card.get('data'))}."]
+    test = {head: result for head, result in _mapping(card.get("test")).items() if isinstance(result, dict)}
     if test:
         first = next(iter(test.values()))
-        test_painters = card.get("test_painters")
-        lines[0] += f" Tested on {first.get('n', '?')} images" + (
+        tested, test_painters = _count(first.get("n")), _count(card.get("test_painters"))
+        lines[0] += f" Tested on {tested if tested is not None else '?'} images" + (
             f" by {test_painters} painters." if test_painters else " (painters not recorded)."
         )
     for head, result in test.items():
         chance = 1 / len(labels.VOCABULARIES[head]) if head in labels.VOCABULARIES else None
-        majority = result.get("data_majority") or {}
+        majority = _mapping(result.get("data_majority"))
         against = f"chance {_percent(chance)}"
-        if majority.get("top1") is not None:
+        if _fraction(majority.get("top1")) is not None:
             against += f", always answering the test majority ({escape_markdown(majority.get('class'))}) " + _percent(
-                majority["top1"]
+                _fraction(majority["top1"])
             )
-        elif result.get("majority_baseline") is not None:
-            against += f", always answering the training majority {_percent(result['majority_baseline'])}"
+        elif _fraction(result.get("majority_baseline")) is not None:
+            against += f", always answering the training majority {_percent(_fraction(result['majority_baseline']))}"
         else:
             against += ", majority baseline not recorded"
-        lines.append(f"- {head}: balanced accuracy {_percent(result.get('balanced_accuracy'))} ({against})")
-    year = card.get("test_year") or {}
-    if year.get("mae") is not None:
-        constant = year.get("mae_constant")
+        balanced = _percent(_fraction(result.get("balanced_accuracy")))
+        lines.append(f"- {escape_markdown(head)}: balanced accuracy {balanced} ({against})")
+    year = _mapping(card.get("test_year"))
+    if _number(year.get("mae")) is not None:
+        constant, dated = _number(year.get("mae_constant")), _count(year.get("n"))
         lines.append(
-            f"- year: mean error {year['mae']:.0f} years over {year.get('n', '?')} dated test paintings"
+            f"- year: mean error {_number(year['mae']):.0f} years over {dated if dated is not None else '?'} dated "
+            "test paintings"
             + (f" (always answering the training mean year: {constant:.0f} years)" if constant is not None else "")
         )
     if is_sample_scale(card):
         lines.append(
-            f"- **A small sample-scale model** ({card['train_examples']} training images): its answers demonstrate "
-            "the pipeline; they are not an expert's opinion."
+            f"- **A small sample-scale model** ({_count(card['train_examples'])} training images): its answers "
+            "demonstrate the pipeline; they are not an expert's opinion."
         )
     return "\n".join(lines)
 
 
 def model_card_markdown(card: dict) -> str:
     lines = ["### Model card", ""]
+    image_size, parameters = _count(card.get("image_size")), _number(card.get("parameters"))
+    heads = card.get("heads") if isinstance(card.get("heads"), list) else []
     lines.append(
-        f"- **Backbone:** {escape_markdown(card.get('backbone', '?'))} at {card.get('image_size', '?')} px, "
-        f"{card.get('parameters', 0) / 1e6:.1f} M parameters, heads: {', '.join(card.get('heads', []))}"
+        f"- **Backbone:** {escape_markdown(card.get('backbone', '?'))} at "
+        f"{image_size if image_size is not None else '?'} px, "
+        + (f"{parameters / 1e6:.1f} M parameters" if parameters is not None else "parameters not recorded")
+        + f", heads: {', '.join(escape_markdown(head) for head in heads)}"
     )
-    train_examples = card.get("train_examples")
+    train_examples = _count(card.get("train_examples"))
     if card.get("data"):
         lines.append(
-            f"- **Trained on:** {escape_markdown(card['data'])}"
+            f"- **Trained on:** {source_words(card['data'])}"
             + (f" ({train_examples} images)" if train_examples else "")
         )
-    for head, result in (card.get("test") or {}).items():
-        if result.get("top1") is not None:
+    for head, result in _mapping(card.get("test")).items():
+        result = _mapping(result)
+        if _fraction(result.get("top1")) is not None:
+            n = _count(result.get("n"))
             lines.append(
-                f"- **Test {head}:** top-1 {100 * result['top1']:.1f} %, top-3 {100 * result['top3']:.1f} %, "
-                f"balanced {100 * result['balanced_accuracy']:.1f} % over {result['n']} images"
+                f"- **Test {escape_markdown(head)}:** top-1 {_percent(_fraction(result['top1']))}, top-3 "
+                f"{_percent(_fraction(result.get('top3')))}, balanced "
+                f"{_percent(_fraction(result.get('balanced_accuracy')))} over {n if n is not None else '?'} images"
             )
     if is_sample_scale(card):
         lines += [
@@ -140,6 +207,17 @@ def head_title(head: str, ranked: list[tuple[str, float]]) -> str:
     return f"{TITLES[head]}: unsure (best guess {top}, {100 * probability:.0f} %)"
 
 
+def year_words(year: tuple[float, float] | None) -> str | None:
+    """The year head's answer as the page shows it: "c. 1640 ± 25", or YEAR_UNKNOWN when the model gave NaN
+    or an infinity (never "c. nan"; and the API's JSON stays valid); None for a model without a year head."""
+    from artnet.models.year import year_text  # imports Keras: only a model with a year head asks (cards stay light)
+
+    if year is None:
+        return None
+    mean, sigma = (_number(value) for value in year)
+    return year_text(mean, sigma) if mean is not None and sigma is not None else YEAR_UNKNOWN
+
+
 def neighbour_record(item: dict) -> dict:
     """One similar painting as structured data (what /classify returns beside the cards)."""
     item_labels = item.get("labels") or {}
@@ -148,7 +226,7 @@ def neighbour_record(item: dict) -> dict:
         "painter": item.get("author") or None,
         "date": item.get("date") if item.get("date") not in (None, "", "-") else None,
         "labels": {head: item_labels.get(head) for head in labels.HEADS},
-        "similarity": round(float(item["score"]), 4),
+        "similarity": round(float(item["score"]), 4) if _number(item.get("score")) is not None else None,
         "url": safe_url(item.get("url")),
     }
 
@@ -158,25 +236,41 @@ def neighbour_caption(record: dict) -> str:
     known = [value for value in record["labels"].values() if value]
     return (
         f"{record['painter'] or 'unknown painter'}, {record['title'] or 'untitled'} "
-        f"({record['date'] or 'date unknown'})" + (f"; {', '.join(known)}" if known else "") + f"; "
-        f"similarity {record['similarity']:.2f}"
+        f"({record['date'] or 'date unknown'})"
+        + (f"; {', '.join(map(str, known))}" if known else "")
+        + "; "
+        + (f"similarity {record['similarity']:.2f}" if record["similarity"] is not None else "similarity unknown")
     )
 
 
 @functools.lru_cache(maxsize=THUMBS_CACHED)
-def thumbnail_data_uri(path: str) -> str:
+def thumbnail_data_uri(path: str, root: str) -> str:
     """A thumbnail inlined as a data: URI (~8 KB): the page needs no request per thumbnail, and the server no
-    file handling (see `DemoBackend.similar`). Cached: the index's thumbnails never change while it serves."""
-    return "data:image/jpeg;base64," + base64.b64encode(Path(path).read_bytes()).decode("ascii")
+    file handling (see `DemoBackend.similar`). Read only as a regular file inside the export `root` (a link out
+    of it is an `ExportError`, even one put in place after the index was loaded), at most THUMB_MAX_BYTES.
+    Cached: the index's thumbnails never change while it serves."""
+    return "data:image/jpeg;base64," + base64.b64encode(read_inside(root, path, THUMB_MAX_BYTES)).decode("ascii")
 
 
-def neighbours_html(records: list[dict], thumbnails: list[str | None], total: int) -> str:
+def _thumbnail(path: str, root: str | None) -> str | None:
+    """`thumbnail_data_uri`, or None (logged, naming the file) for a thumbnail that is no longer a regular file
+    inside the export: that card shows no image, and the answer still comes."""
+    try:
+        return thumbnail_data_uri(str(path), str(root or PurePosixPath(path).parent))
+    except ExportError as error:
+        LOG.warning("left out a thumbnail: %s", error)
+        return None
+
+
+def neighbours_html(records: list[dict], thumbnails: list[str | None], total: int, root: str | None = None) -> str:
     """The similar paintings as cards: thumbnail shown whole, the full caption under it (labels, similarity,
-    "date unknown"), each linked to its wga.hu page when it has a safe one. All catalogue text is escaped."""
+    "date unknown"), each linked to its wga.hu page when it has a safe one. All catalogue text is escaped.
+    `thumbnails`: paths inside the export `root` (by default each thumbnail's own folder)."""
     cards = []
     for record, thumbnail in zip(records, thumbnails, strict=True):
         caption = html_text(neighbour_caption(record))
-        image = f'<img src="{thumbnail_data_uri(thumbnail)}" alt="{caption}">' if thumbnail else ""
+        uri = _thumbnail(thumbnail, root) if thumbnail else None
+        image = f'<img src="{uri}" alt="{caption}">' if uri else ""
         body = f"{image}<figcaption>{caption}</figcaption>"
         if record["url"]:  # a wga.hu page (safe_url): no quotes or markup can be in it
             body = f'<a href="{record["url"]}" target="_blank" rel="noopener noreferrer">{body}</a>'

@@ -6,6 +6,12 @@ This module is the page alone: its components (`_layout`) and the events that co
 (`_connect`); what the events compute is `artnet.serving.backend.DemoBackend`, and the words and HTML it shows are
 `artnet.serving.cards`. An export folder holds `model.keras`, `model_card.json` and optionally `index/` (see
 `artnet.serving.export` and `artnet.serving.similar`).
+
+Nothing of the export folder is served as a file: no folder of it is a gradio static path (gradio follows links
+there, so an export whose `thumbs` linked to `/` once served every readable file of the machine); the
+similar-paintings thumbnails travel inside the answer, and the examples are copied into gradio's cache when the page
+is built. The events read only what gradio says a visitor uploaded (`uploaded_image`): a path outside gradio's
+upload folder is refused.
 """
 
 from __future__ import annotations
@@ -17,9 +23,10 @@ from pathlib import Path
 from typing import NamedTuple
 
 import gradio as gr
+from gradio import utils as gradio_utils
 
 from artnet import labels
-from artnet.serving.backend import DemoBackend
+from artnet.serving.backend import DemoBackend, user_error
 from artnet.serving.batcher import CONCURRENCY
 from artnet.serving.cards import (
     NEIGHBOURS_CSS,
@@ -29,6 +36,8 @@ from artnet.serving.cards import (
     model_card_facts,
     model_card_markdown,
 )
+from artnet.serving.files import regular_inside
+from artnet.serving.similar import regular_folder_inside
 from artnet.workdir import Export
 
 GRADIO_CACHE_CLEANUP = (3600, 3600)  # every hour, drop uploads and outputs older than an hour
@@ -41,6 +50,18 @@ GRADCAM_LEGEND = (
 )
 
 
+def uploaded_file(path: str) -> str:
+    """`path` when it lies in gradio's upload folder (where an upload, a webcam shot or an example's copy lands),
+    else a refusal: an API caller naming a file of the server (`{"path": "/etc/passwd"}`) gets nothing read."""
+    folder = os.path.realpath(gradio_utils.get_upload_folder())
+    if not Path(os.path.realpath(path)).is_relative_to(folder):
+        raise user_error(
+            "That file was not uploaded to this demo: upload the image itself (with gradio_client: handle_file).",
+            "Image refused",
+        )
+    return path
+
+
 def uploaded_image(payload) -> str | bytes | None:
     """The demo image input's raw value as artnet's loader takes it: the uploaded file's path, or a pasted image's
     bytes.
@@ -49,10 +70,13 @@ def uploaded_image(payload) -> str | bytes | None:
     a text file, an empty file or a 20000x20000 PNG then fails inside gradio with an opaque "Could not preprocess
     input component", and a CMYK or 16-bit file is re-encoded before artnet sees it. artnet's loader reads every
     mode, applies EXIF and guards against decompression bombs with a message that says what is wrong. (gradio
-    still moves and checks the upload before this: only its PIL pass is skipped.)
+    still moves and checks the upload before this: only its PIL pass is skipped; and a path must lie in its upload
+    folder, `uploaded_file`.)
     """
-    if payload is None or isinstance(payload, str):
-        return payload
+    if payload is None:
+        return None
+    if isinstance(payload, str):
+        return uploaded_file(payload)
     url = payload.get("url") or ""
     if url.startswith("data:"):
         try:
@@ -60,7 +84,7 @@ def uploaded_image(payload) -> str | bytes | None:
         except binascii.Error:
             raise gr.Error("The pasted image is not valid base64 data: paste or upload it again.") from None
     if payload.get("path"):
-        return payload["path"]
+        return uploaded_file(payload["path"])
     raise gr.Error("No image arrived with the request: upload, paste or photograph a painting again.")
 
 
@@ -79,11 +103,9 @@ class Page(NamedTuple):
 
 
 def build_demo(export_dir: str | Path, examples: list[str] | None = None) -> gr.Blocks:
-    backend = DemoBackend(export_dir)
-    # The examples (index thumbnails) are served where they lie, from any working folder: gradio otherwise refuses
-    # files outside the cwd and the temp dir ("Cannot move ... to the gradio cache dir"), which once failed every
-    # /classify call, when the neighbours still came back as files.
-    gr.set_static_paths([backend.thumbs])
+    backend = DemoBackend(export_dir)  # ExportError, naming the file, for an export that is not safe to serve
+    # No static paths: the examples are copied into gradio's cache as the page is built (from any folder: the app
+    # has not launched yet), and the neighbours' thumbnails are inlined in the answer (see the top).
     with gr.Blocks(title="artnet: when, where and what is this painting?", delete_cache=GRADIO_CACHE_CLEANUP) as demo:
         page = _layout(backend)
         _connect(page, backend)
@@ -187,7 +209,12 @@ def _connect(page: Page, backend: DemoBackend) -> None:
 
 
 def example_images(export_dir: str | Path, count: int = 3) -> list[str]:
-    """A few thumbnails of the training collection as examples (the user's own copies, never shipped)."""
-    thumbs = sorted(Export(export_dir).index.thumbs.glob("*.jpg"))
+    """A few thumbnails of the training collection as examples (the user's own copies, never shipped): regular
+    files inside the export only (`ExportError`, naming it, for one that links out)."""
+    files = Export(export_dir)
+    if not os.path.lexists(files.index.thumbs):
+        return []
+    regular_folder_inside(files.root, files.index.thumbs)
+    thumbs = [regular_inside(files.root, path) for path in sorted(files.index.thumbs.glob("*.jpg"))]
     step = max(1, len(thumbs) // max(1, count))
     return [str(path) for path in thumbs[::step][:count]]

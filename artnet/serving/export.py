@@ -9,6 +9,7 @@ probability tensor per head; its `labels` signature returns the class names per 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import tensorflow as tf
 
 import artnet.models.artnet  # noqa: F401  (registers ArtNet for deserialisation, for `load_model`)
 from artnet import labels
+from artnet.data.atomic_files import write_atomically
 from artnet.serving import similar
 from artnet.workdir import Export
 
@@ -40,7 +42,9 @@ def export(model, out_dir: str | Path, card: dict | None = None, index_source=No
 
     With `index_source` (the training collection), also `index/`: embeddings and thumbnails for the demo's
     similar-paintings search. Everything is written to a staging folder that replaces `out_dir` only when
-    complete: an export killed halfway never leaves a folder that looks finished (`make demo` keys on it).
+    complete, and every file of it is fsynced before that rename (and the parent folder after it): an export
+    killed halfway, or cut by a power loss, never leaves a folder that looks finished (`make demo` keys on it).
+    The JSON files are strict JSON: a NaN of the card (an empty test split's accuracy) is written as null.
     """
     final_dir = Path(out_dir)
     staging = Export(final_dir.with_name(f".{final_dir.name}.partial"))
@@ -54,7 +58,7 @@ def export(model, out_dir: str | Path, card: dict | None = None, index_source=No
         signatures={"serving_default": module.serve, "labels": module.label_names},
     )
     label_table = {head: list(labels.VOCABULARIES[head]) for head in model.heads}
-    staging.labels.write_text(json.dumps(label_table, indent=2))
+    write_atomically(staging.labels, json.dumps(label_table, indent=2).encode())
     card = {
         "backbone": model.backbone_name,
         "heads": list(model.heads),
@@ -62,9 +66,10 @@ def export(model, out_dir: str | Path, card: dict | None = None, index_source=No
         "parameters": int(model.count_params()),
         **(card or {}),
     }
-    staging.card.write_text(json.dumps(card, indent=2))
+    write_atomically(staging.card, json.dumps(similar.json_safe(card), indent=2, allow_nan=False).encode())
     if index_source is not None:
         similar.build_index(model, index_source, staging.index.root)
+    fsync_tree(staging.root)
     if final_dir.exists():
         previous = final_dir.with_name(f".{final_dir.name}.previous")
         shutil.rmtree(previous, ignore_errors=True)
@@ -73,7 +78,27 @@ def export(model, out_dir: str | Path, card: dict | None = None, index_source=No
         shutil.rmtree(previous)
     else:
         staging.root.rename(final_dir)
+    _fsync(final_dir.parent)
     return final_dir
+
+
+def fsync_tree(root: Path) -> None:
+    """fsync every file and folder under `root` (symbolic links are not followed): what a rename of `root`
+    then publishes is on disk, not only in the page cache."""
+    for folder, _, names in os.walk(root):
+        for name in names:
+            path = Path(folder) / name
+            if not path.is_symlink():
+                _fsync(path)
+        _fsync(Path(folder))
+
+
+def _fsync(path: Path) -> None:
+    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def load_model(path: str | Path):

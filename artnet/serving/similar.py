@@ -3,11 +3,18 @@
 Built once at export time (`build_index`) and stored beside the model as `index/embeddings.npy`,
 `index/items.json` (author, title, date, url, labels) and `index/thumbs/*.jpg` (small thumbnails of the user's own
 copies, for the demo; never committed anywhere).
+
+An index is data, read as such (`SimilarityIndex.load`): its files must be regular files inside the export
+(`artnet.serving.files`), `embeddings.npy` a finite 2-D float array with one row per entry of `items.json`, each
+entry an object whose shown fields are text, numbers or null. A bad index is refused with a message naming the
+file, never served in part: an `items.json` shorter than the embeddings once failed every request.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,22 +23,46 @@ import tensorflow as tf
 from PIL import Image
 
 from artnet import labels
+from artnet.data.atomic_files import atomic_path, write_atomically
 from artnet.data.preprocessing import decode_and_resize
+from artnet.serving.files import (
+    JSON_MAX_BYTES,
+    ExportError,
+    FileRefused,
+    inside,
+    open_regular,
+    read_inside,
+    regular_inside,
+    shown_name,
+)
 from artnet.workdir import SimilarityFiles
 
 if TYPE_CHECKING:  # serving never imports the training data code; only the type is named
     from artnet.data.sources import Source
 
 THUMB_SIZE = 160
+SHOWN_FIELDS = ("author", "title", "date", "url")  # what the demo shows of an item, besides its labels
+EMBEDDING_DTYPES = (np.float16, np.float32, np.float64)
 
 
 class SimilarityIndex:
-    def __init__(self, embeddings: np.ndarray, items: list[dict], folder: Path | None = None):
+    def __init__(
+        self,
+        embeddings: np.ndarray,
+        items: list[dict],
+        folder: Path | None = None,
+        thumbnails: list[Path | None] | None = None,
+    ):
+        """`thumbnails`: each item's thumbnail (a checked real path, see `load`) or None; by default those of
+        `folder`, checked the same way."""
         norms = np.linalg.norm(embeddings, axis=1, keepdims=True)
         self.embeddings = (embeddings / np.maximum(norms, 1e-12)).astype(np.float32)
         self.items = items
         self.folder = folder
         self.files = SimilarityFiles(Path(folder)) if folder else None
+        if thumbnails is None:
+            thumbnails = checked_thumbnails(self.files, len(items), Path(folder)) if folder else [None] * len(items)
+        self.thumbnails = thumbnails
 
     def __len__(self) -> int:
         return len(self.items)
@@ -56,21 +87,140 @@ class SimilarityIndex:
 
     def _item(self, index: int, score: float) -> dict:
         item = dict(self.items[index], score=score)
-        thumb = self.files.thumb(index) if self.files else None
-        item["thumbnail"] = str(thumb) if thumb is not None and thumb.is_file() else None
+        thumb = self.thumbnails[index]
+        item["thumbnail"] = str(thumb) if thumb is not None else None
         return item
 
     @classmethod
-    def load(cls, folder: str | Path) -> SimilarityIndex:
+    def load(cls, folder: str | Path, root: str | Path | None = None) -> SimilarityIndex:
+        """The index in `folder`, every file of it checked (see the top), or `ExportError` saying what is wrong.
+
+        `root`: the export folder that the index's files must lie inside (by default `folder` itself)."""
         files = SimilarityFiles(Path(folder))
-        if not files.embeddings.is_file():
+        root = Path(root) if root is not None else files.root
+        if not os.path.lexists(files.embeddings):
             raise FileNotFoundError(f"no similarity index in {folder}: export the model with an index")
-        items = json.loads(files.items.read_text())
-        return cls(np.load(files.embeddings), items, files.root)
+        embeddings = read_embeddings(root, files.embeddings)
+        items = read_items(root, files.items)
+        if len(items) != len(embeddings):
+            raise ExportError(
+                f"the similarity index in {root} does not hold together: {shown_name(root, files.items)} lists "
+                f"{len(items):,} paintings but {shown_name(root, files.embeddings)} holds {len(embeddings):,} "
+                "embeddings (written in part, or by two exports): export the model again"
+            )
+        return cls(embeddings, items, files.root, checked_thumbnails(files, len(items), root))
+
+
+def read_embeddings(root: Path, path: Path) -> np.ndarray:
+    """`embeddings.npy`, a regular file inside `root`: a finite 2-D float array whose header matches its size (its
+    header is read first: a header claiming 10^12 rows allocates nothing), or `ExportError`."""
+    name = shown_name(root, path)
+    real = regular_inside(root, path)
+    try:
+        with open_regular(real, max_bytes=2**40, follow_links=False) as stream:
+            size = os.fstat(stream.fileno()).st_size
+            version = np.lib.format.read_magic(stream)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(stream)
+            elif version == (2, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(stream)
+            else:
+                raise ValueError(f"unsupported .npy version {version}")
+            if len(shape) != 2 or dtype not in EMBEDDING_DTYPES:
+                raise ValueError(f"a {dtype} array of shape {shape}, not a 2-D float array")
+            expected = math.prod(shape) * dtype.itemsize
+            if size - stream.tell() != expected:
+                raise ValueError(
+                    f"its header says {shape} {dtype} ({expected:,} bytes) but it holds {size - stream.tell():,}"
+                )
+            matrix = np.frombuffer(stream.read(expected), dtype=dtype)
+            matrix = matrix.reshape(shape, order="F" if fortran else "C")
+    except FileRefused as error:
+        raise ExportError(f"{name} in the export {root}: {error}") from None
+    except (ValueError, OSError, TypeError) as error:
+        raise ExportError(
+            f"{name} in the export {root} is not a readable embedding matrix ({error}): export the model again"
+        ) from None
+    if not np.isfinite(matrix).all():
+        raise ExportError(f"{name} in the export {root} holds NaN or infinite values: export the model again")
+    return matrix
+
+
+def read_items(root: Path, path: Path) -> list[dict]:
+    """`items.json`, a regular file inside `root`: a list of objects whose shown fields are text, numbers or null
+    (NaN and infinities become null) and whose `labels` map heads to class names or null; or `ExportError`."""
+    name = shown_name(root, path)
+    items = read_json_inside(root, path)
+    if not isinstance(items, list):
+        raise ExportError(f"{name} in the export {root} holds a {type(items).__name__}, not a list of paintings")
+    return [_checked_item(item, number, name) for number, item in enumerate(items)]
+
+
+def read_json_inside(root: Path, path: Path):
+    """The JSON value in `path`, a regular file inside `root` of at most JSON_MAX_BYTES, or `ExportError`."""
+    data = read_inside(root, path, JSON_MAX_BYTES)
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError) as error:
+        raise ExportError(
+            f"{shown_name(root, path)} in the export {root} is not valid JSON ({error}): export it again"
+        ) from None
+
+
+def _checked_item(item, number: int, name: str) -> dict:
+    if not isinstance(item, dict):
+        raise ExportError(
+            f"{name}: painting {number} is a {type(item).__name__}, not an object: export the model again"
+        )
+    item = dict(item)
+    for key in SHOWN_FIELDS:
+        item[key] = _scalar(item.get(key), f"{name}: painting {number}'s {key!r}")
+    item_labels = item.get("labels")
+    if item_labels is None:
+        item_labels = {}
+    if not isinstance(item_labels, dict):
+        raise ExportError(f"{name}: painting {number}'s labels are a {type(item_labels).__name__}, not an object")
+    item["labels"] = {
+        str(head): _scalar(value, f"{name}: painting {number}'s label {head!r}") for head, value in item_labels.items()
+    }
+    return item
+
+
+def _scalar(value, what: str):
+    """Text, a finite number or None (NaN and infinities are None: JSON has no NaN), or `ExportError`."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ExportError(f"{what} is a {type(value).__name__}, not text or a number: export the model again")
+    return value if math.isfinite(value) else None
+
+
+def checked_thumbnails(files: SimilarityFiles, count: int, root: Path) -> list[Path | None]:
+    """Each item's thumbnail, as the real path of a regular file inside `root`, or None where it has none; a
+    thumbnail folder or file that links out of `root` (or is a FIFO, device, ...) is an `ExportError` naming it."""
+    if not os.path.lexists(files.thumbs):
+        return [None] * count
+    regular_folder_inside(root, files.thumbs)
+    thumbnails = []
+    for index in range(count):
+        path = files.thumb(index)
+        thumbnails.append(regular_inside(root, path) if os.path.lexists(path) else None)
+    return thumbnails
+
+
+def regular_folder_inside(root: Path, path: Path) -> Path:
+    """The real path of the folder `path`, inside `root`, or `ExportError`."""
+    real = inside(root, path)
+    if not real.is_dir():
+        raise ExportError(f"{shown_name(root, path)} in the export {root} is not a folder: export the model again")
+    return real
 
 
 def build_index(model, source: Source, folder: str | Path, batch_size: int = 32) -> SimilarityIndex:
-    """Embed every image of `source` with `model` and save the index (with thumbnails) in `folder`."""
+    """Embed every image of `source` with `model` and save the index (with thumbnails) in `folder`.
+
+    The thumbnails first, then `embeddings.npy`, then `items.json`, each of the two written whole or not at all
+    (a temporary file, fsynced, renamed): a build killed halfway leaves files that disagree, which `load` refuses."""
     files = SimilarityFiles(Path(folder))
     files.thumbs.mkdir(parents=True, exist_ok=True)
     embedder = model.embedding_model()
@@ -94,6 +244,22 @@ def build_index(model, source: Source, folder: str | Path, batch_size: int = 32)
             for head, codes in source.labels.items()
             if head in labels.VOCABULARIES and len(codes) == len(items)
         }
-    np.save(files.embeddings, matrix.astype(np.float32))
-    files.items.write_text(json.dumps(items, ensure_ascii=False))
+    with atomic_path(files.embeddings) as partial:
+        np.save(partial, matrix.astype(np.float32))
+    items = [json_safe(item) for item in items]  # a CSV's empty cell is NaN: JSON has none, null it is
+    write_atomically(files.items, json.dumps(items, ensure_ascii=False, allow_nan=False).encode())
     return SimilarityIndex(matrix, items, files.root)
+
+
+def json_safe(value):
+    """`value` with every NaN or infinity (nested in dicts and lists) replaced by None, and numpy scalars as
+    Python numbers: what `json.dumps(..., allow_nan=False)` writes."""
+    if isinstance(value, dict):
+        return {str(key): json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(item) for item in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
