@@ -136,8 +136,16 @@ def _warn_if_sample_scale(model: Path) -> None:
 def _export(args: argparse.Namespace) -> int:
     from artnet.serving.export import export, load_model
 
-    out = export(load_model(args.model), args.out)
+    out = export(load_model(args.model), args.out, litert=not args.no_litert)
     print(f"exported to {out} (model.keras, saved_model/, labels.json, model_card.json)")
+    return 0
+
+
+def _space(args: argparse.Namespace) -> int:
+    from artnet.serving.space import write_space
+
+    out = write_space(Export.of(args.model).root, args.out, include_index=args.with_index)
+    print(f"Space folder in {out}: upload it with `hf upload USER/SPACE {out} . --repo-type space`")
     return 0
 
 
@@ -228,7 +236,20 @@ def build_parser() -> argparse.ArgumentParser:
     export = commands.add_parser("export", help="write model.keras + a SavedModel (uint8 images in) + labels.json")
     export.add_argument("--model", required=True)
     export.add_argument("--out", required=True)
+    export.add_argument(
+        "--no-litert", action="store_true", help="skip model.tflite (LiteRT, for offline apps; seconds to minutes)"
+    )
     export.set_defaults(run=_export)
+
+    space = commands.add_parser("space", help="a folder that runs the demo as a Hugging Face Space (upload it)")
+    space.add_argument("--model", required=True, help="export folder (model.keras, model_card.json, index/)")
+    space.add_argument("--out", required=True, help="the Space folder to write")
+    space.add_argument(
+        "--with-index",
+        action="store_true",
+        help="also copy the similar-paintings thumbnails (off: WGA images are not for republishing)",
+    )
+    space.set_defaults(run=_space)
 
     predict = commands.add_parser("predict", help="batch prediction over files and folders -> JSON lines or CSV")
     predict.add_argument("--model", required=True, help="a .keras file or an export folder")

@@ -19,7 +19,10 @@ import tensorflow as tf
 import artnet.models.artnet  # noqa: F401  (registers ArtNet for deserialisation, for `load_model`)
 from artnet import labels
 from artnet.data.atomic_files import write_atomically
+from artnet.evaluation.calibration import calibration_to_json
 from artnet.serving import similar
+from artnet.serving.litert import write_tflite
+from artnet.serving.model_card import write_readme
 from artnet.workdir import Export
 
 
@@ -37,13 +40,18 @@ class ServingModule(tf.Module):
         return {head: tf.constant(list(labels.VOCABULARIES[head])) for head in self._heads}
 
 
-def export(model, out_dir: str | Path, card: dict | None = None, index_source=None) -> Path:
-    """Write `model.keras`, `saved_model/`, `labels.json`, `model_card.json` into `out_dir`.
+def export(
+    model, out_dir: str | Path, card: dict | None = None, index_source=None, calibration=None, litert: bool = True
+) -> Path:
+    """Write `model.keras`, `saved_model/`, `labels.json`, `model_card.json`, `README.md` (the Hugging Face
+    model card) and, with `litert`, `model.tflite` (LiteRT, for offline apps) into `out_dir`.
 
     With `index_source` (the training collection), also `index/`: embeddings and thumbnails for the demo's
-    similar-paintings search. Everything is written to a staging folder that replaces `out_dir` only when
-    complete, and every file of it is fsynced before that rename (and the parent folder after it): an export
-    killed halfway, or cut by a power loss, never leaves a folder that looks finished (`make demo` keys on it).
+    similar-paintings search. With `calibration` (per head, a `calibration.HeadCalibration` fitted on validation),
+    also `calibration.json`, which the predictor applies. Everything is written to a staging folder that replaces
+    `out_dir` only when complete, and every file of it is fsynced before that rename (and the parent folder after
+    it): an export killed halfway, or cut by a power loss, never leaves a folder that looks finished (`make demo`
+    keys on it).
     The JSON files are strict JSON: a NaN of the card (an empty test split's accuracy) is written as null.
     """
     final_dir = Path(out_dir)
@@ -67,6 +75,13 @@ def export(model, out_dir: str | Path, card: dict | None = None, index_source=No
         **(card or {}),
     }
     write_atomically(staging.card, json.dumps(similar.json_safe(card), indent=2, allow_nan=False).encode())
+    # The sharing files (artnet.serving.model_card, artnet.serving.litert): the Hub card, and LiteRT unless refused.
+    write_readme(staging.root, similar.json_safe(card), label_table)
+    if litert:
+        write_tflite(model, staging.root)
+    if calibration:
+        record = calibration_to_json({head: calibration[head] for head in model.heads if head in calibration})
+        write_atomically(staging.calibration, json.dumps(record, indent=2, allow_nan=False).encode())
     if index_source is not None:
         similar.build_index(model, index_source, staging.index.root)
     fsync_tree(staging.root)
