@@ -1,4 +1,4 @@
-"""One experiment, start to finish: train -> evaluate on test -> export with its model card.
+"""One experiment, start to finish: train -> calibrate on validation -> evaluate on test -> export with its card.
 
 `artnet train` and the comparison runner (`experiments/compare.py`) both call `run_experiment`, so a run made
 either way leaves the same workdir (`artnet.workdir.Workdir`) and the same card.
@@ -11,6 +11,7 @@ from pathlib import Path
 
 from artnet.config import TrainConfig
 from artnet.data.sources import Source, load_sources
+from artnet.evaluation.calibration import calibrate_from_predictions
 from artnet.evaluation.evaluate import evaluate
 from artnet.serving.export import export
 from artnet.training.strategy import detached, is_chief, is_multi_worker, make_strategy, refuse_unsupported
@@ -18,6 +19,8 @@ from artnet.training.train import train
 from artnet.workdir import Workdir
 
 HEADLINE_METRICS = ("n", "top1", "top3", "balanced_accuracy", "majority_baseline", "chance", "data_majority")
+# The share of served prediction sets that should hold the true class (`artnet.evaluation.conformal`).
+CALIBRATION_COVERAGE = 0.9
 YEAR_METRICS = ("n", "mae", "median_ae", "mae_constant", "constant_year", "within_one_sigma", "within_one_block")
 
 
@@ -59,6 +62,19 @@ def model_card(sources: dict[str, Source], train_counts: dict, report: dict) -> 
     }
 
 
+def fit_calibration(model, sources: dict[str, Source], workdir: Workdir, counts, train_year=None) -> dict | None:
+    """Per head, the temperature and the conformal set rule (`CALIBRATION_COVERAGE`) fitted on the model's answers
+    on the validation split (painter-disjoint), evaluated into `workdir.validation_evaluation`; None, with a note,
+    when the run has no validation split."""
+    validation = sources.get("validation")
+    if validation is None or not len(validation):
+        print("calibration: skipped (no validation split): the export serves uncalibrated probabilities, no sets")
+        return None
+    files = workdir.validation_evaluation
+    evaluate(model, validation, files.root, train_counts=counts, train_year=train_year)
+    return calibrate_from_predictions(files.predictions, coverage=CALIBRATION_COVERAGE)
+
+
 def run_experiment(
     config: TrainConfig,
     workdir: str | Path,
@@ -87,9 +103,16 @@ def run_experiment(
         model = detached(model)
     recorded = workdir.read_label_counts()
     counts = recorded["counts"]
+    calibration = fit_calibration(model, sources, workdir, counts, recorded.get("year_mean"))
     report = evaluate(
-        model, sources["test"], workdir.test_evaluation.root, train_counts=counts, train_year=recorded.get("year_mean")
+        model,
+        sources["test"],
+        workdir.test_evaluation.root,
+        train_counts=counts,
+        train_year=recorded.get("year_mean"),
+        calibration=calibration,
     )
     card = model_card(sources, counts, report)
-    export(model, workdir.export.root, card=card, index_source=sources["train"] if similarity_index else None)
+    index_source = sources["train"] if similarity_index else None
+    export(model, workdir.export.root, card=card, index_source=index_source, calibration=calibration)
     return RunResult(workdir=workdir, model=model, report=report, card=card)

@@ -4,7 +4,9 @@
       config.json  label_counts.json  train_summary.json  metrics.csv  metrics.jsonl  tensorboard/
       backup/<phase>/  <phase>.done.weights.h5  best.keras  model.keras  (probe.json: a linear-probe arm)
       eval_test/                            Evaluation: report.json  report.md  predictions.npz  *.png
+      eval_validation/                      Evaluation (what calibration.json is fitted on)
       export/                               Export: model.keras  saved_model/  labels.json  model_card.json
+                                                    calibration.json
                                                     index/ (embeddings.npy  items.json  thumbs/)
 
 Training, evaluation, export, the demo, the CLI and the experiment runner all take their paths from here, so a
@@ -112,6 +114,11 @@ class Export:
         return self.root / "model_card.json"
 
     @property
+    def calibration(self) -> Path:
+        """Per head, the temperature and conformal set rule fitted on validation (`artnet.evaluation.calibration`)."""
+        return self.root / "calibration.json"
+
+    @property
     def index(self) -> SimilarityFiles:
         return SimilarityFiles(self.root / "index")
 
@@ -175,6 +182,11 @@ class Workdir:
     @property
     def test_evaluation(self) -> Evaluation:
         return Evaluation(self.root / "eval_test")
+
+    @property
+    def validation_evaluation(self) -> Evaluation:
+        """The evaluation on validation whose predictions the export's calibration is fitted on."""
+        return Evaluation(self.root / "eval_validation")
 
     @property
     def export(self) -> Export:

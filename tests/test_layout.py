@@ -146,6 +146,7 @@ def test_workdir_names_every_file_that_training_writes(tmp_path):
         files.best_model,
         files.model,
         files.test_evaluation.root,
+        files.validation_evaluation.root,
         files.export.root,
     }
     assert set(files.root.iterdir()) <= named

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from artnet import labels
 from artnet.evaluation import conformal, metrics
 
 # A sane range for T: below it a head is declared certain of everything, above it of nothing. Fits that run into
@@ -138,9 +139,10 @@ def calibrate_from_predictions(
     path: str | Path, coverage: float = conformal.DEFAULT_COVERAGE, method: str = "aps", **options
 ) -> dict[str, HeadCalibration]:
     """Per head, the calibration fitted on an evaluation's `predictions.npz` (run it on the validation split):
-    it holds each head's probabilities under the head's name and its labels under `<head>_true`."""
+    it holds each head's probabilities under the head's name and its labels under `<head>_true` (a year head's
+    `year` and `year_true` are no classes, and are left out)."""
     with np.load(path) as saved:
-        heads = [key for key in saved.files if f"{key}_true" in saved.files]
+        heads = [key for key in saved.files if key in labels.HEADS and f"{key}_true" in saved.files]
         probabilities = {head: saved[head] for head in heads}
         truth = {head: saved[f"{head}_true"] for head in heads}
     return calibrate_heads(probabilities, truth, coverage, method, **options)

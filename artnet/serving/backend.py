@@ -40,7 +40,7 @@ from artnet.data.images import (
 from artnet.models.artnet import POOLED
 from artnet.serving.batcher import Batcher
 from artnet.serving.cards import (
-    LOW_CONFIDENCE,
+    confidence_note,
     head_title,
     is_sample_scale,
     label_value,
@@ -210,17 +210,8 @@ class DemoBackend:
     def _answer(self, result: dict, k_similar: int) -> Answer:
         per_head = {head: label_value(result[head]) for head in self.model.heads}
         titles = {head: head_title(head, result[head]) for head in self.model.heads}
-        unsure = [
-            f"{head} ({result[head][0][0]}, {100 * result[head][0][1]:.0f} %)"
-            for head in self.model.heads
-            if result[head][0][1] < LOW_CONFIDENCE
-        ]
-        note = (
-            "The model is unsure about " + ", ".join(unsure) + ": treat those answers as guesses."
-            if unsure
-            else f"{'All answers are' if len(self.model.heads) > 1 else 'The answer is'} fairly confident "
-            f"(top probability ≥ {100 * LOW_CONFIDENCE:.0f} %)."
-        )
+        coverages = {calibration.sets.coverage for calibration in self.predictor.calibration.values()}
+        note = confidence_note(self.model.heads, result, coverages.pop() if len(coverages) == 1 else None)
         if is_sample_scale(self.card):
             note += " This is a small sample-scale model: see the facts at the top."
         similar, records = self.similar(result["embedding"], k_similar, result.get(NEAREST))

@@ -20,9 +20,10 @@ from tqdm import tqdm
 
 from artnet import labels
 from artnet.data.images import ImageError, read_path
-from artnet.serving.predictor import Predictor, check_top_k
+from artnet.serving.predictor import SETS, Predictor, check_top_k
 
 YEAR_SIGMA_COLUMN = "year_sigma"
+SET_SEPARATOR = "|"  # a set's labels in one CSV cell: "Dutch|Flemish"
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff"})
 
@@ -98,6 +99,8 @@ def _predict_chunk(predictor: Predictor, chunk: list, top_k: int | None) -> Iter
         record = {"path": display_path(path), "ok": True, "outline": where["outline"], "found": where["found"]}
         for head in predictor.heads:
             record[head] = [[label, round(probability, 6)] for label, probability in prediction[head]]
+        if SETS in prediction:  # a calibrated model: per head, its conformal set (most probable first)
+            record[SETS] = prediction[SETS]
         if labels.YEAR in prediction:
             mean, sigma = prediction[labels.YEAR]
             record[labels.YEAR], record[YEAR_SIGMA_COLUMN] = round(mean, 1), round(sigma, 1)
@@ -110,14 +113,19 @@ def display_path(path: Path) -> str:
     return os.fsencode(path).decode("utf-8", errors="backslashreplace")
 
 
-def csv_columns(heads: Iterable[str], top_k: int, year: bool = False) -> list[str]:
+def csv_columns(heads: Iterable[str], top_k: int, year: bool = False, sets: Iterable[str] = ()) -> list[str]:
     """path, ok, error, then `<head>_<rank>` and `<head>_<rank>_p` for each head and rank (and `year`,
-    `year_sigma` with a year head)."""
+    `year_sigma` with a year head), then `<head>_set` for each head of `sets` (a calibrated model's)."""
     columns = ["path", "ok", "error", "outline", "found"]
     for head in heads:
         for rank in range(1, top_k + 1):
             columns += [f"{head}_{rank}", f"{head}_{rank}_p"]
-    return columns + ([labels.YEAR, YEAR_SIGMA_COLUMN] if year else [])
+    columns += [labels.YEAR, YEAR_SIGMA_COLUMN] if year else []
+    return columns + [set_column(head) for head in sets]
+
+
+def set_column(head: str) -> str:
+    return f"{head}_set"
 
 
 def _csv_row(record: dict, heads: Iterable[str]) -> dict:
@@ -136,6 +144,8 @@ def _csv_row(record: dict, heads: Iterable[str]) -> dict:
     for key in (labels.YEAR, YEAR_SIGMA_COLUMN):
         if key in record:
             row[key] = record[key]
+    for head, members in record.get(SETS, {}).items():
+        row[set_column(head)] = SET_SEPARATOR.join(members)
     return row
 
 
@@ -153,7 +163,8 @@ def run_batch_prediction(
     Returns 0 when the batch completed, even if some files failed (each has its own error record); 1 when the
     inputs hold no file at all (likely a wrong folder). `model` is an ArtNet, a model path or a `Predictor`.
     Each record says where the painting was found (`outline`, or null for the whole image; `locate_painting`
-    False takes every image whole).
+    False takes every image whole). With a calibrated model, each also holds per head its prediction set
+    (`sets`: {head: [labels]} in JSON lines, a `<head>_set` column of `|`-joined labels in CSV).
     """
     paths = expand_inputs(inputs)
     if not paths:
@@ -176,7 +187,8 @@ def run_batch_prediction(
     try:
         writer = None
         if as_csv:
-            writer = csv.DictWriter(stream, fieldnames=csv_columns(predictor.heads, top_k, predictor.year_head))
+            columns = csv_columns(predictor.heads, top_k, predictor.year_head, sets=predictor.calibration)
+            writer = csv.DictWriter(stream, fieldnames=columns)
             writer.writeheader()
         with tqdm(total=len(paths), unit="img", file=sys.stderr, desc="predict") as progress:
             for record in predict_paths(predictor, paths, batch_size=batch_size, top_k=top_k):

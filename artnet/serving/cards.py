@@ -18,6 +18,7 @@ import re
 from pathlib import PurePosixPath
 
 from artnet import labels
+from artnet.evaluation.conformal import describe_set
 from artnet.evaluation.metrics import percent
 from artnet.serving.files import THUMB_MAX_BYTES, ExportError, read_inside
 
@@ -205,6 +206,35 @@ def head_title(head: str, ranked: list[tuple[str, float]]) -> str:
     if probability >= LOW_CONFIDENCE:
         return f"{TITLES[head]}: {top} ({100 * probability:.0f} %)"
     return f"{TITLES[head]}: unsure (best guess {top}, {100 * probability:.0f} %)"
+
+
+def confidence_note(heads, result: dict, coverage: float | None = None) -> str:
+    """The answer's note on how sure it is. With prediction sets (`result["sets"]`, a calibrated export), a head is
+    unsure when its set holds more than one class ("school: unsure: Dutch or Flemish"); without, when its top
+    probability is under LOW_CONFIDENCE. `coverage`: the share of sets promised to hold the true class."""
+    sets = result.get("sets")
+    if sets:
+        unsure = [
+            f"{head}: unsure: {describe_set([names.index(n) for n in sets[head]], names)}"
+            for head in heads
+            if len(sets.get(head, ())) > 1
+            for names in [labels.VOCABULARIES[head]]
+        ]
+        promise = f" (each set holds the true class {100 * coverage:.0f} % of the time)" if coverage else ""
+        if unsure:
+            return "; ".join(unsure) + f": more than one answer is plausible{promise}."
+        return f"{'Every head names' if len(heads) > 1 else 'The answer names'} a single class{promise}."
+    unsure = [
+        f"{head} ({result[head][0][0]}, {100 * result[head][0][1]:.0f} %)"
+        for head in heads
+        if result[head][0][1] < LOW_CONFIDENCE
+    ]
+    if unsure:
+        return "The model is unsure about " + ", ".join(unsure) + ": treat those answers as guesses."
+    return (
+        f"{'All answers are' if len(heads) > 1 else 'The answer is'} fairly confident "
+        f"(top probability ≥ {100 * LOW_CONFIDENCE:.0f} %)."
+    )
 
 
 def year_words(year: tuple[float, float] | None) -> str | None:

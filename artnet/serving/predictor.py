@@ -8,11 +8,18 @@ passes through unchanged), then `artnet.data.preprocessing.resize_and_crop` with
 the training pipeline, so predictions see the pixels training saw. Each prediction says what the photo step did:
 `outline` (the four corners used, in the photo's own pixels, clockwise from the top-left, or None for the whole
 image) and `found` (in words). Batch prediction over files is `artnet.serving.batch_predict`.
+
+With a calibration (`calibration.json` of the export folder it loads, or `calibration=` given), each head's
+probabilities are the calibrated ones (its temperature applied) and each prediction also holds `sets`: per head,
+the labels of its conformal prediction set (most probable first; more than one label means "unsure"). Without
+one, predictions are as they were, with no `sets`.
 """
 
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
@@ -21,8 +28,15 @@ from artnet import labels
 from artnet.data.images import ImageError, bound_size, check_shape, load_photo  # noqa: F401  (callers catch ImageError)
 from artnet.data.photo import Location, painting_of_photo
 from artnet.data.preprocessing import resize_and_crop
+from artnet.evaluation.calibration import HeadCalibration, calibration_from_json
+from artnet.evaluation.conformal import prediction_sets
 from artnet.models.artnet import EMBEDDING, YEAR_SIGMA
 from artnet.serving.export import load_model
+from artnet.workdir import Export
+
+# A prediction's key for the conformal sets (only with a calibration), and the suffix of a batch's sets of a head.
+SETS = "sets"
+_SET = "/set"
 
 # --- the predictor ---------------------------------------------------------------------------------------
 
@@ -33,11 +47,20 @@ class Predictor:
     `forward_passes` counts the calls of the compiled model function (one per `predict` / `predict_batch`).
     """
 
-    def __init__(self, model_or_path, top_k: int = 3, locate_painting: bool = True):
+    def __init__(self, model_or_path, top_k: int = 3, locate_painting: bool = True, calibration: dict | None = None):
+        """`calibration`: per head, a `HeadCalibration` (or its JSON); by default, given a path, the export's
+        `calibration.json` when there is one."""
         if isinstance(model_or_path, str | os.PathLike):
+            if calibration is None:
+                calibration = read_calibration(model_or_path)
             model_or_path = load_model(model_or_path)
         self.model = model_or_path
         self.heads: tuple[str, ...] = tuple(self.model.heads)
+        self.calibration: dict[str, HeadCalibration] = {
+            head: value if isinstance(value, HeadCalibration) else HeadCalibration.from_dict(value)
+            for head, value in (calibration or {}).items()
+            if head in self.heads
+        }
         self.year_head = bool(getattr(self.model, "year_head", False))
         self.image_size = int(self.model.image_size)
         self.top_k = check_top_k(top_k)
@@ -109,7 +132,11 @@ class Predictor:
 
     def _run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         self.forward_passes += 1
-        return {name: tensor.numpy() for name, tensor in self._forward(tf.constant(batch)).items()}
+        results = {name: tensor.numpy() for name, tensor in self._forward(tf.constant(batch)).items()}
+        for head, calibration in self.calibration.items():  # the calibrated probabilities, and their sets
+            results[head] = calibration.probabilities(results[head])
+            results[f"{head}{_SET}"] = prediction_sets(results[head], calibration.sets)
+        return results
 
     def _rank(self, results: dict[str, np.ndarray], index: int, top_k: int | None) -> dict:
         top_k = self.top_k if top_k is None else check_top_k(top_k)
@@ -118,10 +145,21 @@ class Predictor:
             probabilities = results[head][index]
             best = np.argsort(-probabilities, kind="stable")[:top_k]
             prediction[head] = [(labels.VOCABULARIES[head][i], float(probabilities[i])) for i in best]
+        if self.calibration:
+            prediction[SETS] = {
+                head: [labels.VOCABULARIES[head][i] for i in results[f"{head}{_SET}"][index]]
+                for head in self.calibration
+            }
         if self.year_head:
             prediction[labels.YEAR] = (float(results[labels.YEAR][index]), float(results[YEAR_SIGMA][index]))
         prediction[EMBEDDING] = results[EMBEDDING][index]
         return prediction
+
+
+def read_calibration(path) -> dict | None:
+    """The calibration stored beside a model (`calibration.json` of its export folder), or None."""
+    file = Export.of(Path(path)).calibration
+    return calibration_from_json(json.loads(file.read_text())) if file.is_file() else None
 
 
 def describe(location: Location, scale: float) -> dict:
