@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from artnet.data.wga.build import CATALOG_SHA256_ENV
+from artnet.data.wga.catalog_pin import CATALOG_SHA256_ENV
 from artnet.testing.dummy_mirror import write_mirror
 from artnet.testing.fake_server import FaultyWgaServer
 
@@ -33,8 +33,11 @@ def accept_any_catalog(monkeypatch):
 
 @pytest.fixture
 def wga_sample() -> Path:
+    """The real WGA mirror: its catalogue (data_txt.zip) and its images (art/), or the test is skipped."""
     if not (WGA_SAMPLE / "data_txt.zip").is_file():
         pytest.skip(f"needs the real WGA mirror at {WGA_SAMPLE} (../shared is absent)")
+    if not (WGA_SAMPLE / "art").is_dir() or not any((WGA_SAMPLE / "art").iterdir()):
+        pytest.skip(f"needs the real WGA mirror's images at {WGA_SAMPLE / 'art'} (only its catalogue is there)")
     return WGA_SAMPLE
 
 

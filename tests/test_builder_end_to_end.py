@@ -56,13 +56,35 @@ def test_real_sample_mirror_builds_to_the_expected_counts(wga_sample, tmp_path):
 
 
 def test_images_follow_the_size_policy_and_are_rgb(dummy_data, accept_any_catalog, tmp_path, monkeypatch):
+    """The policy (artnet.data.images): shorter side at most 400 px, longer side at most 1200 px, never upscaled,
+    any colour mode to RGB. The dummy mirror's own images are all under 50 px: two large ones replace two of them."""
+    import shutil
+
+    from PIL import Image
+
+    mirror = shutil.copytree(dummy_data, tmp_path / "mirror")
+    wide = Image.new("RGB", (2000, 1000), (220, 30, 30))  # left half red, right half blue: resized, not cropped
+    wide.paste((30, 30, 220), (1000, 0, 2000, 1000))
+    wide.save(mirror / "art/p/painter00/work0.jpg", quality=90)
+    Image.new("RGB", (3000, 500), (40, 160, 40)).save(mirror / "art/p/painter01/work0.jpg", quality=90)  # a strip
+    small = Image.open(mirror / "art/p/painter02/work0.jpg").size
+    assert Image.open(mirror / "art/p/painter03/work2.jpg").mode == "L"  # a greyscale original
     monkeypatch.setenv(WORK_DIR_ENV, str(tmp_path / "work"))
-    build("random", tmp_path / "tfds", manual_dir=dummy_data)
-    dataset = tfds.load("wga/random", split="train", data_dir=str(tmp_path / "tfds"))
-    for example in dataset.take(5).as_numpy_iterator():
-        image = example["image"]
+    build("random", tmp_path / "tfds", manual_dir=mirror)
+    stored = {}
+    for split in ("train", "validation", "test"):
+        for example in tfds.load("wga/random", split=split, data_dir=str(tmp_path / "tfds")).as_numpy_iterator():
+            stored[int(example["catalog_index"])] = example["image"]
+    for image in stored.values():
         assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
-        assert min(image.shape[:2]) <= 400
+        assert min(image.shape[:2]) <= 400 and max(image.shape[:2]) <= 1200
+    # Catalogue rows in order: painter NN's work W is row 3 NN + W.
+    assert stored[0].shape == (400, 800, 3)  # 2000 x 1000: the shorter side to 400, proportions kept
+    assert stored[0][200, 100, 0] > 180 and stored[0][200, 100, 2] < 80  # still red on the left...
+    assert stored[0][200, 700, 2] > 180 and stored[0][200, 700, 0] < 80  # ...and blue on the right
+    assert stored[3].shape == (200, 1200, 3)  # 3000 x 500: the longer side binds, at 1200
+    assert stored[6].shape == (small[1], small[0], 3)  # a small image keeps its size (never upscaled)
+    assert stored[11].shape[2] == 3  # the greyscale one, as RGB
 
 
 def test_manual_dir_from_environment_variable(dummy_data, accept_any_catalog, tmp_path, monkeypatch):

@@ -1,4 +1,5 @@
 import io
+import re
 import zipfile
 
 import pytest
@@ -142,9 +143,21 @@ def test_fuzz_any_bytes_give_rows_or_a_clear_error(data):
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=40), max_size=14))
 def test_fuzz_rows_after_a_real_header(fields):
-    data = (HEADER + "\r\n" + ";".join(fields) + "\r\n").encode("utf-8")
+    body = ";".join(fields)  # the fields may hold CR / LF themselves: then they make several lines
+    data = (HEADER + "\r\n" + body + "\r\n").encode("utf-8")
     rows, report = parse_catalog(data)
-    assert len(rows) + report.malformed_rows + report.blank_lines >= 1 or not fields
+    # The catalogue's own line breaks (CR, LF, CRLF; nothing else ends a line), each line after the header once.
+    lines = re.split(r"\r\n|\n|\r", body)
+    blank = sum(not line.strip() for line in lines)
+    # Every line is accounted for exactly once: a blank line, a row, or a malformed row.
+    assert report.blank_lines == blank
+    assert report.data_rows == len(lines) - blank
+    assert len(rows) + report.malformed_rows == report.data_rows
+    assert len(rows) + report.malformed_rows + report.blank_lines == len(lines)
+    assert len(report.malformed_examples) == min(report.malformed_rows, 20)
+    # A row's catalog_index is its place among the data rows (malformed ones included), in file order.
+    indices = [row.catalog_index for row in rows]
+    assert indices == sorted(set(indices)) and all(0 <= index < report.data_rows for index in indices)
 
 
 def test_real_catalogue_matches_the_published_figures(wga_sample):

@@ -41,16 +41,29 @@ def test_artist_protocol_keeps_each_author_in_one_split_regardless_of_order():
     rows = [row(i, f"painter {i % 97}") for i in range(2_000)]
     shuffled = rows[:]
     random.Random(0).shuffle(shuffled)
-    grouped = assign_splits(rows, "artist")
-    authors = {name: {r.author_key for r in group} for name, group in grouped.items()}
-    for a in SPLITS:
-        for b in SPLITS:
-            if a < b:
-                assert not authors[a] & authors[b]
-    assert all(split_of(r, "artist") == split_of(r, "artist") for r in shuffled)
-    assert {r.catalog_index: split_of(r, "artist") for r in shuffled} == {
-        r.catalog_index: name for name, group in grouped.items() for r in group
-    }
+    assert shuffled != rows
+
+    def split_by_row(grouped: dict) -> dict[int, str]:
+        assignment = {r.catalog_index: name for name, group in grouped.items() for r in group}
+        assert len(assignment) == sum(len(group) for group in grouped.values())  # no row in two splits
+        return assignment
+
+    in_order, reordered = assign_splits(rows, "artist"), assign_splits(shuffled, "artist")
+    for grouped in (in_order, reordered):
+        authors = {name: {r.author_key for r in group} for name, group in grouped.items()}
+        assert all(authors[name] for name in SPLITS)  # 97 painters: every split gets some
+        for a in SPLITS:
+            for b in SPLITS:
+                if a < b:
+                    assert not authors[a] & authors[b]
+    # Every row lands in the same split whichever order the catalogue lists it in, and it is the split that
+    # split_of gives that row alone.
+    assert split_by_row(reordered) == split_by_row(in_order)
+    assert split_by_row(in_order) == {r.catalog_index: split_of(r, "artist") for r in rows}
+    assert len(split_by_row(in_order)) == len(rows)
+    # Each split keeps the order it was given.
+    assert in_order["train"] == [r for r in rows if split_of(r, "artist") == "train"]
+    assert reordered["train"] == [r for r in shuffled if split_of(r, "artist") == "train"]
 
 
 def test_author_key_ignores_case_and_spacing():

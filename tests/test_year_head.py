@@ -172,12 +172,43 @@ def test_the_probe_has_a_year_probe_and_the_tables_show_years_with_intervals(tmp
         image_size=32,
         data=DataConfig(source="folder", folder=str(folder)),
     )
-    report = run_probe(config, tmp_path / "probe", load_sources(config), cache_dir=tmp_path / "cache")
-    assert report["heads"]["timeframe"]["year_n"] > 0  # the timeframe probe, in years, as for a trained model
+    sources = load_sources(config)
+    report = run_probe(config, tmp_path / "probe", sources, cache_dir=tmp_path / "cache")
     year = report["year"]
-    assert year["n"] > 0 and year["mae"] is not None and year["mae_constant"] is not None
     choices = json.loads((tmp_path / "probe" / "probe.json").read_text())["choices"]
-    assert choices["year"]["alpha"] > 0 and choices["year"]["sigma_years"] > 0
+
+    # Recomputed from what the probe saved (predictions.npz: the year as (mu, log sigma), as the year head gives it).
+    saved = np.load(tmp_path / "probe" / "eval_test" / "predictions.npz")
+    years, blocks = saved["year_true"], saved["timeframe_true"]
+    assert years.tolist() == sources["test"].years.tolist()
+    assert blocks.tolist() == sources["test"].labels["timeframe"].tolist()
+    dated = years >= 0
+    mean = YEAR_CENTRE + YEAR_SCALE * saved["year"][:, 0]
+    sigma = YEAR_SCALE * np.exp(saved["year"][:, 1])
+    error = np.abs(mean[dated] - years[dated])
+    train_years = sources["train"].years[sources["train"].years >= 0]
+    assert year["n"] == int(dated.sum()) > 0
+    assert year["mae"] == pytest.approx(error.mean()) and year["median_ae"] == pytest.approx(np.median(error))
+    assert year["constant_year"] == pytest.approx(train_years.mean())  # the training split's mean, not the test's
+    assert year["mae_constant"] == pytest.approx(np.abs(years[dated] - train_years.mean()).mean())
+    assert year["mean_sigma"] == pytest.approx(choices["year"]["sigma_years"])  # the probe's one sigma, in years
+    assert np.allclose(sigma, choices["year"]["sigma_years"])
+    assert year["within_one_sigma"] == pytest.approx(np.mean(error <= sigma[dated]))
+    labelled = blocks >= 0
+    read_as_block = np.clip(np.floor((mean[labelled] - 1401) / 50), 0, 9).astype(int)
+    assert year["block_top1"] == pytest.approx(np.mean(read_as_block == blocks[labelled]))
+    # The ridge strength is the validation grid's best, and its score the one the grid recorded.
+    grid = choices["year"]["grid"]
+    best = min(grid, key=lambda entry: entry["validation_mae_years"])
+    assert choices["year"]["alpha"] == best["alpha"] and len(grid) > 1
+    assert choices["year"]["validation_mae_years"] == pytest.approx(best["validation_mae_years"])
+    # The timeframe probe in years, as for a trained model: the top-1 block's middle year against the year.
+    timeframe = report["heads"]["timeframe"]
+    both = dated & labelled
+    middles = np.array([(int(name[:4]) + int(name[5:])) / 2 for name in labels.TIMEFRAMES])
+    block_error = np.abs(middles[saved["timeframe"].argmax(axis=1)[both]] - years[both])
+    assert timeframe["year_n"] == int(both.sum()) > 0
+    assert timeframe["year_mae"] == pytest.approx(block_error.mean())
 
     path = Path(__file__).resolve().parents[1] / "experiments" / "compare.py"
     spec = importlib.util.spec_from_file_location("experiments_compare", path)
@@ -185,8 +216,9 @@ def test_the_probe_has_a_year_probe_and_the_tables_show_years_with_intervals(tmp
     spec.loader.exec_module(compare)
     rows = {row["head"]: row for row in compare.rows_for_run("probe", tmp_path / "probe")}
     assert set(rows) == {*labels.HEADS, "year"}
-    for head in ("timeframe", "year"):
+    for head, mae in (("timeframe", timeframe["year_mae"]), ("year", year["mae"])):
         row = rows[head]
+        assert row["year_mae"] == pytest.approx(mae)  # the table shows the run's own numbers
         assert row["year_mae_low"] <= row["year_mae"] <= row["year_mae_high"]
     markdown = compare.to_markdown(list(rows.values()), "t", [])
     assert "Time in years" in markdown and "| probe | year |" in markdown

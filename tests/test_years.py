@@ -23,28 +23,57 @@ def test_a_folder_source_reads_an_optional_year_column(tmp_path):
 
 
 def test_evaluate_reports_the_timeframe_head_in_years(tmp_path):
+    import keras
+    import tensorflow as tf
+
+    from artnet import labels
     from artnet.data.synthetic import synthetic_source
     from artnet.evaluation.evaluate import evaluate
     from artnet.models.artnet import ArtNet
 
-    source = synthetic_source(12, seed=3)
+    source = synthetic_source(40, seed=3)
     centres = [1425, 1475, 1525, 1575, 1625, 1675, 1725, 1775, 1825, 1875]
     source.meta = [
-        {"year": centres[block] if block >= 0 and i % 3 else None} for i, block in enumerate(source.labels["timeframe"])
+        {"year": centres[block] + 7 * (i % 5) - 14 if block >= 0 and i % 3 else None}
+        for i, block in enumerate(source.labels["timeframe"])
     ]
-    report = evaluate(ArtNet("tiny", image_size=32), source, tmp_path)
+    keras.utils.set_random_seed(4)
+    model = ArtNet("tiny", image_size=32, dropout=0.0)
+    # An untrained backbone's features barely differ between images: a timeframe head that amplifies the
+    # differences (around their mean) answers different blocks for different images, so a prediction scored
+    # against another image's label would show.
+    pixels = np.stack([tf.io.decode_png(encoded).numpy() for encoded in source.images]).astype(np.float32)
+    features = model.embedding_model().predict(pixels, verbose=0)
+    kernel = np.random.default_rng(4).normal(0, 1, (features.shape[1], 10)) / (features.std(axis=0)[:, None] + 1e-6)
+    bias = -features.mean(axis=0) @ kernel
+    model.get_layer("timeframe").set_weights([kernel.astype(np.float32), bias.astype(np.float32)])
+    report = evaluate(model, source, tmp_path)
     timeframe = report["heads"]["timeframe"]
     assert {"top1", "chance", "confusion_matrix"} <= set(timeframe)  # the existing keys stay
-    assert timeframe["year_n"] == int(((source.labels["timeframe"] >= 0) & (source.years >= 0)).sum()) > 0
-    assert timeframe["year_median_ae"] is not None and timeframe["year_mae"] >= 0
-    assert 0 < timeframe["year_mae_chance"] < 450
-    assert sum(timeframe["block_distance_fractions"]) == pytest.approx(1.0)
-    assert timeframe["within_one_block"] >= timeframe["top1"]
     assert "within_one_block" not in report["heads"]["school"]
     assert (tmp_path / "distance_timeframe.png").is_file()
     assert "## Time in years" in (tmp_path / "report.md").read_text()
-    assert json.loads((tmp_path / "report.json").read_text())["heads"]["timeframe"]["year_n"] == timeframe["year_n"]
-    assert np.isfinite(timeframe["year_mae"])
+    assert json.loads((tmp_path / "report.json").read_text())["heads"]["timeframe"] == timeframe
+
+    # Recomputed here from what evaluate saved, by the definitions of the report's keys.
+    saved = np.load(tmp_path / "predictions.npz")
+    truth, years, predicted = saved["timeframe_true"], saved["year_true"], saved["timeframe"].argmax(axis=1)
+    assert truth.tolist() == source.labels["timeframe"].tolist() and years.tolist() == source.years.tolist()
+    known = truth >= 0
+    assert len(set(predicted[known])) > 1, "a constant answer would make the distances trivial"
+    distance = np.abs(predicted[known] - truth[known])
+    assert timeframe["top1"] == pytest.approx(np.mean(distance == 0))
+    assert timeframe["within_one_block"] == pytest.approx(np.mean(distance <= 1))
+    assert timeframe["block_distance_fractions"] == pytest.approx(np.bincount(distance, minlength=10) / known.sum())
+    every_block = np.abs(np.arange(10)[None, :] - truth[known][:, None])
+    assert timeframe["within_one_block_chance"] == pytest.approx(np.mean(every_block <= 1))
+    middle = np.array([(int(name[:4]) + int(name[5:])) / 2 for name in labels.TIMEFRAMES])  # 1401-1450 -> 1425.5
+    dated = known & (years >= 0)
+    error = np.abs(middle[predicted[dated]] - years[dated])
+    assert timeframe["year_n"] == int(dated.sum()) > 0
+    assert timeframe["year_mae"] == pytest.approx(error.mean())
+    assert timeframe["year_median_ae"] == pytest.approx(np.median(error))
+    assert timeframe["year_mae_chance"] == pytest.approx(np.abs(middle[None, :] - years[dated][:, None]).mean())
 
 
 def test_a_wikiart_file_name_gives_the_year_when_the_column_is_blank(tmp_path):

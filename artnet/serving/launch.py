@@ -15,7 +15,6 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from artnet.serving.backend import close_all
 from artnet.serving.files import FileRefused, read_regular
 
 if TYPE_CHECKING:
@@ -107,6 +106,10 @@ def remove_files_on_sigterm() -> None:
         return
 
     def on_sigterm(signum, frame):
+        # Here, not at the top: the backend loads TensorFlow, and `artnet demo --auth` with a typo must answer
+        # in one line before it does (parse_auth lives in this module).
+        from artnet.serving.backend import close_all
+
         close_all()
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         os.kill(os.getpid(), signal.SIGTERM)
