@@ -122,7 +122,9 @@ def test_uploads_over_64_mib_are_refused_before_they_are_cached(tmp_path, free_p
 
 
 def test_auth_from_the_command_line_or_a_file_and_the_served_page_requires_it(tmp_path, free_port, painting):
+    import httpx
     from gradio_client import Client, handle_file
+    from gradio_client.exceptions import AuthenticationError
 
     assert parse_auth("ann:s3cret:x") == [("ann", "s3cret:x")]
     logins = tmp_path / "logins"
@@ -142,9 +144,20 @@ def test_auth_from_the_command_line_or_a_file_and_the_served_page_requires_it(tm
     )
     try:
         url = f"http://127.0.0.1:{port}/"
-        with pytest.raises(Exception):  # noqa: B017  (gradio_client's error for a refused login varies)
+        # The server itself: without a login the page's config, API info and uploads answer 401; a wrong password
+        # is refused by /login (Gradio answers 400 "Incorrect credentials." there) and sets no access cookie.
+        for path in ("config", "gradio_api/info"):
+            assert httpx.get(url + path, timeout=60).status_code == 401, path
+        upload = httpx.post(url + "gradio_api/upload", files={"files": ("a.png", b"\0", "image/png")}, timeout=60)
+        assert upload.status_code == 401
+        wrong = httpx.post(url + "login", data={"username": "ann", "password": "wrong"}, timeout=60)
+        assert wrong.status_code == 400 and wrong.json()["detail"] == "Incorrect credentials.", wrong.text
+        assert not any(name.startswith("access-token") for name in wrong.cookies)
+        assert httpx.post(url + "login", data={"username": "ann", "password": "pw"}, timeout=60).status_code == 200
+        # And as a client sees it: no credentials, then a wrong password, each refused saying so.
+        with pytest.raises(AuthenticationError, match="credentials were not provided"):
             Client(url, verbose=False)
-        with pytest.raises(Exception):  # noqa: B017
+        with pytest.raises(ValueError, match="Could not login to"):
             Client(url, auth=("ann", "wrong"), verbose=False)
         client = Client(url, auth=("ann", "pw"), verbose=False)
         assert client.predict(handle_file(painting), api_name="/classify")[0]["label"]
@@ -216,33 +229,58 @@ def test_concurrent_requests_share_forward_passes_and_keep_their_own_errors(host
 
 @pytest.mark.parametrize("lanes", [1, 2])
 def test_the_batcher_runs_at_most_its_lanes_of_passes_at_once_and_answers_each_request_its_own(lanes):
-    running, most, lock = [0], [0], threading.Lock()
+    # No sleeps: each pass holds until every request is either in a pass or waiting in the batcher (counted by
+    # wrapping its condition), so every request that could wrongly start a pass has had the chance to.
+    requests, running, waiting, finished, most, lock = 12, [0], [0], [0], [0], threading.Lock()
+
+    def quiet() -> bool:
+        with lock:
+            return running[0] + waiting[0] + finished[0] == requests
+
+    class CountingCondition(threading.Condition):
+        def wait(self, timeout=None):
+            with lock:
+                waiting[0] += 1
+            try:
+                return super().wait(timeout)
+            finally:
+                with lock:
+                    waiting[0] -= 1
 
     def run(batch):
         with lock:
             running[0] += 1
-            most[0] = max(most[0], running[0])
-        time.sleep(0.05)  # long enough for every other request to arrive and wait
+        deadline = time.monotonic() + 60
+        while not quiet():
+            assert time.monotonic() < deadline, "the other requests never settled"
+            time.sleep(0.001)
         with lock:
+            most[0] = max(most[0], running[0])
             running[0] -= 1
         return [int(pixels[0]) * 10 for pixels in batch]
 
     batcher = batcher_module.Batcher(run, max_batch=3, lanes=lanes)
-    answers = [None] * 12
-    start = threading.Barrier(12)
+    batcher._turn = CountingCondition()
+    answers = [None] * requests
+    start = threading.Barrier(requests)
 
     def request(index):
         start.wait()
-        answers[index] = batcher(np.array([index]))
+        try:
+            answers[index] = batcher(np.array([index]))
+        finally:
+            with lock:
+                finished[0] += 1
 
-    threads = [threading.Thread(target=request, args=(i,)) for i in range(12)]
+    threads = [threading.Thread(target=request, args=(i,)) for i in range(requests)]
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join()
-    assert answers == [10 * i for i in range(12)]  # each its own result, none lost or swapped
+        thread.join(timeout=120)
+    assert not any(thread.is_alive() for thread in threads)
+    assert answers == [10 * i for i in range(requests)]  # each its own result, none lost or swapped
     assert most[0] == lanes
-    assert sum(batcher.batch_sizes) == 12 and max(batcher.batch_sizes) == 3
+    assert sum(batcher.batch_sizes) == requests and max(batcher.batch_sizes) == 3
 
 
 def test_a_serving_process_runs_each_pass_on_one_thread_and_one_pass_per_core():
@@ -459,7 +497,12 @@ def test_an_expected_user_error_logs_one_line_and_no_traceback(hostile_export, t
             time.sleep(0.5)
         with pytest.raises(Exception, match="cannot be read"):
             Client(url, verbose=False).predict(handle_file(str(bad)), api_name="/classify")
-        time.sleep(0.5)
+        # No fixed pause for the log: wait (generously) until the refusal is in it; then the server is stopped and
+        # waited for, so whatever else it wrote (a traceback would come with the refusal) is in the file too.
+        deadline = time.monotonic() + 60
+        while "refused a request" not in log.read_text():
+            assert time.monotonic() < deadline, f"no refusal logged within 60 s:\n{log.read_text()}"
+            time.sleep(0.05)
     finally:
         server.terminate()
         server.wait(timeout=60)

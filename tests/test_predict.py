@@ -5,6 +5,7 @@ the same answer whatever the input type, and batch prediction that never aborts 
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 
@@ -103,9 +104,27 @@ def test_a_folder_is_not_an_image(predictor, tmp_path):
 
 
 def test_file_size_limit_is_checked_before_reading(predictor, corpus, monkeypatch):
-    monkeypatch.setattr("artnet.data.images.MAX_BYTES", 100)
+    # open_image refuses oversized bytes too, after they are read; the promise here is that a file over the limit
+    # is refused from its fstat size alone, so its stream must never be read.
+    import artnet.data.images as images
+
+    reads = []
+
+    class Unreadable(io.FileIO):
+        def read(self, *args):
+            reads.append(args)
+            raise AssertionError("the file was read before its size was checked")
+
+        readinto = readall = read
+
+    def unbuffered_fdopen(descriptor, mode="rb", *args, **kwargs):
+        return Unreadable(descriptor, "rb", closefd=True)
+
+    monkeypatch.setattr(images.os, "fdopen", unbuffered_fdopen)
+    monkeypatch.setattr(images, "MAX_BYTES", 100)
     with pytest.raises(ImageError, match="file too large"):
         predictor.predict(corpus / "cmyk.jpg")
+    assert reads == []
 
 
 def test_numpy_greyscale_and_single_channel_become_rgb():
@@ -170,13 +189,25 @@ def test_embedding_is_the_pooled_feature_vector(predictor, model):
     np.testing.assert_allclose(prediction[EMBEDDING], np.asarray(expected)[0], rtol=1e-5, atol=1e-5)
 
 
-def test_predictor_loads_a_saved_model(model, predictor, tmp_path):
+def test_predictor_loads_a_keras_file_that_predicts_what_the_original_did(model, predictor, tmp_path):
+    # The .keras round trip only; the SavedModel served by TensorFlow alone is tests/test_savedmodel_standalone.py.
     model.save(tmp_path / "model.keras")
     image = noise(50, 50, seed=7)
-    loaded = Predictor(tmp_path, top_k=2).predict(image)
-    original = predictor.predict(image, top_k=2)
+    every_label = max(len(labels.VOCABULARIES[head]) for head in labels.HEADS)
+    loaded = Predictor(tmp_path, top_k=every_label).predict(image)
+    original = predictor.predict(image, top_k=every_label)
     for head in labels.HEADS:
-        assert [label for label, _ in loaded[head]] == [label for label, _ in original[head]]
+        assert len(loaded[head]) == len(original[head]) == len(labels.VOCABULARIES[head])
+        loaded_probabilities, original_probabilities = dict(loaded[head]), dict(original[head])
+        assert loaded_probabilities.keys() == original_probabilities.keys()
+        np.testing.assert_allclose(
+            [loaded_probabilities[label] for label in labels.VOCABULARIES[head]],
+            [original_probabilities[label] for label in labels.VOCABULARIES[head]],
+            rtol=1e-5,
+            atol=1e-7,
+            err_msg=head,
+        )
+    np.testing.assert_allclose(loaded[EMBEDDING], original[EMBEDDING], rtol=1e-5, atol=1e-6)
 
 
 def test_bound_size_leaves_ordinary_images_alone_and_bounds_the_extremes():

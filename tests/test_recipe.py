@@ -570,7 +570,9 @@ def test_heads_from_the_probe_compute_the_probe_and_fine_tuning_never_ends_worse
     import json
 
     import keras
+    from sklearn.metrics import balanced_accuracy_score
 
+    import artnet.training.lpft
     from artnet.data.preprocessing import decode_and_resize
     from artnet.models.artnet import POOLED, STYLE
     from artnet.training.feature_cache import style_layer_spec
@@ -613,17 +615,46 @@ def test_heads_from_the_probe_compute_the_probe_and_fine_tuning_never_ends_worse
         expected = full_probabilities(probe, own, len(labels.VOCABULARIES[head]))
         np.testing.assert_allclose(predicted[head], expected, atol=1e-4)
 
+    def validation_score(network) -> float:
+        """The returned model's own mean validation balanced accuracy, from the validation images."""
+        validation = sources["validation"]
+        images = np.stack([decode_and_resize(encoded, 32).numpy() for encoded in validation.images])
+        said = network.predict(images.astype(np.float32), verbose=0)
+        scores = []
+        for head in config.heads:
+            known = validation.labels[head] >= 0
+            scores.append(balanced_accuracy_score(validation.labels[head][known], said[head][known].argmax(axis=1)))
+        return float(np.mean(scores))
+
     fine_tuned = dataclasses.replace(config, epochs=3, fine_tune_learning_rate=0.05, early_stopping_patience=0)
     tuned = train(fine_tuned, tmp_path / "lp_ft", sources)
     record = json.loads((tmp_path / "lp_ft" / "probe.json").read_text())["fine_tune"]
-    start, end = record["validation_mean_balanced_accuracy_start"], record["validation_mean_balanced_accuracy_end"]
-    assert record["kept"] == (end > start)
+    start = record["validation_mean_balanced_accuracy_start"]
+    assert start == pytest.approx(validation_score(model), abs=0.02)  # the probe's score, measured here too
+    assert validation_score(tuned) >= start - 0.02  # whatever it decided, the model it returns is no worse
     after = tuned.predict(pixels, verbose=0)
     for head in model.heads:
         if record["kept"]:
             assert not np.allclose(after[head], predicted[head], atol=1e-3)
         else:
             np.testing.assert_allclose(after[head], predicted[head], atol=1e-5)
+
+    # A probe that writes useless heads (all logits 0: one class for every image, chance balanced accuracy):
+    # fine-tuning clearly beats it and must be kept, and the model returned is the fine-tuned one.
+    real_probe = artnet.training.lpft.probe_into_heads
+
+    def useless_probe(network, *args, **kwargs):
+        choices = real_probe(network, *args, **kwargs)
+        for head in network.heads:
+            network.get_layer(head).set_weights([np.zeros_like(w) for w in network.get_layer(head).get_weights()])
+        return choices
+
+    monkeypatch.setattr(artnet.training.lpft, "probe_into_heads", useless_probe)
+    from_useless = train(fine_tuned, tmp_path / "lp_ft_from_useless", sources)
+    record = json.loads((tmp_path / "lp_ft_from_useless" / "probe.json").read_text())["fine_tune"]
+    start, end = record["validation_mean_balanced_accuracy_start"], record["validation_mean_balanced_accuracy_end"]
+    assert record["kept"] is True and end > start + 0.05, record
+    assert validation_score(from_useless) == pytest.approx(end, abs=0.02)
 
 
 def test_heads_from_the_probe_then_fine_tuning_on_images_starts_from_the_probe_and_resumes_without_refitting(
@@ -634,10 +665,13 @@ def test_heads_from_the_probe_then_fine_tuning_on_images_starts_from_the_probe_a
     the same workdir takes the probe and the fine-tuning from their done markers instead of fitting them again."""
     import json
 
+    from sklearn.metrics import balanced_accuracy_score
+
     import artnet.training.lpft
     from artnet.data.preprocessing import decode_and_resize
     from artnet.training.train import train
 
+    real_probe = artnet.training.lpft.probe_into_heads
     config = _tiny_cached_config(
         tmp_path,
         tiny_weights,
@@ -658,10 +692,22 @@ def test_heads_from_the_probe_then_fine_tuning_on_images_starts_from_the_probe_a
     probe_only = train(dataclasses.replace(config, epochs=0), tmp_path / "probe_only", sources)
     tuned = train(config, tmp_path / "lp_ft", sources)
 
+    def validation_score(network) -> float:
+        """The returned model's own mean validation balanced accuracy, from the validation images."""
+        validation = sources["validation"]
+        images = np.stack([decode_and_resize(encoded, 32).numpy() for encoded in validation.images])
+        said = network.predict(images.astype(np.float32), verbose=0)
+        scores = []
+        for head in config.heads:
+            known = validation.labels[head] >= 0
+            scores.append(balanced_accuracy_score(validation.labels[head][known], said[head][known].argmax(axis=1)))
+        return float(np.mean(scores))
+
     record = json.loads((tmp_path / "lp_ft" / "probe.json").read_text())
     assert set(record["choices"]) == {"school", "type"}
-    start, end = (record["fine_tune"][f"validation_mean_balanced_accuracy_{when}"] for when in ("start", "end"))
-    assert record["fine_tune"]["kept"] == (end > start)
+    start = record["fine_tune"]["validation_mean_balanced_accuracy_start"]
+    assert start == pytest.approx(validation_score(probe_only), abs=0.02)  # the probe's score, measured here too
+    assert validation_score(tuned) >= start - 0.02  # whatever it decided, the model it returns is no worse
     epochs = [json.loads(line) for line in (tmp_path / "lp_ft" / "metrics.jsonl").read_text().splitlines()]
     assert [row["phase"] for row in epochs] == ["fine_tune", "fine_tune"]  # no gradient epochs for the heads
 
@@ -682,6 +728,21 @@ def test_heads_from_the_probe_then_fine_tuning_on_images_starts_from_the_probe_a
     again = resumed.predict(pixels, verbose=0)
     for head in config.heads:
         np.testing.assert_allclose(again[head], tuned_says[head], atol=1e-5)
+
+    # A probe that writes useless heads (all logits 0: one class for every image, chance balanced accuracy):
+    # fine-tuning on images clearly beats it and must be kept, and the model returned is the fine-tuned one.
+    def useless_probe(network, *args, **kwargs):
+        choices = real_probe(network, *args, **kwargs)
+        for head in network.heads:
+            network.get_layer(head).set_weights([np.zeros_like(w) for w in network.get_layer(head).get_weights()])
+        return choices
+
+    monkeypatch.setattr(artnet.training.lpft, "probe_into_heads", useless_probe)
+    from_useless = train(config, tmp_path / "lp_ft_from_useless", sources)
+    record = json.loads((tmp_path / "lp_ft_from_useless" / "probe.json").read_text())["fine_tune"]
+    start, end = record["validation_mean_balanced_accuracy_start"], record["validation_mean_balanced_accuracy_end"]
+    assert record["kept"] is True and end > start + 0.05, record
+    assert validation_score(from_useless) == pytest.approx(end, abs=0.02)
 
 
 def test_heads_from_the_probe_is_refused_across_workers(monkeypatch):
