@@ -28,6 +28,7 @@ from pathlib import Path
 import yaml
 
 from artnet.serving.model_card import front_matter, one_line
+from artnet.workdir import Export
 
 GRADIO_VERSION = "6.31.0"  # setup.cfg's gradio pin (tests/test_sharing.py checks that they agree)
 TENSORFLOW = "tensorflow-cpu==2.21.0"  # setup.cfg's `cpu` extra: a Space's free hardware is a CPU
@@ -84,10 +85,10 @@ def space_readme(card: dict, title: str = "artnet") -> str:
     )
 
 
-def write_space(export_dir: str | Path, out: str | Path, include_index: bool = False, wheel: Path | None = None) -> Path:
+def write_space(
+    export_dir: str | Path, out: str | Path, include_index: bool = False, wheel: Path | None = None
+) -> Path:
     """Write the Space folder (see the top) for `export_dir` into `out`; returns `out`."""
-    from artnet.workdir import Export
-
     files, out = Export(Path(export_dir)), Path(out)
     if not files.model.is_file():
         raise FileNotFoundError(f"no model.keras in {files.root}: give an export folder (artnet export)")
