@@ -165,11 +165,12 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from artnet.serving.demo import build_demo, example_images
     from artnet.serving.launch import launch, parse_auth
+
+    auth = parse_auth(args.auth, args.auth_file)  # before TensorFlow and the model load: a typo is one line
+    from artnet.serving.demo import build_demo, example_images
     from artnet.serving.threads import limit_serving_threads
 
-    auth = parse_auth(args.auth, args.auth_file)  # before loading the model: a typo fails at once
     export_dir = Export.of(args.model).root
     limit_serving_threads()  # before the model loads: TensorFlow's thread pools are fixed by its first op
     demo = build_demo(export_dir, examples=example_images(export_dir))
