@@ -179,6 +179,8 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # Over 80 lines on purpose: it is the whole command line as one declarative table, read top to bottom in the
+    # order `artnet --help` lists it; the work of each command is in its `_command` function above.
     parser = argparse.ArgumentParser(prog="artnet", description=__doc__)
     from artnet import __version__
 
