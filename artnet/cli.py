@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+from artnet.training.cluster import PEER_TIMEOUT, cluster_from_environment
 from artnet.workdir import Evaluation, Export, Workdir, read_json
 
 
@@ -38,19 +39,36 @@ def _data_stats(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     from artnet.config import apply_overrides, load_config
 
-    # The config and its overrides are checked before TensorFlow loads: a typo is the only line printed.
+    # The config and its overrides are checked before TensorFlow loads: a typo is the only line printed. So is
+    # the cluster of a multi-worker run (TF_CONFIG), which TensorFlow would meet with a traceback.
     config = apply_overrides(load_config(args.config), args.set or [])
+    if config.strategy == "multi_worker":
+        cluster_from_environment(os.environ)
     from artnet.run import headline, run_experiment
     from artnet.training.errors import TrainingError
 
     try:
-        result = run_experiment(config, args.workdir)
+        result = run_experiment(config, args.workdir, peer_timeout=args.peer_timeout)
     except TrainingError as error:  # a message that says what to do; no traceback needed
         print(f"artnet train: error: {error}", file=sys.stderr)
         return 2
     files = result.workdir
+    if not result.chief:  # a multi-worker job's other workers train; the chief evaluates and exports
+        print(f"{result.worker}: trained; the chief evaluates on test and exports to {files.export.root}")
+        return 0
     print(f"test: {headline(result.report)}; report in {files.test_evaluation.root}, export in {files.export.root}")
     return 0
+
+
+def _seconds(text: str) -> float:
+    """A positive number of seconds (an argparse type)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+    return value
 
 
 def _probe(args: argparse.Namespace) -> int:
@@ -205,6 +223,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--config", required=True, help="config file, e.g. experiments/configs/multihead.py:cpu")
     train.add_argument("--workdir", required=True, help="where checkpoints, logs and the export go")
     train.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field (repeatable)")
+    train.add_argument(
+        "--peer-timeout",
+        type=_seconds,
+        default=PEER_TIMEOUT,
+        metavar="SECONDS",
+        help=f"strategy multi_worker: how long each worker waits for every task of TF_CONFIG to start, then stops "
+        f"with an error naming those that never answered (default {PEER_TIMEOUT:g})",
+    )
     train.set_defaults(run=_train)
 
     probe = commands.add_parser(

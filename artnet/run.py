@@ -14,7 +14,15 @@ from artnet.data.sources import Source, load_sources
 from artnet.evaluation.calibration import calibrate_from_predictions
 from artnet.evaluation.evaluate import evaluate
 from artnet.serving.export import export
-from artnet.training.strategy import detached, is_chief, is_multi_worker, make_strategy, refuse_unsupported
+from artnet.training.strategy import (
+    detached,
+    is_chief,
+    is_multi_worker,
+    make_strategy,
+    refuse_unsupported,
+    release_cluster,
+    worker_name,
+)
 from artnet.training.train import train
 from artnet.workdir import Workdir
 
@@ -30,8 +38,10 @@ class RunResult:
 
     workdir: Workdir
     model: object  # the trained ArtNet
-    report: dict  # the test report (see `artnet.evaluation.evaluate.evaluate`)
+    report: dict  # the test report (see `artnet.evaluation.evaluate.evaluate`); {} on a worker that is not the chief
     card: dict  # the model card that travels with the export
+    chief: bool = True  # False on the other workers of a multi-worker job: they train, the chief reports
+    worker: str = "local"  # this process's task in a multi-worker job (`worker1`), else "local"
 
     @property
     def export_dir(self) -> Path:
@@ -82,23 +92,27 @@ def run_experiment(
     strategy=None,
     callbacks=None,
     similarity_index: bool = True,
+    peer_timeout: float | None = None,
 ) -> RunResult:
     """Train `config` in `workdir` (resuming whatever is there), evaluate on the test split, export.
 
     `strategy` defaults to `make_strategy(config.strategy)`, created here before any other TensorFlow work
     (multi-worker collectives must come first); `sources` defaults to the config's data. `similarity_index=False`
     leaves out the demo's similar-paintings index (a pass over every training image), for runs that are only
-    compared, never served (the grid).
+    compared, never served (the grid). `peer_timeout`: how long a multi-worker job's workers wait for each other
+    at the start (seconds; default `artnet.training.cluster.PEER_TIMEOUT`).
     """
     workdir = Workdir(Path(workdir))
     config.validate()
     if strategy is None:
-        strategy = make_strategy(config.strategy)
+        strategy = make_strategy(config.strategy, peer_timeout=peer_timeout)
     refuse_unsupported(strategy, config)
     sources = sources or load_sources(config)
     model = train(config, workdir, sources, strategy=strategy, callbacks=callbacks)
+    if is_multi_worker(strategy):  # the last collective is done: the workers part
+        release_cluster(strategy)
     if not is_chief(strategy):  # a multi-worker job: the chief evaluates and exports
-        return RunResult(workdir=workdir, model=model, report={}, card={})
+        return RunResult(workdir=workdir, model=model, report={}, card={}, chief=False, worker=worker_name(strategy))
     if is_multi_worker(strategy):  # alone from here: a copy outside the cluster, or predict() would wait on peers
         model = detached(model)
     recorded = workdir.read_label_counts()
@@ -115,4 +129,4 @@ def run_experiment(
     card = model_card(sources, counts, report)
     index_source = sources["train"] if similarity_index else None
     export(model, workdir.export.root, card=card, index_source=index_source, calibration=calibration)
-    return RunResult(workdir=workdir, model=model, report=report, card=card)
+    return RunResult(workdir=workdir, model=model, report=report, card=card, worker=worker_name(strategy))

@@ -412,12 +412,23 @@ def test_a_resume_state_cut_short_falls_back_to_the_copy_before_it(synthetic, tm
     assert epochs == [1, 2, 2, 3]  # epoch 2 redone from epoch 1's state, then on to the end
 
 
-def test_an_unreadable_resume_state_is_a_clear_error(synthetic, tmp_path):
+def test_an_unreadable_resume_state_with_no_copy_before_it_restarts_its_phase_with_a_warning(
+    synthetic, tmp_path, capfd
+):
     backup = tmp_path / "backup" / "fine_tune"
     backup.mkdir(parents=True)
-    (backup / "latest.weights.h5").write_bytes(b"cut short")
-    with pytest.raises(RuntimeError, match="Delete .*backup"):
-        train(tiny_config(epochs=1), tmp_path, synthetic)
+    (backup / "latest.weights.h5").write_bytes(b"cut short")  # the first state of a run, cut short
+    (backup / "training_metadata.json").write_text('{"epoch": 1, "bat')
+    from artnet.training.records import check_backup
+
+    assert check_backup(tmp_path / "backup" / "fine_tune") is False  # nothing there to resume from
+    train(tiny_config(epochs=1), tmp_path, synthetic)  # no error and no one deleting files by hand
+    assert check_backup(tmp_path / "backup" / "fine_tune") is True
+    epochs = [json.loads(line)["epoch"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert epochs == [1]
+    warnings = [line for line in capfd.readouterr().err.splitlines() if "warning" in line]
+    assert warnings and all(line.startswith("artnet: warning: ") for line in warnings)
+    assert "starts again from its first epoch" in warnings[-1]
 
 
 class _KillMidEpoch(keras.callbacks.Callback):
@@ -500,7 +511,7 @@ def test_best_keras_is_the_best_of_the_whole_run_not_of_each_phase(tmp_path):
     log = tmp_path / "metrics.jsonl"
     log.write_text('{"epoch": 1, "val_loss": 0.9}\n{"epoch": 2, "val_loss": 0.7}\n{"epoch": 3, "val_lo')  # killed
     assert best_validation_loss(tmp_path) is None  # no best.keras yet: any epoch may write it
-    (tmp_path / "best.keras").write_bytes(b"saved")
+    ArtNet("tiny", image_size=32).save(str(tmp_path / "best.keras"))
     assert best_validation_loss(tmp_path) == 0.7
     checkpoint = next(
         c for c in fit_callbacks(tmp_path, "fine_tune", tiny_config()) if isinstance(c, keras.callbacks.ModelCheckpoint)

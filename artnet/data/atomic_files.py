@@ -27,7 +27,7 @@ import os
 import re
 import secrets
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 # Per-file write failures that say something about the path, not the disk: that file fails, the run goes on.
@@ -123,18 +123,20 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     _fsync_folder(path.parent)
 
 
-def remove_stale_parts(root: str | os.PathLike, *, recursive: bool = True) -> int:
+def remove_stale_parts(root: str | os.PathLike, *, recursive: bool = True, also: Iterable[re.Pattern] = ()) -> int:
     """Delete the temporary files under `root` (in its subfolders too, unless `recursive=False`) whose writer is no
     longer running, and say how many went: a SIGKILLed writer leaves the file it was writing, which no rename
     will ever claim. Files of a live writer (another process sharing the folder) are left alone, and so is every
-    name this module does not make."""
+    name this module does not make, except those that `also` matches (a caller's older temporary names: hidden,
+    with a `pid` group naming their writer)."""
     root = Path(root)
     if not root.is_dir():
         return 0
+    patterns = (_TEMPORARY, _LEGACY_TEMPORARY, *also)
     candidates = root.rglob(".*") if recursive else root.glob(".*")
     removed = 0
     for candidate in candidates:
-        match = _TEMPORARY.fullmatch(candidate.name) or _LEGACY_TEMPORARY.fullmatch(candidate.name)
+        match = next((found for pattern in patterns if (found := pattern.fullmatch(candidate.name))), None)
         if match is None or _running(int(match["pid"])) or not candidate.is_file():
             continue
         candidate.unlink(missing_ok=True)

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from pathlib import Path
+from collections import Counter
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
 import numpy as np
 import tensorflow as tf
@@ -47,7 +48,8 @@ class Source:
     @property
     def painters(self) -> np.ndarray:
         """Each example's painter (its meta's `author`, whitespace and case normalised), "" where unknown: the
-        unit that a painter-disjoint split keeps apart, and that honest intervals resample (`artnet.evaluation.metrics`)."""
+        unit that a painter-disjoint split keeps apart, and that honest intervals resample
+        (`artnet.evaluation.metrics`)."""
         metas = self.meta or [{} for _ in range(len(self))]
         return np.asarray([painter_key(item.get("author")) for item in metas], dtype=str)
 
@@ -109,10 +111,13 @@ def folder_source(
     """A labelled folder: `labels.csv` (or `csv`) with a `file` column and blank-for-unknown label columns.
 
     Files are looked up as `<folder>/<file>`, else `<folder>/images/<file>`; missing ones are skipped with a
-    warning. With `split`, keep only that part of a deterministic 70/15/15 split of the groups of `split_by`
-    (default: author, so no painter is in two splits): group-stratified (`stratified_group_splits`) so that every
-    class with at least 3 painters has training painters, or, with `stratify=False`, by the hash of each group
-    alone (the rule of the `wga` builder's `artist` protocol).
+    warning. A folder admits only its own files: a name that is absolute, holds a `..` segment or leads out of
+    the folder once symlinks are resolved is refused, and refused rows are counted, reported with their reasons
+    and skipped (they are never read, trained on or exported). With `split`, keep only that part of a
+    deterministic 70/15/15 split of the groups of `split_by` (default: author, so no painter is in two splits):
+    group-stratified (`stratified_group_splits`) so that every class with at least 3 painters has training
+    painters, or, with `stratify=False`, by the hash of each group alone (the rule of the `wga` builder's `artist`
+    protocol).
     """
     import pandas as pd
 
@@ -134,13 +139,26 @@ def folder_source(
         else:
             of_group = {key: split_of_fraction(stable_fraction(key, salt)) for key in set(keys)}
         table = table[[of_group[key] == split for key in keys]]
-    paths = [_find_image(folder, name) for name in table["file"]]
+    looked_up = [_find_image(folder, name) for name in table["file"]]
+    refused = {name: reason for name, (_, reason) in zip(table["file"], looked_up, strict=True) if reason}
+    if refused:
+        reasons = Counter(refused.values())
+        print(
+            f"warning: {len(refused)} rows of {csv_path} refused, their files never read: "
+            + ", ".join(f"{count} {reason}" for reason, count in reasons.most_common())
+            + f" (e.g. {next(iter(refused))!r})"
+        )
+    paths = [path for path, _ in looked_up]
     found = np.asarray([path is not None for path in paths], dtype=bool)
     if not found.any():
-        raise FileNotFoundError(f"none of the {len(paths)} files listed in {csv_path} exist under {folder}")
+        also = f" ({len(refused)} refused)" if refused else ""
+        raise FileNotFoundError(f"none of the {len(paths)} files listed in {csv_path} exist under {folder}{also}")
     if not found.all():
-        missing = [name for name, ok in zip(table["file"], found, strict=True) if not ok]
-        print(f"warning: {len(missing)} files listed in {csv_path} are missing and skipped (e.g. {missing[0]})")
+        missing = [
+            name for name, (path, reason) in zip(table["file"], looked_up, strict=True) if not path and not reason
+        ]
+        if missing:
+            print(f"warning: {len(missing)} files listed in {csv_path} are missing and skipped (e.g. {missing[0]})")
         table, paths = table[found], [path for path in paths if path is not None]
     # Labels from the filtered table only: images and labels are zipped by position downstream.
     head_labels = {head: _label_column(table, head) for head in labels.HEADS}
@@ -306,8 +324,27 @@ def year_from_file_name(name: str) -> int:
     return int(match.group(1)) if match else -1
 
 
-def _find_image(folder: Path, name: str) -> str | None:
-    for candidate in (folder / name, folder / "images" / name):
-        if candidate.is_file():
-            return str(candidate)
-    return None
+def _find_image(folder: Path, name: str) -> tuple[str | None, str | None]:
+    """(path, None) for a listed file found inside `folder` (the path with symlinks resolved: what is checked is
+    what is read); (None, None) for a missing one; (None, reason) for a name that is refused."""
+    text = str(name)
+    if not text.strip() or "\0" in text:
+        return None, "empty or NUL file names"
+    relative = PurePosixPath(text)  # `images//a.jpg`, `./a.jpg` -> `images/a.jpg`, `a.jpg`
+    if relative.is_absolute() or PureWindowsPath(text).drive or text.startswith("\\"):
+        return None, "absolute paths"
+    if ".." in relative.parts:
+        return None, "'..' paths"
+    root = folder.resolve()
+    for candidate in (folder / relative, folder / "images" / relative):
+        try:
+            resolved = candidate.resolve()
+            if not resolved.is_relative_to(root):
+                if candidate.exists() or candidate.is_symlink():
+                    return None, "symlinks out of the folder"
+                continue
+            if resolved.is_file():
+                return str(resolved), None
+        except (OSError, RuntimeError):  # RuntimeError: a symlink loop
+            return None, "unreadable paths (a symlink loop?)"
+    return None, None

@@ -90,16 +90,21 @@ def free_ports(count: int) -> list[int]:
             probe.close()
 
 
-def start_workers(workdir: Path, count: int, ports: list[int], extra: list[str], logs: Path) -> list[subprocess.Popen]:
-    """`count` worker processes of one localhost cluster, each logging to `<logs>/worker<i>.log` (appended)."""
+def start_workers(
+    workdir: Path, count: int, ports: list[int], extra: list[str], logs: Path, command: list[str] | None = None
+) -> list[subprocess.Popen]:
+    """`count` worker processes of one localhost cluster, each logging to `<logs>/worker<i>.log` (appended).
+
+    Each runs this module on `workdir` with `extra` arguments, or, given `command`, that command as it is (e.g.
+    `artnet train ...`: the same for every worker; only TF_CONFIG's task differs)."""
     cluster = {"worker": [f"127.0.0.1:{port}" for port in ports[:count]]}
+    argv = command or [sys.executable, "-m", "artnet.testing.multi_worker", str(workdir), *extra]
     processes = []
     for index in range(count):
         env = dict(os.environ, TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}))
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         log = (logs / f"worker{index}.log").open("a")
-        command = [sys.executable, "-m", "artnet.testing.multi_worker", str(workdir), *extra]
-        processes.append(subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, text=True))
+        processes.append(subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, text=True))
         log.close()  # the child holds its own descriptor
     return processes
 

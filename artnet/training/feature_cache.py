@@ -6,6 +6,11 @@ cache key adds the data itself (a digest of every encoded image, in order), so a
 images, another layer or other weights. Files: `<cache_dir>/<key>.npz` holding `features` (views, n, ...) as
 float16 (style statistics: float32), with `<key>.json` beside it saying what they are.
 
+Both are written whole or not at all (`artnet.data.atomic_files`: temporary file, fsync, rename), and a cached
+file is checked when read: it opens, holds `features`, of the dtype, views and examples asked for (and the shape
+its `.json` records), all finite. A bad one is named in one line and computed again; temporary files that a
+killed extraction left are swept away.
+
 Views: 0 is the plain resize and framing (what evaluation sees), 1 is its mirror image (test-time flip),
 2 and on are random affine warps of the training augmentation, each seeded by its view number.
 """
@@ -16,7 +21,9 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 import time
+import zipfile
 from pathlib import Path
 
 import keras
@@ -25,13 +32,17 @@ import tensorflow as tf
 from tqdm.auto import tqdm
 
 from artnet.config import Augment
+from artnet.data.atomic_files import atomic_path, remove_stale_parts, write_atomically
 from artnet.data.preprocessing import affine_warp, decode_and_resize, randaugment_layer
 from artnet.data.sources import Source
 from artnet.models.artnet import style_statistics_model
 from artnet.models.backbones import build_backbone, get_spec, leaf_layers
+from artnet.training.checked_files import warn
 
 POOLED = "pooled"
 STYLE_PREFIX = "style:"
+# What artnet before 0.2 named a cache file while writing it (`.<key>.<pid>.partial.npz`): swept like the new ones.
+_LEGACY_PARTIAL = re.compile(r"\.[0-9a-f]{32}\.(?P<pid>[0-9]+)\.partial\.npz")
 
 
 def is_style(layer: str) -> bool:
@@ -175,11 +186,15 @@ def cached_layers(source: Source, specs: list[FeatureSpec], cache_dir: str | Pat
         root, indices = source.origin
         return [features[:, indices] for features in cached_layers(root, specs, cache_dir)]
     folder = Path(cache_dir) if cache_dir else default_cache_dir()
+    sweep(folder)
     digest = data_digest(source)
     paths = [folder / f"{cache_key(spec, digest)}.npz" for spec in specs]
+    results: list[np.ndarray | None] = [
+        read_cached(path, spec, len(source)) for spec, path in zip(specs, paths, strict=True)
+    ]
     missing: dict[str, tuple[FeatureSpec, list[int]]] = {}  # one pass per spec-but-the-layer
-    for index, (spec, path) in enumerate(zip(specs, paths, strict=True)):
-        if not path.is_file():
+    for index, spec in enumerate(specs):
+        if results[index] is None:
             shared = dataclasses.replace(spec, layer=POOLED)
             key = json.dumps(shared.to_dict(), sort_keys=True)
             missing.setdefault(key, (shared, []))[1].append(index)
@@ -191,14 +206,55 @@ def cached_layers(source: Source, specs: list[FeatureSpec], cache_dir: str | Pat
         folder.mkdir(parents=True, exist_ok=True)
         for index in indices:
             spec, path, features = specs[index], paths[index], computed[specs[index].layer]
-            partial = folder / f".{path.stem}.{os.getpid()}.partial.npz"
-            np.savez(partial, features=features)
-            os.replace(partial, path)  # a killed extraction never leaves a file that looks complete
+            with atomic_path(path) as partial:  # a killed extraction never leaves a file that looks complete
+                np.savez(partial, features=features)
             about = {"spec": spec.to_dict(), "source": source.name, "examples": len(source)}
             about |= {"shape": list(features.shape), "seconds": seconds, "computed_with": layers}
-            path.with_suffix(".json").write_text(json.dumps(about, indent=2))
-    results = []
-    for path in paths:
-        with np.load(path) as stored:
-            results.append(stored["features"])
+            write_atomically(path.with_suffix(".json"), json.dumps(about, indent=2).encode())
+            results[index] = features
     return results
+
+
+def sweep(folder: Path) -> int:
+    """Delete the temporary files that killed extractions left in the cache folder (those of live ones stay)."""
+    return remove_stale_parts(folder, recursive=False, also=(_LEGACY_PARTIAL,))
+
+
+def read_cached(path: Path, spec: FeatureSpec, examples: int) -> np.ndarray | None:
+    """The features cached at `path` if they are what `spec` over `examples` images computes: the file opens and
+    holds a finite `features` array of the cached dtype with `spec.views` views of `examples` examples (and the
+    shape its `.json` records). None when there is no such file; a bad one is named in one line (and computed
+    again by the caller, who writes over it)."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path) as stored:
+            if "features" not in stored.files:
+                raise KeyError(f"no `features` in it (it holds {', '.join(stored.files) or 'nothing'})")
+            features = stored["features"]
+    except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as error:
+        warn(f"feature cache {path} is unreadable ({type(error).__name__}: {error}); computing it again")
+        return None
+    expected = (spec.views, examples)
+    problem = None
+    if features.dtype != cached_dtype(spec.layer):
+        problem = f"dtype {features.dtype}, not {np.dtype(cached_dtype(spec.layer))}"
+    elif features.ndim < 2 or features.shape[:2] != expected:
+        problem = f"shape {features.shape}, not ({spec.views} views, {examples} examples, ...)"
+    elif (recorded := _recorded_shape(path)) is not None and list(features.shape) != recorded:
+        problem = f"shape {features.shape}, not the {tuple(recorded)} recorded beside it"
+    elif not np.isfinite(features).all():
+        problem = "values that are not finite"
+    if problem is not None:
+        warn(f"feature cache {path} holds {problem}; computing it again")
+        return None
+    return features
+
+
+def _recorded_shape(path: Path) -> list | None:
+    """The shape the `.json` beside a cache file records, if it can be read."""
+    try:
+        shape = json.loads(path.with_suffix(".json").read_text()).get("shape")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return shape if isinstance(shape, list) else None

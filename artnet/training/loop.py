@@ -16,9 +16,11 @@ then checkpoint and log. Chief and workers:
   Every worker restores from the chief's folder, so the workdir must be on storage that all workers see. A
   checkpoint is written at each epoch's end and, with `backup_every_steps`, every that many steps: a job whose
   worker was killed is restarted (all workers, with the same command) and resumes from the last one, skipping the
-  batches of the interrupted epoch that were already trained on.
+  batches of the interrupted epoch that were already trained on. A checkpoint is restored only once every tensor
+  of it has been read back whole; a bad one is named in one line and the one before it is used (two are kept), or,
+  with none left, the phase starts from its beginning.
 - **Logs** (`metrics.jsonl`, `metrics.csv`, TensorBoard under `tensorboard/`) and `best.keras` (the best
-  validation loss) come from the chief alone.
+  validation loss) come from the chief alone; the best weights and `best.keras` are written whole or not at all.
 - **Data**: each worker reads its own shard of the training data. The pipelines hold in-memory tensors, not
   files, so the auto-shard policy is DATA (each worker keeps every n-th example of the same shuffled order; with
   one shuffle seed everywhere, a global step sees the same examples as one worker with the global batch).
@@ -27,6 +29,7 @@ then checkpoint and log. Chief and workers:
 from __future__ import annotations
 
 import csv
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -36,7 +39,9 @@ import numpy as np
 import tensorflow as tf
 
 from artnet.config import TrainConfig
+from artnet.data.atomic_files import atomic_path
 from artnet.models.weighting import MultiTaskModel, _DwaUpdate
+from artnet.training.checked_files import load_weights_checked, warn
 from artnet.training.compile import compile_model, set_trainable
 from artnet.training.records import JsonLines
 from artnet.training.strategy import is_chief, worker_name
@@ -165,7 +170,7 @@ class PhaseState:
         variables = {"epoch": self.epoch, "step": self.step, "best": self.best, "wait": self.wait}
         checkpoint = tf.train.Checkpoint(trainer=trainer, optimizer=trainer.optimizer, **variables)
         self.manager = tf.train.CheckpointManager(checkpoint, str(own), max_to_keep=2)
-        latest = tf.train.latest_checkpoint(str(shared_dir))
+        latest = readable_checkpoint(shared_dir)
         if latest:
             checkpoint.restore(latest).expect_partial()
             print(
@@ -197,6 +202,46 @@ class PhaseState:
             shutil.rmtree(self.own_dir, ignore_errors=True)
 
 
+def checkpoints_newest_first(folder: Path) -> list[str]:
+    """The checkpoints in `folder`, newest first: those its `checkpoint` index lists (in the order they were
+    written), then any other `ckpt-N` there by number (an index that is missing or unreadable hides none)."""
+    if not folder.is_dir():
+        return []
+    state = tf.train.get_checkpoint_state(str(folder))
+    listed = [str(Path(path)) for path in reversed(state.all_model_checkpoint_paths)] if state else []
+
+    def number(path: Path) -> int:
+        match = re.fullmatch(r"ckpt-([0-9]+)", path.name)
+        return int(match.group(1)) if match else -1
+
+    named = {Path(path).name for path in listed}
+    others = sorted((path.with_suffix("") for path in folder.glob("ckpt-*.index")), key=number, reverse=True)
+    return listed + [str(path) for path in others if path.name not in named]
+
+
+def checkpoint_problem(prefix: str) -> str | None:
+    """None when every tensor of the checkpoint `prefix` reads back whole, else what is wrong with it."""
+    try:
+        reader = tf.train.load_checkpoint(prefix)
+        for name in reader.get_variable_to_shape_map():
+            reader.get_tensor(name)
+    except (tf.errors.OpError, ValueError, OSError, IndexError, RuntimeError) as error:  # a cut file: IndexError
+        return " ".join(f"{type(error).__name__}: {error}".split())[:300]
+    return None
+
+
+def readable_checkpoint(folder: Path) -> str | None:
+    """The newest checkpoint in `folder` that reads back whole (each bad one named in one line), or None."""
+    for prefix in checkpoints_newest_first(Path(folder)):
+        problem = checkpoint_problem(prefix)
+        if problem is None:
+            return prefix
+        warn(f"checkpoint {prefix} is unreadable ({problem}); trying the one before it")
+    if Path(folder).is_dir() and any(Path(folder).glob("ckpt-*")):
+        warn(f"no readable checkpoint in {folder}: this phase starts again from its first epoch")
+    return None
+
+
 class BestWeights:
     """The best epoch's weights: kept in memory for early stopping and, by the chief, written to the workdir
     (`best_<phase>.weights.h5`, which a restarted job restores from, and `best.keras`)."""
@@ -209,14 +254,16 @@ class BestWeights:
     def keep(self) -> None:
         self.weights = self.network.get_weights()
         if self.chief:
-            self.network.save_weights(str(self.file))
-            self.network.save(str(self.workdir.best_model))
+            with atomic_path(self.file) as partial:
+                self.network.save_weights(str(partial))
+            with atomic_path(self.workdir.best_model) as partial:
+                self.network.save(str(partial))
 
     def restore(self) -> None:
         if self.weights is not None:
             self.network.set_weights(self.weights)
         elif self.file.is_file():  # the best epoch came before a restart
-            self.network.load_weights(str(self.file))
+            load_weights_checked(self.network, self.file, "the last epoch's weights are kept", delete=self.chief)
 
 
 class ReplicaSteps:

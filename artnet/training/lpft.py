@@ -15,8 +15,10 @@ import tensorflow as tf
 from sklearn.metrics import balanced_accuracy_score
 
 from artnet.config import TrainConfig
+from artnet.data.atomic_files import write_atomically
 from artnet.data.sources import Source
 from artnet.models.artnet import ArtNet
+from artnet.training.checked_files import warn
 from artnet.training.probe import probe_into_heads
 from artnet.workdir import Workdir
 
@@ -38,7 +40,7 @@ def heads_from_probe(model: ArtNet, config: TrainConfig, sources: dict, workdir:
     frozen features that the heads see (from the feature cache), its C chosen on validation (see
     `artnet.training.probe`)."""
     choices = probe_into_heads(model, config, sources)
-    workdir.probe_choices.write_text(json.dumps({"choices": choices}, indent=2))
+    write_atomically(workdir.probe_choices, json.dumps({"choices": choices}, indent=2).encode())
     print(
         "phase heads: each head is its linear probe (C chosen on validation): "
         + ", ".join(
@@ -64,11 +66,25 @@ def keep_fine_tuning_if_better(
         f"{100 * end_score:.1f} % after)",
         flush=True,
     )
-    record = json.loads(workdir.probe_choices.read_text())
+    record = read_probe_choices(workdir)
     record["fine_tune"] = {
         "kept": kept,
         "validation_mean_balanced_accuracy_start": start_score,
         "validation_mean_balanced_accuracy_end": end_score,
     }
-    workdir.probe_choices.write_text(json.dumps(record, indent=2))
+    write_atomically(workdir.probe_choices, json.dumps(record, indent=2).encode())
     return kept
+
+
+def read_probe_choices(workdir: Workdir) -> dict:
+    """probe.json as an earlier run (or this one) wrote it; {} with a one-line warning when it cannot be read."""
+    path = workdir.probe_choices
+    try:
+        record = json.loads(path.read_text())
+        if isinstance(record, dict):
+            return record
+        problem = "not a JSON object"
+    except (OSError, ValueError) as error:
+        problem = f"{type(error).__name__}: {error}"
+    warn(f"{path} is unreadable ({problem}); it is written again without the probe's choices")
+    return {}

@@ -26,6 +26,7 @@ from sklearn.preprocessing import StandardScaler
 
 from artnet import labels
 from artnet.config import TrainConfig
+from artnet.data.atomic_files import atomic_path, write_atomically
 from artnet.data.sources import Source
 from artnet.evaluation import metrics
 from artnet.evaluation.evaluate import majority_classes
@@ -193,8 +194,9 @@ def run_probe(
         source_features = frozen_features(source, config, config.image_size, cache_dir)
         write_probe_evaluation(probe, source, source_features, files.root / f"eval_{name}")
     seconds = round(time.monotonic() - started, 1)
-    files.probe_choices.write_text(json.dumps({"choices": choices, "seconds": seconds}, indent=2))
-    files.train_summary.write_text(json.dumps({"seconds": seconds, "parameters": None, "kind": "linear probe"}))
+    write_atomically(files.probe_choices, json.dumps({"choices": choices, "seconds": seconds}, indent=2).encode())
+    summary = {"seconds": seconds, "parameters": None, "kind": "linear probe"}
+    write_atomically(files.train_summary, json.dumps(summary).encode())
     return report
 
 
@@ -260,15 +262,18 @@ def probe_report(probe: FittedProbe, source: Source, source_features: np.ndarray
 
 
 def write_probe_evaluation(probe: FittedProbe, source: Source, source_features: np.ndarray, folder: Path) -> dict:
-    """`probe_report` written into `folder` as a trained model's evaluation is (report.json/.md, predictions.npz)."""
+    """`probe_report` written into `folder` as a trained model's evaluation is (report.json/.md, predictions.npz),
+    each file whole or not at all, report.json last: `Evaluation.exists()` (what the comparison runner skips on)
+    then means every file is there."""
     evaluation = Evaluation(folder)
     evaluation.root.mkdir(parents=True, exist_ok=True)
     report, probabilities = probe_report(probe, source, source_features)
-    evaluation.report_json.write_text(json.dumps(report, indent=2))
-    evaluation.report_md.write_text(metrics.format_report_markdown(report))
     truth = {f"{h}_true": source.labels[h] for h in labels.HEADS}
     painters = source.painters
-    np.savez_compressed(evaluation.predictions, **probabilities, **truth, year_true=source.years, painter=painters)
+    with atomic_path(evaluation.predictions) as partial:
+        np.savez_compressed(partial, **probabilities, **truth, year_true=source.years, painter=painters)
+    write_atomically(evaluation.report_md, metrics.format_report_markdown(report).encode())
+    write_atomically(evaluation.report_json, json.dumps(report, indent=2).encode())
     return report
 
 

@@ -8,44 +8,128 @@ before any data is loaded.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import threading
 
 import keras
 import tensorflow as tf
 
+# TensorFlow's multi-worker internals (no public API reaches them; see `_gathering` and `release_cluster`).
+from tensorflow.python.distribute import collective_all_reduce_strategy
+from tensorflow.python.eager import context
+
 from artnet.config import TrainConfig
+from artnet.training.cluster import (
+    PEER_TIMEOUT,
+    Cluster,
+    cluster_from_environment,
+    exposure_note,
+    missing_peers_message,
+)
 from artnet.training.errors import TrainingError
 
 
-def make_strategy(name: str) -> tf.distribute.Strategy:
-    """Create before any other TensorFlow work: multi-worker collectives must be set up at program start."""
+def make_strategy(name: str, peer_timeout: float | None = None) -> tf.distribute.Strategy:
+    """Create before any other TensorFlow work: multi-worker collectives must be set up at program start.
+
+    `peer_timeout` (multi_worker): seconds to wait for every task of the cluster (default `PEER_TIMEOUT`)."""
     if name == "auto":
         gpus = tf.config.list_physical_devices("GPU")
         return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
     if name == "multi_worker":
-        return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=multi_worker_resolver())
+        return multi_worker_strategy(PEER_TIMEOUT if peer_timeout is None else peer_timeout)
     if name == "none":
         return tf.distribute.get_strategy()
     raise ValueError(f"unknown strategy {name!r}: auto, mirrored, multi_worker or none")
 
 
+def multi_worker_strategy(peer_timeout: float) -> tf.distribute.MultiWorkerMirroredStrategy:
+    """MultiWorkerMirroredStrategy over the cluster of the environment, once every task has arrived.
+
+    It waits at most `peer_timeout` seconds for its peers (then TrainingError names those that never answered),
+    a SIGTERM stops it at any point, waiting included, and it logs what its TensorFlow server exposes (every
+    interface, no authentication: TensorFlow offers no setting for either).
+    """
+    if not peer_timeout > 0:
+        raise ValueError(f"peer timeout must be a positive number of seconds, got {peer_timeout}")
+    resolver = multi_worker_resolver()
+    cluster = Cluster(
+        resolver.cluster_spec().as_dict(),
+        resolver.task_type,
+        resolver.task_id,
+        "TF_CONFIG" if "TF_CONFIG" in os.environ else "Slurm",
+    )
+    print(exposure_note(cluster, tf.__version__), flush=True)
+    print(
+        f"[{cluster.task}] waiting up to {peer_timeout:g} s for the cluster's other "
+        f"{len(cluster.peers)} task(s): {', '.join(f'{n} ({a})' for n, a in cluster.peers.items()) or 'none'}",
+        flush=True,
+    )
+    with _gathering(peer_timeout):
+        try:
+            strategy = tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver)
+        except RuntimeError as error:
+            if "Timeout waiting for the cluster" not in str(error):
+                raise
+            raise TrainingError(missing_peers_message(cluster, peer_timeout)) from None
+    if threading.current_thread() is threading.main_thread():
+        # SIGTERM ends the process, as it does a single-machine run: nothing of TensorFlow's may keep it waiting.
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    print(f"[{cluster.task}] the cluster is complete: {strategy.num_replicas_in_sync} replica(s)", flush=True)
+    return strategy
+
+
+@contextlib.contextmanager
+def _gathering(peer_timeout: float):
+    """How TensorFlow 2.21 gathers a cluster, changed for this process so that the wait has a deadline and a
+    SIGTERM ends it.
+
+    By default MultiWorkerMirroredStrategy starts TensorFlow's coordination service, whose start-up waits for every
+    task without a deadline, inside one native call that holds the interpreter (no Python runs until it returns),
+    and which replaces the SIGTERM handler with its preemption notifier (a SIGTERM is logged, not obeyed). Without
+    the coordination service the strategy gathers with a dummy all-reduce bounded by its health check's initial
+    timeout, raising RuntimeError when it passes; SIGTERM keeps its default action; and dead peers are still
+    found, by the strategy's health-check thread (it aborts the collectives, so a worker whose peer died fails
+    instead of waiting for ever). Both knobs are private to TensorFlow: checked by tests/test_trust_training.py.
+    """
+    extended = collective_all_reduce_strategy.CollectiveAllReduceExtended
+    before = extended._check_health_initial_timeout
+    if context.context().coordination_service is None:  # an empty service type: no coordination service
+        context.context().configure_coordination_service(service_type="")
+    extended._check_health_initial_timeout = peer_timeout
+    try:
+        yield
+    finally:
+        extended._check_health_initial_timeout = before
+
+
+def release_cluster(strategy: tf.distribute.Strategy) -> None:
+    """Stop watching the other workers once the last collective is done: the chief then evaluates and exports
+    alone while the others exit, and the health check would take their leaving for a failure (an error logged,
+    collectives aborted). The check thread is told to stop, not waited for (it sleeps 30 s between rounds)."""
+    extended = getattr(strategy, "extended", None)
+    stop = getattr(extended, "_check_health_thread_should_stop", None)
+    if stop is not None:
+        stop.set()
+    if getattr(extended, "_check_health_thread", None) is not None:
+        extended._check_health_thread = None  # the strategy's __del__ joins it otherwise
+
+
 def multi_worker_resolver():
-    """The cluster of a multi-worker job: `TF_CONFIG` when set, else Slurm's own variables under `srun` (one task
-    per node, each using all of its node's GPUs), else ValueError saying what to set."""
-    if "TF_CONFIG" in os.environ:
+    """The cluster of a multi-worker job: `TF_CONFIG` when set (checked first: a malformed one is a one-line
+    ValueError), else Slurm's own variables under `srun` (one task per node, each using all of its node's GPUs),
+    else ValueError saying what to set."""
+    if cluster_from_environment(os.environ) is not None:
         return tf.distribute.cluster_resolver.TFConfigClusterResolver()
-    if "SLURM_PROCID" in os.environ and "SLURM_STEP_NODELIST" in os.environ:
-        return tf.distribute.cluster_resolver.SlurmClusterResolver(
-            port_base=int(os.environ.get("ARTNET_SLURM_PORT", "2222")),
-            gpus_per_node=1,  # with auto_set_gpu=False these only shape the task list: one task per node
-            gpus_per_task=1,
-            auto_set_gpu=False,
-        )
-    raise ValueError(
-        "strategy multi_worker needs its cluster: TF_CONFIG describing the cluster and this worker's task, or a "
-        "Slurm job step (srun) with one task per node"
+    return tf.distribute.cluster_resolver.SlurmClusterResolver(
+        port_base=int(os.environ.get("ARTNET_SLURM_PORT", "2222")),
+        gpus_per_node=1,  # with auto_set_gpu=False these only shape the task list: one task per node
+        gpus_per_task=1,
+        auto_set_gpu=False,
     )
 
 

@@ -8,7 +8,8 @@ What lands in the workdir (names in `artnet.workdir.Workdir`): the resolved conf
 (majority baselines, model card), one metrics row / JSON line per epoch and TensorBoard logs, BackupAndRestore
 state (two copies: a killed run resumes where it stopped), `best.keras` (the lowest validation loss of the whole
 run, both phases, across resumes) and `model.keras` (the last epoch's weights, or, with early stopping, its
-phase's best).
+phase's best). Each is written whole or not at all, and what a rerun reads back is checked first: a bad file is
+named in one line and recomputed or done without (`artnet.training.checked_files`).
 """
 
 from __future__ import annotations
@@ -24,13 +25,15 @@ import tensorflow as tf
 
 from artnet.config import TrainConfig
 from artnet.data import pipeline
+from artnet.data.atomic_files import atomic_path, write_atomically
 from artnet.data.sources import Source, load_sources
 from artnet.models.artnet import ArtNet
 from artnet.training.cache_fit import fit_from_cache
+from artnet.training.checked_files import load_weights_checked
 from artnet.training.compile import compile_model, set_trainable, weighted
 from artnet.training.loop import fit_phase_with_loop
 from artnet.training.lpft import heads_from_probe, keep_fine_tuning_if_better, mean_balanced_accuracy
-from artnet.training.records import check_backup, finish, fit_callbacks, write_label_counts
+from artnet.training.records import finish, fit_callbacks, tidy_workdir, write_label_counts
 from artnet.training.strategy import is_chief, make_strategy, refuse_unsupported, set_precision, uses_loop
 from artnet.workdir import Workdir
 
@@ -54,6 +57,8 @@ def train(
     strategy = strategy or make_strategy(config.strategy)
     refuse_unsupported(strategy, config)
     chief = is_chief(strategy)  # only the chief writes the workdir (every worker reads it)
+    if chief:
+        tidy_workdir(workdir)
     precision = begin(config, workdir, chief)
     sources = sources or load_sources(config)
     tables = pipeline.head_weight_tables(sources["train"].labels, config.heads, config.class_weight_power)
@@ -79,7 +84,7 @@ def begin(config: TrainConfig, workdir: Workdir, chief: bool) -> str:
     keras.utils.set_random_seed(config.seed)
     precision = set_precision(config.precision)
     if chief:
-        workdir.config.write_text(json.dumps(config.to_dict(), indent=2))
+        write_atomically(workdir.config, json.dumps(config.to_dict(), indent=2).encode())
     return precision
 
 
@@ -193,11 +198,13 @@ def run_phase(run: ImageRun, phase: Phase) -> None:
     if phase.last_epoch <= phase.first_epoch and not probe_phase:
         return
     if done_marker.is_file():  # finished in an earlier run: take its weights and move on
-        model.load_weights(str(done_marker))
-        return
+        again = "the phase runs again (from its resume state: a finished phase trains no epoch twice)"
+        consequence = again if not probe_phase else "the probe is fitted again"
+        if load_weights_checked(model, done_marker, consequence, delete=run.chief):
+            return
     if probe_phase:
         heads_from_probe(model, config, run.sources, workdir)
-        model.save_weights(str(done_marker))
+        save_done_marker(model, done_marker)
         return
     # Fine-tuning from the probe must earn its keep on the whole validation split (`keep_fine_tuning_if_better`)
     keep_start = phase.name == "fine_tune" and config.heads_from == "probe"
@@ -239,14 +246,19 @@ def run_phase(run: ImageRun, phase: Phase) -> None:
         validation = run.sources["validation"]
         keep_fine_tuning_if_better(model, model, score_data, validation, workdir, start_score, start_weights)
     if run.chief:  # keras fit never trains under multi_worker: there every run is the chief
-        model.save_weights(str(done_marker))
+        save_done_marker(model, done_marker)
+
+
+def save_done_marker(model: ArtNet, path: Path) -> None:
+    """The weights a finished phase ends with: what a rerun takes instead of running the phase again."""
+    with atomic_path(path) as partial:
+        model.save_weights(str(partial))
 
 
 def fit_phase_with_keras(run: ImageRun, phase: Phase) -> None:
     """One phase through Keras' fit: resumable (BackupAndRestore), the config's loss weighting wrapped around the
     model, artnet's callbacks and then the caller's."""
     config, model, workdir = run.config, run.model, run.workdir
-    check_backup(workdir.backup(phase.name))
     with run.strategy.scope():
         set_trainable(model, phase.name, config)
         trainer = weighted(model, config, model.tasks)
