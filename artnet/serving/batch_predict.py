@@ -9,6 +9,7 @@ from __future__ import annotations
 import collections
 import csv
 import json
+import math
 import os
 import sys
 from collections.abc import Iterable, Iterator
@@ -103,8 +104,14 @@ def _predict_chunk(predictor: Predictor, chunk: list, top_k: int | None) -> Iter
             record[SETS] = prediction[SETS]
         if labels.YEAR in prediction:
             mean, sigma = prediction[labels.YEAR]
-            record[labels.YEAR], record[YEAR_SIGMA_COLUMN] = round(mean, 1), round(sigma, 1)
+            record[labels.YEAR], record[YEAR_SIGMA_COLUMN] = known_year(mean), known_year(sigma)
         yield record
+
+
+def known_year(value: float) -> float | None:
+    """A year (or its spread) rounded to a tenth, or None (null: unknown) where the head gave no finite number:
+    a NaN would make the line invalid JSON."""
+    return round(float(value), 1) if math.isfinite(value) else None
 
 
 def display_path(path: Path) -> str:
