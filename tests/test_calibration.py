@@ -302,6 +302,11 @@ def test_evaluate_reports_calibration_when_given_one(tmp_path):
     assert report["calibration"]["school"]["temperature"] == 2.0
     assert json.loads((tmp_path / "with" / "report.json").read_text())["calibration"] == report["calibration"]
     assert "## Calibration and prediction sets" in (tmp_path / "with" / "report.md").read_text()
+    # Every head's risk-coverage curve beside its reliability diagram, and its AURC beside the oracle's.
+    for head in model.heads:
+        assert (tmp_path / "with" / f"risk_coverage_{head}.png").is_file()
+        values = report["heads"][head]
+        assert values["aurc_oracle"] <= values["aurc"] <= 1
     plain = evaluate(model, source, tmp_path / "without")
     assert "calibration" not in plain
     assert "Calibration" not in (tmp_path / "without" / "report.md").read_text()

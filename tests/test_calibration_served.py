@@ -67,6 +67,10 @@ def test_the_export_stores_the_calibration_it_was_given(exports):
     stored = json.loads(Export(calibrated).calibration.read_text())
     assert calibration_from_json(stored) == CALIBRATION
     assert not Export(plain).calibration.exists()
+    # The Hub card says what each serves, and lists no LiteRT file that was not written (no --litert here).
+    calibrated_card, plain_card = ((folder / "README.md").read_text() for folder in (calibrated, plain))
+    assert "**Calibration:** uncalibrated" in plain_card and "uncalibrated" not in calibrated_card
+    assert "temperature" in calibrated_card and ".tflite" not in calibrated_card + plain_card
 
 
 def test_the_predictor_serves_calibrated_probabilities_and_sets(exports, images):
@@ -145,10 +149,9 @@ def test_the_demo_note_names_the_sets_when_calibrated():
         "type": [labels.VOCABULARIES["type"][0]],
     }
     note = confidence_note(heads, result, coverage=0.9)
-    assert "school: unsure: Dutch or Flemish" in note and "90 %" in note
-    assert "timeframe" not in note and "type" not in note
-    result[SETS]["school"] = ["Dutch"]
-    assert "single class" in confidence_note(heads, result, coverage=0.9)
+    assert "school: Dutch or Flemish (90 % set)" in note
+    assert f"timeframe: {labels.VOCABULARIES['timeframe'][0]} (90 % set)" in note
+    assert "90 % of paintings" in note
     del result[SETS]  # no calibration: today's wording, from the fixed threshold
     assert confidence_note(heads, result).startswith("The model is unsure about school (")
 

@@ -15,6 +15,7 @@ one scalar on the same rows moves coverage by a negligible amount (the tests mea
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 
 import numpy as np
@@ -108,8 +109,15 @@ class HeadCalibration:
         return {"temperature": float(self.temperature), "conformal": self.sets.to_dict()}
 
     @classmethod
-    def from_dict(cls, record: dict) -> HeadCalibration:
-        return cls(float(record["temperature"]), conformal.ConformalSets.from_dict(record["conformal"]))
+    def from_dict(cls, record: dict, classes: int | None = None) -> HeadCalibration:
+        """The calibration stored by `to_dict`, checked (ValueError saying which field): a finite temperature > 0
+        and a valid set rule (`conformal.ConformalSets.from_dict`; `classes`, the head's class count)."""
+        if not isinstance(record, dict):
+            raise ValueError(f"a head's calibration is a {type(record).__name__}, not an object")
+        temperature = record.get("temperature")
+        if isinstance(temperature, bool) or not isinstance(temperature, int | float) or not 0 < temperature < math.inf:
+            raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
+        return cls(float(temperature), conformal.ConformalSets.from_dict(record.get("conformal"), classes))
 
 
 def calibrate_head(
@@ -153,8 +161,25 @@ def calibration_to_json(calibrations: dict[str, HeadCalibration]) -> dict:
     return {head: calibration.to_dict() for head, calibration in calibrations.items()}
 
 
-def calibration_from_json(record: dict) -> dict[str, HeadCalibration]:
-    return {head: HeadCalibration.from_dict(value) for head, value in record.items()}
+def calibration_from_json(record, source: str = "calibration.json") -> dict[str, HeadCalibration]:
+    """Per head, the calibration of `calibration_to_json`'s record: a JSON object of class heads only, each
+    checked (`HeadCalibration.from_dict`); anything else is a ValueError naming `source` (the file it came from),
+    the head and the field, since serving a crafted temperature or threshold would show wrong confidence."""
+    if not isinstance(record, dict):
+        kind = type(record).__name__
+        raise ValueError(f"{source} holds a {kind}, not a JSON object of heads: export the model again")
+    calibrations = {}
+    for head, value in record.items():
+        if head not in labels.VOCABULARIES:
+            raise ValueError(
+                f"{source}: unknown head {head!r} (the calibrated heads are {', '.join(labels.VOCABULARIES)}): "
+                "export the model again"
+            )
+        try:
+            calibrations[head] = HeadCalibration.from_dict(value, len(labels.VOCABULARIES[head]))
+        except ValueError as error:
+            raise ValueError(f"{source}: head {head!r}: {error}: export the model again") from None
+    return calibrations
 
 
 def calibration_metrics(y_true, probs, calibration: HeadCalibration) -> dict:
@@ -162,7 +187,9 @@ def calibration_metrics(y_true, probs, calibration: HeadCalibration) -> dict:
 
     ECE and reliability bins (`metrics`) before and after T; `coverage`: the share of sets holding the true class,
     against `coverage_target`; `mean_set_size`; `answered`: the share of single-class sets (answers that do not
-    abstain) and `answered_top1`, the accuracy of those answers (None without any).
+    abstain) and `answered_top1`, the accuracy of those answers (None without any); `cannot_tell`: the share of
+    sets holding more than half the classes (`conformal.cannot_tell`); the AURC (`metrics.aurc`) before and after
+    T, and the oracle's (T never changes the top-1 answer, so one oracle serves both).
     """
     y_true = np.asarray(y_true, dtype=np.int64).reshape(-1)
     probs = np.asarray(probs, dtype=np.float64)
@@ -186,4 +213,8 @@ def calibration_metrics(y_true, probs, calibration: HeadCalibration) -> dict:
         "mean_set_size": float(sizes.mean()) if n else None,
         "answered": float(single.mean()) if n else None,
         "answered_top1": float(right[single].mean()) if single.any() else None,
+        "cannot_tell": float(np.mean(conformal.cannot_tell(sizes, probs.shape[1]))) if n else None,
+        "aurc_before": metrics.aurc(y_true, probs),
+        "aurc_after": metrics.aurc(y_true, scaled),
+        "aurc_oracle": metrics.oracle_aurc(y_true, scaled),
     }

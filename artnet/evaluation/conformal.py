@@ -60,18 +60,36 @@ class ConformalSets:
         return record
 
     @classmethod
-    def from_dict(cls, record: dict) -> ConformalSets:
+    def from_dict(cls, record: dict, classes: int | None = None) -> ConformalSets:
+        """The rule stored by `to_dict`, checked field by field (the record is data read from an export, and a
+        crafted one must be refused here, not fail later as a wrong set): ValueError saying which field.
+        `classes`: the head's class count, which bounds RAPS' largest possible score."""
+        if not isinstance(record, dict):
+            raise ValueError(f"the conformal record is a {type(record).__name__}, not an object")
         if record.get("method") not in METHODS:
             raise ValueError(f"unknown conformal method {record.get('method')!r}; the methods are {METHODS}")
+        coverage = check_coverage(_real(record.get("coverage"), "coverage"))
+        n = _real(record.get("n"), "n")
+        if n < 0 or n != int(n):
+            raise ValueError(f"n must be a whole number >= 0, got {record.get('n')!r}")
+        lam, k_reg = _real(record.get("lam", 0.0), "lam"), _real(record.get("k_reg", 0), "k_reg")
+        if lam < 0 or k_reg < 0 or k_reg != int(k_reg):
+            raise ValueError(f"lam must be >= 0 and k_reg a whole number >= 0, got {lam} and {record.get('k_reg')!r}")
         qhat = record.get("qhat")
-        return cls(
-            method=record["method"],
-            coverage=float(record["coverage"]),
-            qhat=math.inf if qhat is None else float(qhat),
-            n=int(record["n"]),
-            lam=float(record.get("lam", 0.0)),
-            k_reg=int(record.get("k_reg", 0)),
-        )
+        qhat = math.inf if qhat is None else _real(qhat, "qhat")
+        # Every score lies in [0, 1] (a probability mass) plus RAPS' penalty, at most lam per rank: a threshold
+        # outside that range is no threshold a fit can give.
+        highest = 1.0 + lam * max((classes or 0) - k_reg, 0) if classes else math.inf
+        if not math.isinf(qhat) and not 0.0 <= qhat <= highest + _RANK_SLACK:
+            raise ValueError(f"qhat must lie in [0, {highest:g}] (or be null: every class), got {qhat}")
+        return cls(record["method"], coverage, qhat, int(n), lam, int(k_reg))
+
+
+def _real(value, name: str) -> float:
+    """A finite number (not a boolean, a string or NaN), or ValueError naming the field."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    return float(value)
 
 
 def _as_probs(probs) -> np.ndarray:
@@ -109,11 +127,18 @@ def conformal_quantile(scores, coverage: float) -> float:
     return math.inf if rank > len(scores) else float(scores[rank - 1])
 
 
-def _check_coverage(coverage: float) -> float:
-    coverage = float(coverage)
-    if not 0.0 < coverage < 1.0:
-        raise ValueError(f"coverage must be in (0, 1), got {coverage}")
-    return coverage
+def check_coverage(coverage) -> float:
+    """A coverage a user gives (an argument, a flag, a stored record) as a float in (0, 1), or ValueError saying
+    so: 0 would promise nothing, 1 every class."""
+    try:
+        value = float(coverage)
+    except (TypeError, ValueError):
+        value = math.nan
+    if isinstance(coverage, bool) or not 0.0 < value < 1.0:  # NaN fails the comparison too
+        raise ValueError(
+            f"coverage must be a fraction strictly between 0 and 1 (e.g. 0.9 for 90 % sets), got {coverage!r}"
+        )
+    return value
 
 
 def fit_conformal(
@@ -125,7 +150,7 @@ def fit_conformal(
     k_reg: int | None = None,
 ) -> ConformalSets:
     """Calibrate a head's set rule on its (already temperature-scaled) probabilities and labels (-1 left out)."""
-    coverage = _check_coverage(coverage)
+    coverage = check_coverage(coverage)
     if method not in METHODS:
         raise ValueError(f"unknown conformal method {method!r}; the methods are {METHODS}")
     if method == "aps":
@@ -185,6 +210,14 @@ def should_abstain(answer, calibrator: ConformalSets | None = None) -> bool:
     if isinstance(answer, int | np.integer):
         return int(answer) > 1
     return len(answer) > 1
+
+
+def cannot_tell(size, classes: int):
+    """True where a set of `size` classes (an int or an array of sizes) holds more than half of the head's
+    `classes`: at the promised coverage the head rules out too little to name, so the answer says "cannot tell"
+    (and still shows its ranking)."""
+    result = np.asarray(size) > classes / 2
+    return bool(result) if result.ndim == 0 else result
 
 
 def describe_set(classes: Sequence[int], class_names: Sequence[str], chronological: bool | None = None) -> str:

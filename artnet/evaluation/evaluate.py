@@ -1,12 +1,15 @@
-"""Evaluate a model on a source: report.json, report.md, a reliability diagram and a confusion matrix per head.
+"""Evaluate a model on a source: report.json, report.md, and per head the figures (reliability, risk-coverage,
+confusion).
 
 Every head is scored over the examples whose label for that head is known; the majority baseline answers the
 train split's most frequent class (from `label_counts.json`, written by training beside the model). Beside it
 each head reports `chance` (1 / classes), `train_majority` and `data_majority` ({class, top1}: always answering
 the training split's or the evaluated data's own most frequent class), and the report states its `split_rule`.
-The timeframe head also reports how far in time it errs (`metrics.timeframe_year_metrics`): accuracy within one
-block, the fraction per block distance (plotted as `distance_timeframe.png`) and, where the source knows years,
-the mean and median absolute error in years, each with its uniform-chance value. A year head is scored under
+Each head also reports its AURC beside the oracle's (`metrics.aurc`), and its risk-coverage curve is drawn beside
+the reliability diagram (`risk_coverage_<head>.png`). The timeframe head also reports how far in time it errs
+(`metrics.timeframe_year_metrics`): accuracy within one block, the fraction per block distance (plotted as
+`distance_timeframe.png`) and, where the source knows years, the mean and median absolute error in years, each
+with its uniform-chance value. A year head is scored under
 `year` (`artnet.models.year.year_metrics`): errors in years against always answering the training mean year,
 the fraction within its own σ, and the same block measures as the timeframe head. Given a calibration fitted on
 another split (`calibration.calibrate_heads`, on validation), the report also holds, under `calibration`, each
@@ -29,6 +32,11 @@ from artnet.evaluation.calibration import calibration_metrics
 from artnet.evaluation.report import format_report_markdown
 from artnet.models.year import year_metrics
 from artnet.workdir import Evaluation
+
+
+def risk_coverage_png(files: Evaluation, head: str) -> Path:
+    """The head's risk-coverage curve, beside its reliability diagram."""
+    return files.root / f"risk_coverage_{head}.png"
 
 
 def predict_probabilities(model, source: Source, batch_size: int = 32) -> dict[str, np.ndarray]:
@@ -125,6 +133,10 @@ def evaluate(
         result = metrics.head_metrics(y_true, probabilities[head], names, majority[head])
         # majority_baseline stays the training majority's top-1 (others read it); the named baselines are added.
         result.update(baselines(y_true, head, majority[head] if train_counts else None, data_majority[head]))
+        # Answers that may abstain: the risk-coverage area, and the least this accuracy allows (the oracle's).
+        result.update(
+            aurc=metrics.aurc(y_true, probabilities[head]), aurc_oracle=metrics.oracle_aurc(y_true, probabilities[head])
+        )
         if head == "timeframe":  # time is ordered: how far off, in blocks and (where known) in years
             result.update(metrics.timeframe_year_metrics(y_true, probabilities[head], names, source.years))
         report["heads"][head] = result
@@ -136,6 +148,9 @@ def evaluate(
         if result["n"]:
             plots.plot_reliability_diagram(
                 y_true, probabilities[head], files.reliability_png(head), head, calibrated_probs=calibrated
+            )
+            plots.plot_risk_coverage(
+                y_true, probabilities[head], risk_coverage_png(files, head), head, calibrated_probs=calibrated
             )
             plots.plot_confusion_matrix(np.asarray(result["confusion_matrix"]), names, files.confusion_png(head), head)
             if result.get("block_distance_fractions"):

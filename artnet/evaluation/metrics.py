@@ -174,6 +174,52 @@ def reliability_bins(y_true, probs, bins: int = ECE_BINS) -> list[dict]:
     ]
 
 
+# --- selective answers: risk against coverage ------------------------------------------------------------
+
+
+def risk_coverage_curve(y_true, probs) -> tuple[np.ndarray, np.ndarray]:
+    """(coverage, risk): answering only the examples whose top-1 probability is at least a threshold, the share
+    answered and the top-1 error among them, at every distinct threshold from the highest down (coverage ends at
+    1). Tied confidences are answered together: no threshold can tell them apart. Unknown labels are left out;
+    empty arrays when no label is known. (scikit-learn has no such curve; it is two cumulative sums.)
+    """
+    y_true, probs = drop_unknown(y_true, _as_probs(probs))
+    if not len(y_true):
+        return np.zeros(0), np.zeros(0)
+    confidence = probs.max(axis=1)
+    order = np.argsort(-confidence, kind="stable")
+    errors = np.cumsum(probs.argmax(axis=1)[order] != y_true[order])
+    ranked = confidence[order]
+    # The last position of each run of equal confidences: where a threshold at that confidence stops answering.
+    last = np.flatnonzero(np.append(ranked[1:] != ranked[:-1], True))
+    answered = last + 1
+    return answered / len(y_true), errors[last] / answered
+
+
+def aurc(y_true, probs) -> float | None:
+    """The area under the risk-coverage curve (lower is better): the top-1 error among the answered, averaged over
+    coverage as the examples are answered one confidence level at a time (a step function, each step as wide as
+    the share it answers). Without ties it is Geifman et al.'s (1 / n) * sum over k of the error among the k most
+    confident. None when no label is known."""
+    coverage, risk = risk_coverage_curve(y_true, probs)
+    if not len(coverage):
+        return None
+    return float(np.sum(np.diff(coverage, prepend=0.0) * risk))
+
+
+def oracle_aurc(y_true, probs) -> float | None:
+    """The AURC of the same answers ranked by an oracle (every right answer before every wrong one): the least a
+    confidence can reach with this top-1 accuracy, the reference AURC is read against. With e errors of n it is
+    (1 / n) * sum over k > n - e of (k - (n - e)) / k. None when no label is known."""
+    y_true, probs = drop_unknown(y_true, _as_probs(probs))
+    n = len(y_true)
+    if not n:
+        return None
+    right = int(np.sum(probs.argmax(axis=1) == y_true))
+    k = np.arange(right + 1, n + 1)
+    return float(np.sum((k - right) / k) / n)
+
+
 # --- one head -------------------------------------------------------------------------------------------
 
 

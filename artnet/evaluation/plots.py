@@ -1,4 +1,5 @@
-"""The figures of an evaluation report: reliability diagram, confusion matrix and error against distance in time.
+"""The figures of an evaluation report: reliability diagram, risk-coverage curve, confusion matrix and error against
+distance in time.
 
 This module owns drawing, and `save_figure`, the one way artnet writes a figure: every figure is a
 `matplotlib.figure.Figure` rendered by Agg, so that nothing lands in pyplot's global state (a server or a long
@@ -12,7 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
-from artnet.evaluation.metrics import expected_calibration_error, reliability_bins
+from artnet.evaluation.metrics import (
+    aurc,
+    expected_calibration_error,
+    oracle_aurc,
+    reliability_bins,
+    risk_coverage_curve,
+)
 
 
 def save_figure(figure, path, **savefig) -> Path:
@@ -69,6 +76,34 @@ def plot_reliability_diagram(y_true, probs, path, title: str = "", calibrated_pr
     top.set_title(f"{title}\n{ece_text}" if title else ece_text)
     bottom.bar(lowers, counts, width=width, align="edge", edgecolor="black", color="gray")
     bottom.set(xlabel="top-1 confidence", ylabel="examples")
+    save_figure(figure, path)
+
+
+def plot_risk_coverage(y_true, probs, path, title: str = "", calibrated_probs=None) -> None:
+    """Top-1 error among the answered against the share answered, answering the most confident first
+    (`metrics.risk_coverage_curve`), with its AURC; the oracle's curve (every right answer first) beneath it, the
+    best this accuracy allows. With `calibrated_probs` the curve ranked by the calibrated top probability too
+    (temperature scaling keeps each answer but may reorder confidences across paintings)."""
+    from matplotlib.figure import Figure  # heavy: only when a figure is drawn
+
+    figure = Figure(figsize=(5, 4), layout="constrained")
+    axes = figure.subplots()
+    curves = [("confidence", probs, "tab:blue")]
+    if calibrated_probs is not None:
+        curves = [("raw confidence", probs, "tab:blue"), ("calibrated confidence", calibrated_probs, "tab:green")]
+    for name, scores, colour in curves:
+        coverage, risk = risk_coverage_curve(y_true, scores)
+        if len(coverage):
+            axes.step(coverage, risk, where="post", color=colour, label=f"{name}: AURC {aurc(y_true, scores):.3f}")
+    _, risk = risk_coverage_curve(y_true, probs)
+    if len(risk):
+        accuracy = 1 - risk[-1]  # the risk at full coverage is the overall top-1 error
+        answered = np.linspace(0, 1, 201)[1:]
+        oracle = np.clip(1 - accuracy / answered, 0, None)  # no error until every right answer is given
+        axes.plot(answered, oracle, "--", color="gray", label=f"oracle: AURC {oracle_aurc(y_true, probs):.3f}")
+    axes.set(xlim=(0, 1), ylim=(0, 1), xlabel="coverage (share answered)", ylabel="risk (top-1 error of answered)")
+    axes.legend(loc="upper left", fontsize="small")
+    axes.set_title(title or "risk against coverage")
     save_figure(figure, path)
 
 

@@ -2,9 +2,9 @@
 
 This module owns text: `format_report_markdown` turns a report (``{"heads": {head: metrics.head_metrics(...)},
 **info}``, as `evaluate` and the linear probe write it to `report.json`) into `report.md`, one section per kind
-of number: run info, summary, baselines, time in years, the year head, calibration, per-class accuracy. It
-computes nothing; every table and card of artnet (the comparison tables, the demo) formats its figures through
-`percent`.
+of number: run info, summary, baselines, time in years, the year head, risk against coverage, calibration,
+per-class accuracy. It computes nothing; every table and card of artnet (the comparison tables, the demo) formats
+its figures through `percent`.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ _SUMMARY_COLUMNS = (
     ("majority_baseline", "training-majority baseline"),
     ("ece", "ECE"),
 )
+# Shown as fractions with three decimals, not as percentages.
+_FRACTIONS = ("ece", "ece_before", "ece_after", "aurc", "aurc_oracle", "aurc_after")
 
 
 def percent(value, missing: str = "n/a", suffix: str = "%") -> str:
@@ -33,7 +35,7 @@ def _cell(key: str, value) -> str:
         return "n/a"
     if key == "n":
         return str(value)
-    if key == "ece":
+    if key in _FRACTIONS:
         return f"{value:.3f}"
     return percent(value)
 
@@ -144,6 +146,30 @@ def _year_head_section(year: dict | None) -> list[str]:
     ]
 
 
+def _risk_coverage_section(heads: dict) -> list[str]:
+    """AURC beside the oracle's (`metrics.aurc`), where the report has it (`evaluate` adds it)."""
+    scored = {head: values for head, values in heads.items() if "aurc" in values}
+    if not scored:
+        return []
+    lines = [
+        "",
+        "## Risk against coverage",
+        "",
+        "Answering only above a confidence (the top-1 probability), the top-1 error among the answered, averaged "
+        "over the share answered: the area under the risk-coverage curve (AURC, a fraction; lower is better). The "
+        "oracle ranks every right answer first: the least this top-1 accuracy allows. Curves: "
+        "`risk_coverage_<head>.png`.",
+        "",
+        "| head | n | top-1 error | AURC | oracle AURC |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for head, values in scored.items():
+        error = None if values.get("top1") is None else 1 - values["top1"]
+        cells = [str(values.get("n", 0)), percent(error), _cell("aurc", values.get("aurc"))]
+        lines.append(_row(head, cells + [_cell("aurc_oracle", values.get("aurc_oracle"))]))
+    return lines
+
+
 def _calibration_section(calibration: dict | None) -> list[str]:
     """Temperature scaling and conformal sets per head (`calibration.calibration_metrics`), where the report has
     them (an evaluation given a calibration fitted on another split)."""
@@ -156,11 +182,12 @@ def _calibration_section(calibration: dict | None) -> list[str]:
         "T: the temperature fitted on the calibration split; ECE (as a fraction) before and after it. Sets: the "
         "conformal set of each painting, calibrated to hold the true class at the target coverage; coverage is "
         "how often it did here. Answered: the share of single-class sets (the rest abstain and name their set), "
-        "and the top-1 accuracy of those answers.",
+        "and the top-1 accuracy of those answers. Cannot tell: the share of sets holding more than half the "
+        "head's classes. AURC after T: the risk-coverage area with the calibrated top probability as confidence.",
         "",
         "| head | n | T | ECE before | ECE after | method | target coverage | coverage | mean set size "
-        "| answered | answered top-1 |",
-        "| --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |",
+        "| answered | answered top-1 | cannot tell | AURC after T |",
+        "| --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for head, values in calibration.items():
         size = values.get("mean_set_size")
@@ -172,7 +199,8 @@ def _calibration_section(calibration: dict | None) -> list[str]:
             percent(values.get("coverage")),
         ]
         cells += ["n/a" if size is None else f"{size:.2f}", percent(values.get("answered"))]
-        cells += [percent(values.get("answered_top1"))]
+        cells += [percent(values.get("answered_top1")), percent(values.get("cannot_tell"))]
+        cells += [_cell("aurc_after", values.get("aurc_after"))]
         lines.append(_row(head, cells))
     return lines
 
@@ -192,7 +220,8 @@ def format_report_markdown(report: dict) -> str:
 
     `report` is ``{"heads": {head: head_metrics(...)}, **info}``; info values that are strings or numbers
     become the bullet list at the top, anything nested is left to the JSON report. Baselines, time in years,
-    the year head and calibration (temperature and prediction sets) each get a section where the report has them.
+    the year head, risk against coverage (AURC) and calibration (temperature and prediction sets) each get a section
+    where the report has them.
     """
     heads = report.get("heads", {})
     lines = ["# Evaluation report", ""]
@@ -201,6 +230,7 @@ def format_report_markdown(report: dict) -> str:
     lines += _baselines_section(heads)
     lines += _time_section(heads)
     lines += _year_head_section(report.get("year"))
+    lines += _risk_coverage_section(heads)
     lines += _calibration_section(report.get("calibration"))
     lines += _per_class_sections(heads)
     return "\n".join(lines) + "\n"

@@ -18,7 +18,7 @@ import re
 from pathlib import PurePosixPath
 
 from artnet import labels
-from artnet.evaluation.conformal import describe_set
+from artnet.evaluation.conformal import cannot_tell, describe_set
 from artnet.evaluation.metrics import percent
 from artnet.serving.files import THUMB_MAX_BYTES, ExportError, read_inside
 
@@ -183,6 +183,8 @@ def model_card_markdown(card: dict) -> str:
                 f"{_percent(_fraction(result.get('top3')))}, balanced "
                 f"{_percent(_fraction(result.get('balanced_accuracy')))} over {n if n is not None else '?'} images"
             )
+    if "calibration" in card:  # put there by whoever serves the export, from what it serves
+        lines.append(calibration_line(card["calibration"]))
     if is_sample_scale(card):
         lines += [
             "",
@@ -190,6 +192,26 @@ def model_card_markdown(card: dict) -> str:
             "demonstration of the pipeline, not an expert's opinion.",
         ]
     return "\n".join(lines)
+
+
+def calibration_line(record) -> str:
+    """The card's calibration line: a calibrated export's temperature per head and its sets' coverage, or
+    "uncalibrated". `record` has `calibration.json`'s shape (None or {} for none) and is shown as data: only
+    the known heads, and only numbers in range."""
+    heads = {head: _mapping(value) for head, value in _mapping(record).items() if head in labels.VOCABULARIES}
+    if not heads:
+        return (
+            "- **Calibration:** uncalibrated: the probabilities are the network's raw softmax, fitted to no held-out "
+            "paintings, and answers name no prediction set (this export has no `calibration.json`)."
+        )
+    temperatures = [(head, _number(value.get("temperature"))) for head, value in heads.items()]
+    shown = ", ".join(f"{head} {t:.2f}" for head, t in temperatures if t is not None and t > 0)
+    coverages = {_fraction(_mapping(value.get("conformal")).get("coverage")) for value in heads.values()} - {None}
+    sets = f"a {_percent(coverages.pop())} prediction set" if len(coverages) == 1 else "a prediction set"
+    return (
+        f"- **Calibration:** calibrated on the validation paintings (painters unseen in training): a temperature "
+        f"per head ({shown or 'not recorded'}), and each answer names {sets}."
+    )
 
 
 # --- one answer: the heads and the similar paintings -------------------------------------------------------
@@ -200,30 +222,65 @@ def label_value(ranked: list[tuple[str, float]]) -> dict[str, float]:
     return {name: float(p) for name, p in ranked}
 
 
-def head_title(head: str, ranked: list[tuple[str, float]]) -> str:
-    """The head's label on the page, which says in words what it answers, or that it is unsure."""
+def set_words(head: str, chosen, coverage: float | None = None) -> str:
+    """A head's prediction set as the answer says it: "Dutch or Flemish (90 % set)", or "cannot tell" when the set
+    holds more than half the head's classes (`conformal.cannot_tell`: at that coverage it rules out too little)."""
+    names = labels.VOCABULARIES[head]
+    promise = f"{100 * coverage:.0f} % set" if coverage else "prediction set"
+    if cannot_tell(len(chosen), len(names)):
+        return f"cannot tell (the {promise} holds {len(chosen)} of {len(names)} classes; the ranking is its best guess)"
+    return f"{describe_set([names.index(name) for name in chosen], names)} ({promise})"
+
+
+def head_title(head: str, ranked: list[tuple[str, float]], chosen=None, coverage: float | None = None) -> str:
+    """The head's label on the page, which says in words what it answers, or that it is unsure. With the head's
+    prediction set `chosen` (a calibrated export's labels, most probable first) it names the set at its
+    `coverage` ("Where: school: Dutch or Flemish (90 % set)", or "cannot tell"; the ranking still shows
+    beneath); without one (an uncalibrated export), the top class, unsure under LOW_CONFIDENCE."""
+    if chosen:
+        return f"{TITLES[head]}: {set_words(head, chosen, coverage)}"
     top, probability = ranked[0]
     if probability >= LOW_CONFIDENCE:
         return f"{TITLES[head]}: {top} ({100 * probability:.0f} %)"
     return f"{TITLES[head]}: unsure (best guess {top}, {100 * probability:.0f} %)"
 
 
+# The seed's reading of the school head's probabilities as influence ("60 % French, 40 % German"), offered only
+# with calibrated probabilities, and always with what they mean.
+INFLUENCE_HEAD = "school"
+INFLUENCE_MEANING = (
+    "These are calibrated probabilities, fitted so that on the validation paintings (by painters the model never "
+    "trained on) an answer given with probability p was right about p of the time; they say how sure the model is, "
+    "not how much each school shaped the painting: reading the mix as influence is an interpretation, not a "
+    "measurement."
+)
+
+
 def confidence_note(heads, result: dict, coverage: float | None = None) -> str:
-    """The answer's note on how sure it is. With prediction sets (`result["sets"]`, a calibrated export), a head is
-    unsure when its set holds more than one class ("school: unsure: Dutch or Flemish"); without, when its top
-    probability is under LOW_CONFIDENCE. `coverage`: the share of sets promised to hold the true class."""
+    """The answer's note on how sure it is. With prediction sets (`result["sets"]`, a calibrated export), every
+    head answers with its set and `coverage` (the share of sets promised to hold the true class): "school: Dutch
+    or Flemish (90 % set)", or "cannot tell" when the set holds more than half the classes; where the school set
+    holds several schools, the seed's influence reading is offered with `INFLUENCE_MEANING`. Without sets (an
+    uncalibrated export), a head is unsure when its top probability is under LOW_CONFIDENCE, and no probability is
+    read as influence."""
     sets = result.get("sets")
     if sets:
-        unsure = [
-            f"{head}: unsure: {describe_set([names.index(n) for n in sets[head]], names)}"
-            for head in heads
-            if len(sets.get(head, ())) > 1
-            for names in [labels.VOCABULARIES[head]]
-        ]
-        promise = f" (each set holds the true class {100 * coverage:.0f} % of the time)" if coverage else ""
-        if unsure:
-            return "; ".join(unsure) + f": more than one answer is plausible{promise}."
-        return f"{'Every head names' if len(heads) > 1 else 'The answer names'} a single class{promise}."
+        answers = [f"{head}: {set_words(head, sets[head], coverage)}" for head in heads if sets.get(head)]
+        promise = (
+            f" Each set is calibrated to hold the true class for {100 * coverage:.0f} % of paintings like the "
+            "validation ones (painters the model never trained on); a set of one class is the only candidate at that "
+            "coverage."
+            if coverage
+            else ""
+        )
+        note = "; ".join(answers) + "." + promise
+        chosen = sets.get(INFLUENCE_HEAD) or ()
+        names = labels.VOCABULARIES[INFLUENCE_HEAD]
+        if INFLUENCE_HEAD in heads and len(chosen) > 1 and not cannot_tell(len(chosen), len(names)):
+            shares = [(name, p) for name, p in result[INFLUENCE_HEAD] if name in chosen]
+            mix = ", ".join(f"{100 * p:.0f} % {name}" for name, p in shares)
+            note += f" Read as influence, as the 2020 report did: {mix}. {INFLUENCE_MEANING}"
+        return note
     unsure = [
         f"{head} ({result[head][0][0]}, {100 * result[head][0][1]:.0f} %)"
         for head in heads
@@ -270,6 +327,33 @@ def neighbour_caption(record: dict) -> str:
         + (f"; {', '.join(map(str, known))}" if known else "")
         + "; "
         + (f"similarity {record['similarity']:.2f}" if record["similarity"] is not None else "similarity unknown")
+    )
+
+
+def named_record(item: dict, position: int, inliers: int) -> dict:
+    """The indexed painting a photo shows, as structured data (what /classify and `artnet predict` return): the
+    neighbour record's fields with the catalogue's own labels, its position in the index, and the `inliers` (local
+    features that one homography explains) that verified it, in place of a similarity."""
+    record = neighbour_record({**item, "score": None})
+    record.pop("similarity")
+    return {**record, "index": int(position), "inliers": int(inliers)}
+
+
+def named_markdown(record: dict) -> str:
+    """ "This is *Title* by Painter (date)", with its page and the catalogue's labels, as escaped Markdown."""
+    title = escape_markdown(record["title"] or "an untitled painting")
+    painter = escape_markdown(record["painter"] or "an unknown painter")
+    date = f" ({escape_markdown(record['date'])})" if record["date"] else ""
+    page = f" [Its page]({record['url']})." if record["url"] else ""
+    known = {head: value for head, value in record["labels"].items() if value}
+    catalogue = (
+        " The catalogue says: " + ", ".join(f"{head} {escape_markdown(value)}" for head, value in known.items()) + "."
+        if known
+        else ""
+    )
+    return (
+        f"**This is *{title}* by {painter}{date}**, a painting of the collection (matched on "
+        f"{record['inliers']} local features).{page}{catalogue} The model's own answers below are its guesses."
     )
 
 

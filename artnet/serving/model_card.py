@@ -18,22 +18,35 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import yaml
 
 from artnet import labels
 from artnet.data.atomic_files import write_atomically
-from artnet.serving.cards import escape_markdown, is_sample_scale, model_card_facts, source_words
+from artnet.serving.cards import calibration_line, escape_markdown, is_sample_scale, model_card_facts, source_words
 
 README_FILE = "README.md"
 LICENSE = "apache-2.0"  # artnet's own licence (setup.cfg): the code and the weights it trains
 FIELD_MAX_CHARS = 200
+# What each LiteRT file of an export is (artnet.serving.litert's names; kept here as text: the card needs no TF).
+LITERT_KINDS = {
+    "model.tflite": "float32",
+    "model_fp16.tflite": "float16 weights",
+    "model_int8.tflite": "full-integer int8, calibrated on training images",
+}
 TAGS = ["image-classification", "art", "paintings", "art-history", "keras", "tensorflow", "tflite", "artnet"]
 # The card's headline figures (artnet.run.HEADLINE_METRICS) as Hub metric types, with their names on the page.
 HEAD_METRICS = {"top1": ("accuracy", "top-1 accuracy"), "top3": ("top_3_accuracy", "top-3 accuracy")}
 HEAD_METRICS["balanced_accuracy"] = ("balanced_accuracy", "balanced accuracy")
 FENCE_LINE = re.compile(r"^(---|\.\.\.)\s*$", re.MULTILINE)
+# `write_readme` without a calibration stated: the card then says where calibration lives, not whether it is there.
+UNSTATED = object()
+CALIBRATION_UNSTATED = (
+    "- **Calibration:** the probabilities are calibrated, and each answer names a prediction set, only where "
+    "`calibration.json` sits beside the model; an export without it is uncalibrated (raw softmax, no sets)."
+)
 
 
 def one_line(value, limit: int = FIELD_MAX_CHARS) -> str:
@@ -109,8 +122,11 @@ def front_matter(fields: dict) -> str:
     return f"---\n{text}---\n"
 
 
-def hub_readme(card: dict, label_table: dict | None = None, model_name: str = "artnet") -> str:
-    """The export's README.md: the front matter, then the card's text (see the top)."""
+def hub_readme(
+    card: dict, label_table: dict | None = None, model_name: str = "artnet", litert_files: Sequence[str] = ()
+) -> str:
+    """The export's README.md: the front matter, then the card's text (see the top). `litert_files`: the LiteRT
+    models the export holds (`artnet export --litert`), each listed under Files; none by default."""
     label_table = label_table or {head: list(labels.VOCABULARIES[head]) for head in labels.VOCABULARIES}
     heads = [head for head in card.get("heads", []) if isinstance(head, str)]
     backbone, image_size = escape_markdown(card.get("backbone", "?")), card.get("image_size")
@@ -135,7 +151,8 @@ def hub_readme(card: dict, label_table: dict | None = None, model_name: str = "a
             lines.append(f"- **{escape_markdown(head)}** ({len(label_table[head])} classes): {classes}")
         elif head == "year":
             lines.append("- **year**: the mean year and its standard deviation (a Gaussian head)")
-    lines += ["", "## Training data and evaluation", "", model_card_facts(card), ""]
+    lines += ["", "## Training data and evaluation", "", model_card_facts(card)]
+    lines += [calibration_line(card["calibration"]) if "calibration" in card else CALIBRATION_UNSTATED, ""]
     lines += [
         "Chance and the majority class are the baselines every figure is compared with; a linear probe on the "
         "frozen backbone is the third (artnet's `artnet probe`). Test figures are on the run's own test split, "
@@ -159,9 +176,15 @@ def hub_readme(card: dict, label_table: dict | None = None, model_name: str = "a
         "- `model.keras`: the Keras 3 model (load with artnet installed: `artnet.serving.export.load_model`).",
         "- `saved_model/`: TensorFlow SavedModel; `serving_default` takes uint8 RGB images of any size, `labels` "
         "names the classes (no artnet needed).",
-        f"- `model.tflite`: LiteRT, one uint8 RGB image of {size} square in, one probability vector per head out "
-        "(the class names are in `labels.json`).",
+        *(
+            f"- `{name}`: LiteRT ({LITERT_KINDS.get(name, 'converted')}), one uint8 RGB image of {size} square in, "
+            "one probability vector per head out (the class names are in `labels.json`)."
+            for name in litert_files
+        ),
         "- `labels.json`, `model_card.json`: the class names per head, and the run's facts.",
+        "- `calibration.json` (where present): per head, the temperature and the conformal set rule fitted on the "
+        "validation split, which artnet's predictor and demo apply (the SavedModel and LiteRT files serve the raw "
+        "softmax).",
         "",
         "## Data terms",
         "",
@@ -172,8 +195,15 @@ def hub_readme(card: dict, label_table: dict | None = None, model_name: str = "a
     return front_matter(front_matter_fields(card, model_name)) + "\n" + "\n".join(lines)
 
 
-def write_readme(folder: Path, card: dict, label_table: dict | None = None) -> Path:
-    """`folder/README.md`: the Hub model card of `card` (see `hub_readme`)."""
+def write_readme(
+    folder: Path, card: dict, label_table: dict | None = None, calibration=UNSTATED, litert_files: Sequence[str] = ()
+) -> Path:
+    """`folder/README.md`: the Hub model card of `card` (see `hub_readme`). `calibration`: what the export serves
+    (per head a `HeadCalibration` or its JSON; None or {} for an uncalibrated export), stated on the card's
+    calibration line; left out, the line says where calibration lives instead."""
+    if calibration is not UNSTATED:
+        record = {head: getattr(value, "to_dict", lambda v=value: v)() for head, value in (calibration or {}).items()}
+        card = {**card, "calibration": record}
     path = Path(folder) / README_FILE
-    write_atomically(path, hub_readme(card, label_table).encode("utf-8"))
+    write_atomically(path, hub_readme(card, label_table, litert_files=litert_files).encode("utf-8"))
     return path

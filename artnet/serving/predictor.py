@@ -17,7 +17,6 @@ one, predictions are as they were, with no `sets`.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -32,6 +31,7 @@ from artnet.evaluation.calibration import HeadCalibration, calibration_from_json
 from artnet.evaluation.conformal import prediction_sets
 from artnet.models.artnet import EMBEDDING, YEAR_SIGMA
 from artnet.serving.export import load_model
+from artnet.serving.files import ExportError, read_json_inside, shown_name
 from artnet.workdir import Export
 
 # A prediction's key for the conformal sets (only with a calibration), and the suffix of a batch's sets of a head.
@@ -157,9 +157,17 @@ class Predictor:
 
 
 def read_calibration(path) -> dict | None:
-    """The calibration stored beside a model (`calibration.json` of its export folder), or None."""
-    file = Export.of(Path(path)).calibration
-    return calibration_from_json(json.loads(file.read_text())) if file.is_file() else None
+    """The calibration stored beside a model (`calibration.json` of its export folder), or None. Read as every
+    export file is (a regular file inside the folder, `read_json_inside`) and checked field by field: a crafted
+    one (a NaN or negative temperature, an unknown head, ...) is an `ExportError` naming the file."""
+    files = Export.of(Path(path))
+    if not os.path.lexists(files.calibration):
+        return None
+    record = read_json_inside(files.root, files.calibration)
+    try:
+        return calibration_from_json(record, f"{shown_name(files.root, files.calibration)} in the export {files.root}")
+    except ValueError as error:
+        raise ExportError(str(error)) from None
 
 
 def describe(location: Location, scale: float) -> dict:
