@@ -152,17 +152,72 @@ def _warn_if_sample_scale(model: Path) -> None:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from artnet.serving.export import export, load_model
+    from artnet.serving.export import export, load_model, refuse_non_empty
 
-    out = export(load_model(args.model), args.out, litert=not args.no_litert)
-    print(f"exported to {out} (model.keras, saved_model/, labels.json, model_card.json)")
+    refuse_non_empty(args.out, args.force)  # before the model loads: the error is the only line printed
+    model = load_model(args.model)
+    source = Export.of(args.model)
+    carried = next((f.root for f in (source, Workdir(source.root).export) if f.card.is_file()), None)
+    images = _representative(args, model) if args.litert else None
+    out = export(model, args.out, litert=args.litert, representative=images, carry_from=carried)
+    print(f"exported to {out}: " + ", ".join(sorted(path.name for path in out.iterdir())))
     return 0
+
+
+def _representative(args: argparse.Namespace, model) -> list | None:
+    """Up to `REPRESENTATIVE_IMAGES` training images (uint8, framed to the model's square) for the int8 model's
+    calibration: from --representative, else from the training split of the run's config.json (beside the model
+    or above its export); None, saying why on stderr, when neither is at hand (the float files are still written).
+    Data loading lives here: the serving layer may not import the data sources."""
+    import numpy as np
+    import tensorflow as tf
+
+    from artnet.data.images import load_rgb
+    from artnet.data.preprocessing import resize_and_crop
+    from artnet.serving.batch_predict import expand_inputs
+    from artnet.serving.litert import INT8_FILE, REPRESENTATIVE_IMAGES
+
+    picks = np.random.default_rng(0)  # the same calibration set on every export of the same data
+    if args.representative:
+        paths = [path for path in expand_inputs([args.representative]) if path.is_file()]
+        if not Path(args.representative).is_dir() or not paths:
+            raise FileNotFoundError(f"--representative {args.representative}: not a folder holding images")
+        chosen = sorted(picks.permutation(len(paths))[:REPRESENTATIVE_IMAGES])
+        encoded = [paths[index] for index in chosen]
+    else:
+        root = Export.of(args.model).root
+        runs = [Workdir(root), *([Workdir(root.parent)] if Workdir(root.parent).export.root == root else [])]
+        config = next((run.config for run in runs if run.config.is_file()), None)
+        if config is None:
+            print(
+                f"artnet export: no {INT8_FILE}: no config.json beside {args.model} names its training data; "
+                "pass --representative DIR (a folder of a few hundred training images)",
+                file=sys.stderr,
+            )
+            return None
+        from artnet.config import from_dict
+        from artnet.data.sources import load_sources
+
+        try:
+            train = load_sources(from_dict(json.loads(config.read_text())))["train"]
+        except Exception as error:  # a missing dataset, a moved folder: int8 waits, the float files do not
+            reason = (str(error).strip().splitlines() or [""])[0][:300]  # TFDS's messages run to many lines
+            print(
+                f"artnet export: no {INT8_FILE}: the training split of {config} cannot be read "
+                f"({type(error).__name__}: {reason}); pass --representative DIR",
+                file=sys.stderr,
+            )
+            return None
+        chosen = set(picks.permutation(len(train))[:REPRESENTATIVE_IMAGES].tolist())
+        encoded = [data.numpy() for index, data in enumerate(train.images) if index in chosen]
+    size, framing = int(model.image_size), model.framing
+    return [resize_and_crop(tf.constant(load_rgb(image)), size, framing).numpy() for image in encoded]
 
 
 def _space(args: argparse.Namespace) -> int:
     from artnet.serving.space import write_space
 
-    out = write_space(Export.of(args.model).root, args.out, include_index=args.with_index)
+    out = write_space(Export.of(args.model).root, args.out, include_index=args.with_index, force=args.force)
     print(f"Space folder in {out}: upload it with `hf upload USER/SPACE {out} . --repo-type space`")
     return 0
 
@@ -263,10 +318,17 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.set_defaults(run=_evaluate)
 
     export = commands.add_parser("export", help="write model.keras + a SavedModel (uint8 images in) + labels.json")
-    export.add_argument("--model", required=True)
-    export.add_argument("--out", required=True)
+    export.add_argument("--model", required=True, help="a .keras file, an export folder or a run's folder")
+    export.add_argument("--out", required=True, help="a new or empty folder (see --force)")
+    export.add_argument("--force", action="store_true", help="replace what --out holds")
     export.add_argument(
-        "--no-litert", action="store_true", help="skip model.tflite (LiteRT, for offline apps; seconds to minutes)"
+        "--litert",
+        action="store_true",
+        help="also write LiteRT models for offline apps: model.tflite, model_fp16.tflite and model_int8.tflite "
+        "(calibrated on training images: the run's, or --representative; minutes)",
+    )
+    export.add_argument(
+        "--representative", metavar="DIR", help="with --litert: a folder of training images to calibrate int8 on"
     )
     export.set_defaults(run=_export)
 
@@ -278,6 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also copy the similar-paintings thumbnails (off: WGA images are not for republishing)",
     )
+    space.add_argument("--force", action="store_true", help="replace what --out holds")
     space.set_defaults(run=_space)
 
     predict = commands.add_parser("predict", help="batch prediction over files and folders -> JSON lines or CSV")

@@ -78,6 +78,11 @@ class SimilarityFiles:
     def thumbs(self) -> Path:
         return self.root / "thumbs"
 
+    @property
+    def features(self) -> Path:
+        """Local features (SIFT) of every indexed painting, for naming a photographed one."""
+        return self.root / "features.npz"
+
     def thumb(self, index: int) -> Path:
         return self.thumbs / f"{index:06d}.jpg"
 

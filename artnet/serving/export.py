@@ -2,8 +2,9 @@
 
 The SavedModel's `serving_default` signature takes a batch of uint8 RGB images of any size and returns one
 probability tensor per head; its `labels` signature returns the class names per head, so that
-`tf.saved_model.load(path)` alone (TF Serving, no artnet, no Keras) gives named answers. `labels.json` and
-`model_card.json` sit beside them.
+`tf.saved_model.load(path)` alone (TF Serving, no artnet, no Keras) gives named answers. `labels.json`,
+`model_card.json` (with the model's `image_size` and `framing`, what a LiteRT client needs to prepare an image)
+and `README.md` (the Hub model card) sit beside them; with `litert`, the LiteRT models too (`artnet.serving.litert`).
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ import tensorflow as tf
 import artnet.models.artnet  # noqa: F401  (registers ArtNet for deserialisation, for `load_model`)
 from artnet import labels
 from artnet.data.atomic_files import write_atomically
-from artnet.evaluation.calibration import calibration_to_json
+from artnet.evaluation.calibration import calibration_from_json, calibration_to_json
 from artnet.serving import similar
-from artnet.serving.litert import write_tflite
+from artnet.serving.litert import write_litert
 from artnet.serving.model_card import write_readme
 from artnet.workdir import Export
 
@@ -41,10 +42,23 @@ class ServingModule(tf.Module):
 
 
 def export(
-    model, out_dir: str | Path, card: dict | None = None, index_source=None, calibration=None, litert: bool = True
+    model,
+    out_dir: str | Path,
+    card: dict | None = None,
+    index_source=None,
+    calibration=None,
+    litert: bool = False,
+    representative=None,
+    carry_from: str | Path | None = None,
 ) -> Path:
     """Write `model.keras`, `saved_model/`, `labels.json`, `model_card.json`, `README.md` (the Hugging Face
-    model card) and, with `litert`, `model.tflite` (LiteRT, for offline apps) into `out_dir`.
+    model card) and, with `litert`, `model.tflite`, `model_fp16.tflite` and (calibrated on `representative`,
+    uint8 training images) `model_int8.tflite` (LiteRT, for offline apps: `artnet.serving.litert`) into `out_dir`.
+    LiteRT is off by default: its conversions take minutes for a full-size backbone, which a run's own export
+    (`artnet.run`) should not spend; a refusing converter raises `LiteRTError` and nothing is published.
+
+    `carry_from`, an export folder (re-exporting it, e.g. with `--litert`): its card (under `card`'s keys), its
+    `calibration.json` and its `index/` come along, read through the same guarded readers as the demo's.
 
     With `index_source` (the training collection), also `index/`: embeddings and thumbnails for the demo's
     similar-paintings search. With `calibration` (per head, a `calibration.HeadCalibration` fitted on validation),
@@ -58,6 +72,17 @@ def export(
     staging = Export(final_dir.with_name(f".{final_dir.name}.partial"))
     shutil.rmtree(staging.root, ignore_errors=True)  # a previous attempt that was killed
     staging.root.mkdir(parents=True)
+    try:
+        _write(model, staging, card, index_source, calibration, litert, representative, carry_from)
+    except BaseException:
+        shutil.rmtree(staging.root, ignore_errors=True)  # nothing half-made stays behind
+        raise
+    fsync_tree(staging.root)
+    return _publish(staging, final_dir)
+
+
+def _write(model, staging: Export, card, index_source, calibration, litert, representative, carry_from) -> None:
+    previous = Export(Path(carry_from)) if carry_from else None
     model.save(str(staging.model))
     module = ServingModule(model)
     tf.saved_model.save(
@@ -71,20 +96,46 @@ def export(
         "backbone": model.backbone_name,
         "heads": list(model.heads),
         "image_size": model.image_size,
+        "framing": getattr(model, "framing", "crop"),
         "parameters": int(model.count_params()),
+        **(_read_card(previous) if previous else {}),
         **(card or {}),
     }
     write_atomically(staging.card, json.dumps(similar.json_safe(card), indent=2, allow_nan=False).encode())
-    # The sharing files (artnet.serving.model_card, artnet.serving.litert): the Hub card, and LiteRT unless refused.
-    write_readme(staging.root, similar.json_safe(card), label_table)
-    if litert:
-        write_tflite(model, staging.root)
+    record = None  # what the export serves: its calibration.json, or none (uncalibrated)
     if calibration:
         record = calibration_to_json({head: calibration[head] for head in model.heads if head in calibration})
+    elif previous and previous.calibration.is_file():
+        record = similar.read_json_inside(previous.root, previous.calibration)
+        calibration_from_json(record, source=str(previous.calibration))  # a crafted one is refused, not carried
+    if record:
         write_atomically(staging.calibration, json.dumps(record, indent=2, allow_nan=False).encode())
+    # The sharing files (artnet.serving.litert, artnet.serving.model_card): LiteRT when asked, then the Hub card,
+    # which states the calibration served and lists the LiteRT files written.
+    written = write_litert(model, staging.root, representative) if litert else {}
+    write_readme(
+        staging.root,
+        similar.json_safe(card),
+        label_table,
+        calibration=record or None,
+        litert_files=[path.name for path in written.values()],
+    )
     if index_source is not None:
         similar.build_index(model, index_source, staging.index.root)
-    fsync_tree(staging.root)
+    elif previous and previous.index.embeddings.is_file():
+        similar.SimilarityIndex.load(previous.index.root, root=previous.root)  # refuses links out and bad files
+        shutil.copytree(previous.index.root, staging.index.root, symlinks=True)
+
+
+def _read_card(files: Export) -> dict:
+    """The card of an export being re-exported, through the demo's guarded reader (a regular file inside it, a
+    JSON object), imported here: it brings gradio, which a run's own export does not need."""
+    from artnet.serving.files import read_card
+
+    return read_card(files)
+
+
+def _publish(staging: Export, final_dir: Path) -> Path:
     if final_dir.exists():
         previous = final_dir.with_name(f".{final_dir.name}.previous")
         shutil.rmtree(previous, ignore_errors=True)
@@ -95,6 +146,23 @@ def export(
         staging.root.rename(final_dir)
     _fsync(final_dir.parent)
     return final_dir
+
+
+def refuse_non_empty(out: str | Path, force: bool, option: str = "--out") -> None:
+    """ValueError, saying what is there, when `out` is a folder (or a file) holding anything and not `force`:
+    writing there would replace it."""
+    out = Path(out)
+    if not os.path.lexists(out) or force:
+        return
+    if not out.is_dir() or out.is_symlink():
+        raise ValueError(f"{option} {out} is a file, not a folder: pick another folder, or pass --force to replace it")
+    names = sorted(path.name for path in out.iterdir())
+    if names:
+        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        raise ValueError(
+            f"{option} {out} is not empty (it holds {shown}): pass --force to replace what is there, "
+            "or pick another folder"
+        )
 
 
 def fsync_tree(root: Path) -> None:

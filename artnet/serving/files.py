@@ -10,10 +10,14 @@ what is read is what was checked.
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
+
+if TYPE_CHECKING:
+    from artnet.workdir import Export
 
 JSON_MAX_BYTES = 64 * 2**20  # model_card.json, items.json: a 50,000-painting catalogue is ~10 MB
 THUMB_MAX_BYTES = 2 * 2**20  # a 160 px JPEG thumbnail is ~8 KB
@@ -114,3 +118,28 @@ def read_inside(root: str | os.PathLike, path: str | os.PathLike, max_bytes: int
         return read_regular(real, max_bytes, follow_links=False)  # a link put in place since `inside`: refused
     except FileRefused as error:
         raise ExportError(f"{shown_name(Path(root), Path(path))} in the export {root}: {error}") from None
+
+
+def read_json_inside(root: Path, path: Path):
+    """The JSON value in `path`, a regular file inside `root` of at most JSON_MAX_BYTES, or `ExportError`."""
+    data = read_inside(root, path, JSON_MAX_BYTES)
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError) as error:
+        raise ExportError(
+            f"{shown_name(root, path)} in the export {root} is not valid JSON ({error}): export it again"
+        ) from None
+
+
+def read_card(files: Export) -> dict:
+    """The export's model card: {} when it has none; a JSON object in a regular file inside the export, or
+    `ExportError`."""
+    if not os.path.lexists(files.card):
+        return {}
+    card = read_json_inside(files.root, files.card)
+    if not isinstance(card, dict):
+        raise ExportError(
+            f"{shown_name(files.root, files.card)} in the export {files.root} holds a "
+            f"{type(card).__name__}, not a JSON object: export the model again"
+        )
+    return card
