@@ -4,12 +4,16 @@
     .venv/bin/python benchmarks/demo_load.py --clients 1 --requests 50             # plain per-request latency
     .venv/bin/python benchmarks/demo_load.py --model runs/sample/export --rounds 10 # does memory level off?
     .venv/bin/python benchmarks/demo_load.py --worst-case 4000 --worst-case 9999   # peak memory, hostile uploads
+    .venv/bin/python benchmarks/demo_load.py --model runs/sample/export --inputs both --rounds 3  # photos vs scans
 
 Starts `artnet demo` as its own process (loopback only, its own gradio cache folder), sends `--clients` x
 `--requests` classify requests per round with real images (the model's own index thumbnails when present, else
-synthetic), and prints per round: errors, p50/p95 latency, throughput, the server process's resident memory
-(clients run here, so they are not counted) and the size of its gradio cache on disk. Without `--model`, a tiny
-random model is exported to a temporary folder.
+synthetic; with `--inputs photos`, 12-megapixel phone photos of them hung on a gallery wall, rendered by
+`artnet.testing.gallery_photo`, which the demo must find and cut out first; `--inputs both` alternates a burst of
+scans and a burst of photos in each round, so that their ratio is measured side by side), and prints per round:
+errors, p50/p95 latency, throughput, the server process's resident memory (clients run here, so they are not
+counted) and the size of its gradio cache on disk. Without `--model`, a tiny random model is exported to a
+temporary folder.
 """
 
 from __future__ import annotations
@@ -98,6 +102,22 @@ def test_images(export_dir: Path, work: Path, count: int = 8) -> list[str]:
     return sorted(str(path) for path in folder.glob("*.jpg"))
 
 
+def gallery_photos(images: list[str], work: Path, long_side: int = 4000) -> list[str]:
+    """Each image hung on a wall as a 4000 x 3000 phone photo (12 Mpx, JPEG quality 90, as phones save them)."""
+    from artnet.testing.gallery_photo import render_gallery_photo
+
+    folder = work / "photos"
+    folder.mkdir(exist_ok=True)
+    photos = []
+    for number, image in enumerate(images):
+        painting = np.asarray(Image.open(image).convert("RGB"))
+        photo = render_gallery_photo(painting, seed=number, difficulty="easy", long_side=long_side).image
+        path = folder / f"photo_{number}.jpg"
+        Image.fromarray(photo).save(path, quality=90)
+        photos.append(str(path))
+    return photos
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, default=None, help="export folder (default: a tiny random model)")
@@ -105,6 +125,12 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=10, help="per client")
     parser.add_argument("--rounds", type=int, default=1, help="repeat the burst; one table row per round")
     parser.add_argument("--distinct", action="store_true", help="a new file with every request (cache growth)")
+    parser.add_argument(
+        "--inputs",
+        choices=("scans", "photos", "both"),
+        default="scans",
+        help="what visitors send: the images, 12-Mpx gallery photos of them, or a burst of each per round",
+    )
     parser.add_argument(
         "--gradio-client",
         action="store_true",
@@ -129,8 +155,15 @@ def main() -> None:
         port = free_port()
         server = start_server(export_dir, port, cache, work / "server.log")
         url = f"http://127.0.0.1:{port}/"
-        images = test_images(export_dir, work)
-        Client(url, verbose=False).predict(handle_file(images[0]), api_name="/classify")  # warm up
+        scans = test_images(export_dir, work)
+        inputs = {"scans": scans}
+        if args.inputs != "scans":
+            inputs["photos"] = gallery_photos(scans, work)
+            if args.inputs == "photos":
+                del inputs["scans"]
+        images = next(iter(inputs.values()))
+        for kind in inputs.values():
+            Client(url, verbose=False).predict(handle_file(kind[0]), api_name="/classify")  # warm up
         if args.worst_case:
             for side in args.worst_case:
                 worst_case(url, server.pid, work, side)
@@ -144,20 +177,21 @@ def main() -> None:
         print(f"server RSS after one warm-up request: {memory_start:.0f} MiB; cache {folder_mib(cache):.1f} MiB\n")
         # The CPU columns say who is the bottleneck: cores busy in the server, and in this process's clients.
         print(
-            "| round | requests | errors | p50 ms | p95 ms | requests/s | server cores | client cores "
+            "| round | inputs | requests | errors | p50 ms | p95 ms | requests/s | server cores | client cores "
             "| server RSS MiB | gradio cache MiB |"
         )
-        print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-        for round_number in range(1, args.rounds + 1):
-            distinct_into = work / "uploads" / str(round_number) if args.distinct else None
-            uploads = plan_uploads(images, args.clients, args.requests, distinct_into)
+        print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+        bursts = [(number, kind) for number in range(1, args.rounds + 1) for kind in inputs]
+        for round_number, kind in bursts:
+            distinct_into = work / "uploads" / f"{round_number}-{kind}" if args.distinct else None
+            uploads = plan_uploads(inputs[kind], args.clients, args.requests, distinct_into)
             server_cpu, client_cpu = cpu_seconds(server.pid), time.process_time()
             latencies, errors, wall = burst(url, uploads, args.gradio_client)
             server_cores = (cpu_seconds(server.pid) - server_cpu) / wall
             client_cores = (time.process_time() - client_cpu) / wall
             p50, p95 = (1000 * np.percentile(latencies, q) if latencies else float("nan") for q in (50, 95))
             print(
-                f"| {round_number} | {args.clients * args.requests} | {len(errors)} | {p50:.0f} | {p95:.0f} | "
+                f"| {round_number} | {kind} | {args.clients * args.requests} | {len(errors)} | {p50:.0f} | {p95:.0f} | "
                 f"{len(latencies) / wall:.1f} | {server_cores:.2f} | {client_cores:.2f} | "
                 f"{resident_mib(server.pid):.0f} | {folder_mib(cache):.1f} |",
                 flush=True,

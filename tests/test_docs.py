@@ -175,7 +175,8 @@ def makefile() -> tuple[dict[str, str], dict[str, tuple[list[str], list[str]]]]:
 
 
 def expand(text: str, variables: dict[str, str], depth: int = 0) -> str:
-    """$(NAME) -> its value; make functions ($(if ...), $(wildcard ...)) -> "" (a flag that may be absent)."""
+    """$(NAME) -> its value; $(if COND,THEN,ELSE) -> THEN or ELSE; other make functions ($(wildcard ...)) -> ""
+    (a flag that may be absent)."""
     if depth > 10:
         return text
     out, i = "", 0
@@ -188,7 +189,12 @@ def expand(text: str, variables: dict[str, str], depth: int = 0) -> str:
                     break
                 j += 1
             inner = text[i + 2 : j]
-            out += expand(variables[inner], variables, depth + 1) if inner in variables else ""
+            if inner.startswith("if "):  # $(if COND,THEN,ELSE): COND's functions are "" here, so mostly ELSE
+                condition, then, otherwise = (inner[3:].split(",") + ["", ""])[:3]
+                chosen = then if expand(condition, variables, depth + 1).strip() else otherwise
+                out += expand(chosen, variables, depth + 1)
+            else:
+                out += expand(variables[inner], variables, depth + 1) if inner in variables else ""
             i = j + 1
         else:
             out += text[i]

@@ -175,8 +175,11 @@ def test_a_nan_year_is_written_as_unknown_never_as_invalid_json(tmp_path, monkey
 
         heads, year_head = labels.HEADS, True
 
-        def prepare_photo(self, data):
+        def painting(self, data):
             return np.zeros((32, 32, 3), np.uint8), {"outline": None, "found": "whole image"}
+
+        def fit_pixels(self, painting):
+            return painting
 
         def predict_pixels(self, pixels, wheres, top_k=None):
             ranked = {head: [(labels.VOCABULARIES[head][0], 1.0)] for head in labels.HEADS}

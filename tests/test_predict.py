@@ -239,7 +239,7 @@ def test_predict_paths_keeps_order_and_survives_bad_files(predictor, corpus):
         expected = CORPUS[Path(record["path"]).name][1]
         assert record["ok"] is (expected == "ok")
         if record["ok"]:
-            assert set(record) == {"path", "ok", "outline", "found", *labels.HEADS}
+            assert set(record) == {"path", "ok", "outline", "found", "named", *labels.HEADS}
             assert all(len(record[head]) == 3 and isinstance(record[head][0][1], float) for head in labels.HEADS)
         else:
             assert expected in record["error"]
@@ -272,7 +272,7 @@ def test_run_batch_prediction_writes_csv(model, corpus, tmp_path):
     with out.open(newline="") as handle:
         rows = list(csv.reader(handle))
     assert rows[0] == csv_columns(labels.HEADS, 2)
-    assert rows[0][:7] == ["path", "ok", "error", "outline", "found", "school_1", "school_1_p"]
+    assert rows[0][:6] == ["path", "ok", "error", "outline", "found", "named_index"]
     assert len(rows) == 1 + len(CORPUS)
     by_name = {Path(row[0]).name: dict(zip(rows[0], row, strict=True)) for row in rows[1:]}
     assert by_name["zero_bytes.jpg"]["ok"] == "False" and "empty" in by_name["zero_bytes.jpg"]["error"]

@@ -1,9 +1,12 @@
 """The demo's backend: everything its page calls, as plain Python that tests drive without a browser.
 
 `DemoBackend` holds one export (model, model card, similar-paintings index) and answers an upload: it reads it
-under the demo's limits, batches its forward pass with the other requests' (`artnet.serving.batcher`), and returns
-an `Answer` whose text comes from `artnet.serving.cards`; on request, Grad-CAM overlays as files of its own that it
-cleans up. Its one gradio import is `gr.Error`: a refused upload raises what gradio shows the user as it is.
+under the demo's limits, finds the painting in a photo (`artnet.data.photo`, the step `artnet predict` takes: an
+`Answer` says what it found and shows what the model read), batches its forward pass with the other requests'
+(`artnet.serving.batcher`), names the painting when the index holds it (`artnet.serving.naming`, verified by a
+homography) and returns an `Answer` whose text comes from `artnet.serving.cards`; on request, Grad-CAM overlays as
+files of its own that it cleans up. Its one gradio import is `gr.Error`: a refused upload raises what gradio shows
+the user as it is.
 
 The export folder is data, never a door (`artnet.serving.files`): the model, the card and every index file must be
 regular files inside it, the index's files must agree with each other and with the model, else the backend is not
@@ -13,6 +16,8 @@ a device is refused before a byte is read, and nothing past the loader's byte li
 
 from __future__ import annotations
 
+import base64
+import io
 import logging
 import os
 import shutil
@@ -36,22 +41,37 @@ from artnet.data.images import (
     ImageTooLarge,
     check_shape,
     open_image,
+    upright_size,
 )
+from artnet.data.photo import Location, painting_of_photo
+from artnet.evaluation.calibration import calibration_to_json
 from artnet.models.artnet import POOLED
 from artnet.serving.batcher import Batcher
 from artnet.serving.cards import (
     confidence_note,
     head_title,
+    html_text,
     is_sample_scale,
     label_value,
+    named_markdown,
+    named_record,
     neighbour_record,
     neighbours_html,
     year_words,
 )
 from artnet.serving.explain import GradCam, overlay
-from artnet.serving.files import ExportError, FileRefused, FileTooLarge, read_regular, regular_inside, shown_name
-from artnet.serving.predictor import Predictor
-from artnet.serving.similar import SimilarityIndex, read_json_inside
+from artnet.serving.files import (
+    ExportError,
+    FileRefused,
+    FileTooLarge,
+    read_card,
+    read_regular,
+    regular_inside,
+    shown_name,
+)
+from artnet.serving.naming import PaintingNamer
+from artnet.serving.predictor import SETS, Predictor, describe
+from artnet.serving.similar import SimilarityIndex
 from artnet.serving.threads import forward_lanes
 from artnet.workdir import Export
 
@@ -65,6 +85,11 @@ DEMO_MAX_PIXELS = 16_000_000
 OVERLAY_MAX_FILES = 30
 OVERLAY_MAX_AGE_S = 600
 K_SIMILAR = 6  # similar paintings shown per answer
+# The photo step works on a copy whose long side is at least this (it locates at 640 px; naming matches at 480 px
+# of the cut-out painting, which is often a third of the photo): a larger upload is box-reduced to it first.
+PHOTO_SIDE = 1600
+WHOLE_IMAGE_ASKED = "the whole image was used, as asked"
+READ_VIEW_SIDE = 320  # the page's view of what the model read
 NEAREST = "nearest"  # the batch's search result, in a forward result (`DemoBackend._forward`)
 LOG = logging.getLogger("artnet.serving.demo")  # the demo's one logger, whichever of its modules logs
 _BACKENDS: weakref.WeakSet = weakref.WeakSet()  # every live backend, for `close_all`
@@ -79,6 +104,11 @@ class Answer(NamedTuple):
     similar: str  # HTML cards (`neighbours_html`): thumbnails, escaped captions, links to wga.hu only
     neighbours: list[dict]  # structured: title, painter, date, labels, similarity, url
     year: str | None = None  # "c. 1640 ± 25" when the model has a year head
+    # What the photo step did: {"outline": 4 [x, y] corners in the upload's pixels or None, "found": in words,
+    # "confidence"}, and the painting of the index the photo shows ({title, painter, ..., "inliers"}) or None.
+    photo: dict | None = None
+    named: dict | None = None
+    read_view: str = ""  # HTML: the painting as the model read it (cut out of the photo, or whole), and why
 
 
 def user_error(message: str, title: str) -> gr.Error:
@@ -100,24 +130,25 @@ def refusal(error: ImageError) -> gr.Error:
     )
 
 
+def read_view_html(painting: np.ndarray, where: dict) -> str:
+    """What the model read, for the page: the cut-out painting (or the whole image), small, inline as a JPEG data
+    URI (a returned file would cost gradio's event loop a request of its own), and what the photo step did."""
+    image = Image.fromarray(painting)
+    image.thumbnail((READ_VIEW_SIDE, READ_VIEW_SIDE))
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=80)
+    uri = "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    return (
+        f'<figure class="artnet-read"><img src="{uri}" alt="the painting as the model read it" '
+        f'style="max-width:100%;max-height:{READ_VIEW_SIDE}px"><figcaption>{html_text(where["found"])}'
+        "</figcaption></figure>"
+    )
+
+
 def close_all() -> None:
     """Remove the Grad-CAM files of every live backend (`artnet.serving.launch` calls it on SIGTERM)."""
     for backend in list(_BACKENDS):
         backend.close()
-
-
-def read_card(files: Export) -> dict:
-    """The export's model card: {} when it has none; a JSON object in a regular file inside the export, or
-    `ExportError`."""
-    if not os.path.lexists(files.card):
-        return {}
-    card = read_json_inside(files.root, files.card)
-    if not isinstance(card, dict):
-        raise ExportError(
-            f"{shown_name(files.root, files.card)} in the export {files.root} holds a "
-            f"{type(card).__name__}, not a JSON object: export the model again"
-        )
-    return card
 
 
 def check_index_fits(index: SimilarityIndex | None, model, files: Export) -> SimilarityIndex | None:
@@ -147,7 +178,12 @@ class DemoBackend:
         )
         self.predictor = Predictor(regular_inside(self.root, files.model), top_k=top_k)
         self.model = self.predictor.model
+        # The card's calibration line states what is served (calibration.json, checked), whatever the card says.
+        self.card["calibration"] = calibration_to_json(self.predictor.calibration)
         self.index = check_index_fits(index, self.model, files)
+        features = self.index.features if self.index is not None else None
+        # An index exported before naming existed has no features: it names nothing, and serves as before.
+        self.namer = PaintingNamer.from_features(features) if features is not None and features.count else None
         self.max_pixels = max_pixels
         self._gradcam = None
         self._gradcam_lock = threading.Lock()
@@ -171,9 +207,10 @@ class DemoBackend:
         """Remove this backend's Grad-CAM files (idempotent)."""
         self._cleanup()
 
-    def read(self, image: str | Path | bytes) -> np.ndarray:
-        """An upload -> the model's uint8 input pixels, under the demo's pixel limit and shape rules, or
-        `ImageError`."""
+    def read(self, image: str | Path | bytes, whole_image: bool = False) -> tuple[np.ndarray, dict, np.ndarray]:
+        """An upload -> (the model's uint8 input pixels, what the photo step did, the painting's RGB pixels), under
+        the demo's pixel limit and shape rules, or `ImageError`. `whole_image`: skip the search (a visitor who
+        saw the outline miss, or a scan)."""
         if isinstance(image, str | Path):
             try:  # as `load_path` reads a file: a FIFO or a device is refused before a byte is read
                 data = read_regular(image, MAX_BYTES)
@@ -185,38 +222,64 @@ class DemoBackend:
             data = bytes(image)
         try:
             with self._decode_slots:  # decoding is where a request's memory peaks: at most DECODE_SLOTS at once
-                rgb = open_image(data, max_pixels=self.max_pixels)
-                check_shape(*rgb.size)
-                # Box-reduce a huge image while it is still a PIL image (as `bound_size` would, one copy later).
-                size = self.predictor.image_size
-                factor = min(rgb.size) // (2 * size)
-                if min(rgb.size) > MAX_OVERSIZE * size and factor >= 2:
-                    rgb = rgb.reduce(factor)
-                return self.predictor.fit_pixels(np.asarray(rgb))
+                decoded = open_image(data, max_pixels=self.max_pixels)
+                check_shape(*decoded.size)
+                # Box-reduce a huge image while it is still a PIL image (one copy, not three); a large JPEG was
+                # already decoded at a reduced size.
+                factor = max(decoded.size) // PHOTO_SIDE
+                if min(decoded.size) > MAX_OVERSIZE * self.predictor.image_size and factor >= 2:
+                    decoded = decoded.reduce(factor)
+                rgb = np.asarray(decoded)
+                if whole_image:
+                    painting, location = rgb, Location(None, 1.0, WHOLE_IMAGE_ASKED)
+                else:
+                    painting, location = painting_of_photo(rgb)
+                    check_shape(width=int(painting.shape[1]), height=int(painting.shape[0]))
+                where = describe(location, upright_size(data)[0] / rgb.shape[1])
+                return self.predictor.fit_pixels(painting), where, painting
         except ImageError as error:
             name = Path(image).name if isinstance(image, str | Path) else "pasted image"
             raise type(error)(f"{name}: {error}") from None
 
-    def classify(self, image: str | Path | bytes | None, k_similar: int = K_SIMILAR):
-        """An `Answer`: labels and titles per head, a note, the similar paintings: one (batched) forward pass."""
+    def classify(self, image: str | Path | bytes | None, k_similar: int = K_SIMILAR, whole_image: bool = False):
+        """An `Answer`: labels and titles per head, a note, what the photo step did, the painting named when the
+        index holds it, the similar paintings: one (batched) forward pass."""
         if image is None:
             raise user_error("Upload, paste or photograph a painting first.", "No image")
         try:
-            pixels = self.read(image)
+            pixels, where, painting = self.read(image, whole_image)
         except ImageError as error:
             raise refusal(error) from None
-        return self._answer(self.batcher(pixels), k_similar)
+        result = self.batcher(pixels)
+        answer = self._answer(result, k_similar, where, self.name(painting, result.get(NEAREST)))
+        return answer._replace(read_view=read_view_html(painting, where))
 
-    def _answer(self, result: dict, k_similar: int) -> Answer:
+    def name(self, painting: np.ndarray, nearest: list[dict] | None = None) -> dict | None:
+        """The indexed painting `painting` shows (its record, with the `inliers` that verified it), or None: no
+        features in the index, or no match sure enough. The embedding's nearest are checked beside the votes."""
+        if self.namer is None:
+            return None
+        naming = self.namer.name(painting, [item["position"] for item in nearest or ()])
+        if naming.item is None:
+            return None
+        return named_record(self.index.items[naming.item], naming.item, naming.inliers)
+
+    def _answer(self, result: dict, k_similar: int, where: dict | None = None, named: dict | None = None) -> Answer:
         per_head = {head: label_value(result[head]) for head in self.model.heads}
-        titles = {head: head_title(head, result[head]) for head in self.model.heads}
         coverages = {calibration.sets.coverage for calibration in self.predictor.calibration.values()}
-        note = confidence_note(self.model.heads, result, coverages.pop() if len(coverages) == 1 else None)
+        coverage = coverages.pop() if len(coverages) == 1 else None
+        sets = result.get(SETS) or {}  # a calibrated export's: each head answers with its set
+        titles = {head: head_title(head, result[head], sets.get(head), coverage) for head in self.model.heads}
+        note = confidence_note(self.model.heads, result, coverage)
+        if where is not None:
+            note = f"Photo: {where['found']}. {note}"
+        if named is not None:
+            note = named_markdown(named) + "\n\n" + note
         if is_sample_scale(self.card):
             note += " This is a small sample-scale model: see the facts at the top."
         similar, records = self.similar(result["embedding"], k_similar, result.get(NEAREST))
         year = year_words(result.get(labels.YEAR)) if labels.YEAR in result else None
-        return Answer(per_head, titles, note, similar, records, year)
+        return Answer(per_head, titles, note, similar, records, year, where, named)
 
     def similar(self, embedding, k: int, nearest: list[dict] | None = None) -> tuple[str, list[dict]]:
         """(HTML cards of the k nearest training paintings, their structured records); `nearest` is the batch's
@@ -234,12 +297,13 @@ class DemoBackend:
         thumbnails = [item.get("thumbnail") for item in nearest]
         return neighbours_html(records, thumbnails, len(self.index), root=str(self.root)), records
 
-    def explain(self, image: str | Path | bytes | None):
+    def explain(self, image: str | Path | bytes | None, whole_image: bool = False):
         """One Grad-CAM overlay per head, each for that head's top class, captioned head: class (probability)."""
         if image is None:
             raise user_error("Upload a painting first.", "No image")
         try:
-            pixels = self.read(image)  # bounded first: a 10 x 1,000,000 strip is not a 22 GB tensor
+            # Through the photo step, as classify; bounded first: a 10 x 1,000,000 strip is not a 22 GB tensor.
+            pixels, _, _ = self.read(image, whole_image)
         except ImageError as error:
             raise refusal(error) from None
         result = self.batcher(pixels)  # the class names and probabilities the captions give

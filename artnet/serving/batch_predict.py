@@ -1,7 +1,10 @@
 """Batch prediction over files: folders and files in, one JSON line (or CSV row) per image out.
 
 A bad file gives an error record and never stops the rest; decoding runs in a small thread pool a little ahead
-of the forward passes (PIL and TF release the GIL), so memory stays bounded to a few batches.
+of the forward passes (PIL and TF release the GIL), so memory stays bounded to a few batches. Each record says
+what the photo step did (`outline`, `found`) and, for an export whose index holds local features, which painting
+of the collection the photo shows (`named`: its index, painter, title, date, URL, the catalogue's labels and the
+`inliers` that verified it; null when none is sure enough), as the demo's API answers.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import json
 import math
 import os
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -21,9 +24,15 @@ from tqdm import tqdm
 
 from artnet import labels
 from artnet.data.images import ImageError, read_path
+from artnet.serving.cards import named_record
+from artnet.serving.naming import PaintingNamer
 from artnet.serving.predictor import SETS, Predictor, check_top_k
+from artnet.serving.similar import SimilarityIndex
+from artnet.workdir import Export
 
 YEAR_SIGMA_COLUMN = "year_sigma"
+NAMED = "named"
+NAMED_COLUMNS = ("index", "painter", "title", "date", "url", "inliers")  # CSV: named_index, named_painter, ...
 SET_SEPARATOR = "|"  # a set's labels in one CSV cell: "Dutch|Flemish"
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff"})
@@ -46,8 +55,30 @@ def expand_inputs(inputs: Iterable[str]) -> list[Path]:
     return paths
 
 
+def index_namer(model) -> Callable[[np.ndarray], dict | None] | None:
+    """For an export folder (or a model inside one) whose index holds local features: a function from a
+    painting's RGB pixels to the record of the indexed painting it shows, or None. Else None: nothing is named."""
+    if not isinstance(model, str | os.PathLike):
+        return None
+    files = Export.of(Path(model))
+    if not os.path.lexists(files.index.features):
+        return None
+    index = SimilarityIndex.load(files.index.root, root=files.root)  # ExportError, naming the file
+    namer = PaintingNamer.from_features(index.features)
+
+    def name(painting: np.ndarray) -> dict | None:
+        naming = namer.name(painting)
+        return None if naming.item is None else named_record(index.items[naming.item], naming.item, naming.inliers)
+
+    return name
+
+
 def predict_paths(
-    predictor: Predictor, paths: list[Path], batch_size: int = 16, top_k: int | None = None
+    predictor: Predictor,
+    paths: list[Path],
+    batch_size: int = 16,
+    top_k: int | None = None,
+    namer: Callable[[np.ndarray], dict | None] | None = None,
 ) -> Iterator[dict]:
     """One JSON-friendly record per path, in input order; a bad file gives `ok: False` and never stops the rest.
 
@@ -60,8 +91,9 @@ def predict_paths(
     def prepare(path: Path):
         try:
             # Under 32 px a side, or a sliver: refused (ImageShapeError); a photo's painting is found and cut out.
-            pixels, where = predictor.prepare_photo(read_path(Path(path)))
-            return pixels, where, None
+            painting, where = predictor.painting(read_path(Path(path)))
+            where[NAMED] = namer(painting) if namer is not None else None
+            return predictor.fit_pixels(painting), where, None
         except ImageError as error:
             return None, None, str(error)
         except Exception as error:  # noqa: BLE001 (one strange file must not abort a batch of thousands)
@@ -98,6 +130,7 @@ def _predict_chunk(predictor: Predictor, chunk: list, top_k: int | None) -> Iter
             continue
         prediction = next(predictions)
         record = {"path": display_path(path), "ok": True, "outline": where["outline"], "found": where["found"]}
+        record[NAMED] = where[NAMED]
         for head in predictor.heads:
             record[head] = [[label, round(probability, 6)] for label, probability in prediction[head]]
         if SETS in prediction:  # a calibrated model: per head, its conformal set (most probable first)
@@ -121,9 +154,10 @@ def display_path(path: Path) -> str:
 
 
 def csv_columns(heads: Iterable[str], top_k: int, year: bool = False, sets: Iterable[str] = ()) -> list[str]:
-    """path, ok, error, then `<head>_<rank>` and `<head>_<rank>_p` for each head and rank (and `year`,
-    `year_sigma` with a year head), then `<head>_set` for each head of `sets` (a calibrated model's)."""
-    columns = ["path", "ok", "error", "outline", "found"]
+    """path, ok, error, outline, found, `named_<field>` (the painting named: empty when none), then `<head>_<rank>`
+    and `<head>_<rank>_p` for each head and rank (and `year`, `year_sigma` with a year head), then `<head>_set` for
+    each head of `sets` (a calibrated model's)."""
+    columns = ["path", "ok", "error", "outline", "found", *(f"{NAMED}_{key}" for key in NAMED_COLUMNS)]
     for head in heads:
         for rank in range(1, top_k + 1):
             columns += [f"{head}_{rank}", f"{head}_{rank}_p"]
@@ -144,6 +178,10 @@ def _csv_row(record: dict, heads: Iterable[str]) -> dict:
         "outline": "" if outline is None else json.dumps(outline),
         "found": record.get("found", ""),
     }
+    named = record.get(NAMED) or {}
+    for key in NAMED_COLUMNS:
+        value = named.get(key)
+        row[f"{NAMED}_{key}"] = "" if value is None else spreadsheet_safe(value) if isinstance(value, str) else value
     for head in heads:
         for rank, (label, probability) in enumerate(record.get(head, []), start=1):
             row[f"{head}_{rank}"] = label
@@ -181,6 +219,7 @@ def run_batch_prediction(
     predictor = (
         model if isinstance(model, Predictor) else Predictor(model, top_k=top_k, locate_painting=locate_painting)
     )
+    namer = index_namer(model)
     to_stdout = out is None or str(out) == "-"
     as_csv = not to_stdout and str(out).lower().endswith(".csv")
     if not to_stdout:
@@ -198,7 +237,7 @@ def run_batch_prediction(
             writer = csv.DictWriter(stream, fieldnames=columns)
             writer.writeheader()
         with tqdm(total=len(paths), unit="img", file=sys.stderr, desc="predict") as progress:
-            for record in predict_paths(predictor, paths, batch_size=batch_size, top_k=top_k):
+            for record in predict_paths(predictor, paths, batch_size=batch_size, top_k=top_k, namer=namer):
                 if writer is not None:
                     writer.writerow(_csv_row(record, predictor.heads))
                 else:

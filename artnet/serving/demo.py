@@ -32,7 +32,6 @@ from artnet.serving.cards import (
     NEIGHBOURS_CSS,
     TITLES,
     YEAR_TITLE,
-    head_title,
     model_card_facts,
     model_card_markdown,
 )
@@ -92,10 +91,13 @@ class Page(NamedTuple):
     """The components the events read and write."""
 
     image: gr.Image
+    whole_image: gr.Checkbox
     classify: gr.Button
     outputs: dict[str, gr.Label]  # head -> its answer
     year: gr.Textbox | None  # only for a model with a year head
     note: gr.Markdown
+    read_view: gr.HTML  # the painting as the model read it: cut out of the photo, or the whole image
+    photo: gr.JSON  # for the API: the outline, what was found, the painting named
     explain: gr.Button
     heatmaps: gr.Gallery
     similar: gr.HTML
@@ -127,17 +129,21 @@ def build_demo(export_dir: str | Path, examples: list[str] | None = None) -> gr.
 
 
 def _layout(backend: DemoBackend) -> Page:
-    """The page's components, top to bottom: the facts, the painting and its answers, why, similar paintings,
-    the model card."""
+    """The page's components, top to bottom: the camera and the answers first (a visitor in a gallery holds a
+    phone: on a 390 px wide screen the columns stack, so nothing else may come before them), what was read,
+    then the facts, why, similar paintings and the model card."""
     gr.Markdown(
-        "# artnet\nWhen, where and what is this painting? One model, one forward pass, three answers "
+        "# artnet\nWhen, where and what is this painting? Photograph it, or upload a scan: three answers "
         "(European paintings 1401-1900: " + ", ".join(labels.SCHOOLS) + ")."
     )
-    gr.Markdown(model_card_facts(backend.card))
     with gr.Row():
         with gr.Column():
             image = gr.Image(type="filepath", sources=["upload", "webcam", "clipboard"], label="Painting")
+            whole_image = gr.Checkbox(
+                label="Use the whole image (the painting was not found right, or this is a scan)", value=False
+            )
             classify = gr.Button("Classify", variant="primary")
+            read_view = gr.HTML(label="what the model read")
         with gr.Column():
             outputs = {
                 # No heading: the top class is not a bold verdict; the label above says it in words.
@@ -147,6 +153,8 @@ def _layout(backend: DemoBackend) -> Page:
             # The year head's answer sits under the block: "c. 1640 ± 25" (one standard deviation).
             year = gr.Textbox(label=YEAR_TITLE, interactive=False) if backend.model.year_head else None
             note = gr.Markdown(label="note")
+            photo = gr.JSON(label="photo", visible=False)
+    gr.Markdown(model_card_facts(backend.card))
     with gr.Accordion("Why? Grad-CAM per head (on request)", open=False):
         explain = gr.Button("Show where each head looked")
         heatmaps = gr.Gallery(label="Grad-CAM", columns=3, object_fit="contain", height="auto")
@@ -156,56 +164,65 @@ def _layout(backend: DemoBackend) -> Page:
         neighbours = gr.JSON(label="neighbours", visible=False)
     with gr.Accordion("Model card", open=False):
         gr.Markdown(model_card_markdown(backend.card))
-    return Page(image, classify, outputs, year, note, explain, heatmaps, similar, neighbours)
+    return Page(
+        image, whole_image, classify, outputs, year, note, read_view, photo, explain, heatmaps, similar, neighbours
+    )
 
 
 def _connect(page: Page, backend: DemoBackend) -> None:
-    """The events: classify (button, API /classify, and any new image), explain (button, API /explain), and the
-    quick page-only steps around them (clearing a stale answer, retitling the heads)."""
+    """The events: classify (button, any new image or a change of "use the whole image"; API /classify and
+    /classify_whole), explain (button, API /explain), and clearing a stale answer as a new image arrives."""
     heads = backend.model.heads
     extra = [page.year] if page.year is not None else []
-    targets = [page.outputs[head] for head in heads] + extra + [page.note, page.similar, page.neighbours]
-    shown = [page.outputs[head] for head in heads]
+    answer_parts = [page.note, page.read_view, page.photo, page.similar, page.neighbours]
+    targets = [page.outputs[head] for head in heads] + extra + answer_parts
+    inputs = [page.image, page.whole_image]
 
-    def on_classify(upload):
-        answer = backend.classify(uploaded_image(upload))
+    def on_classify(upload, whole_image=False, on_page=False):
+        """The answer's outputs. On the page each head's label also says in words what it answers (its set with a
+        calibrated export, or that it is unsure: `Answer.titles`); the API keeps plain values."""
+        answer = backend.classify(uploaded_image(upload), whole_image=bool(whole_image))
+        photo = {**(answer.photo or {}), "named": answer.named}
         return (
-            [answer.labels[head] for head in heads]
+            [
+                gr.Label(value=answer.labels[head], label=answer.titles[head]) if on_page else answer.labels[head]
+                for head in heads
+            ]
             + ([answer.year] if extra else [])
-            + [answer.note, answer.similar, answer.neighbours]
+            + [answer.note, answer.read_view, photo, answer.similar, answer.neighbours]
         )
 
-    def on_new_image(upload):
-        return [gr.skip()] * len(targets) if upload is None else on_classify(upload)
+    def on_page(upload, whole_image=False):
+        return [gr.skip()] * len(targets) if upload is None else on_classify(upload, whole_image, on_page=True)
 
-    def on_explain(upload):
-        return backend.explain(uploaded_image(upload))
+    def on_explain(upload, whole_image=False):
+        return backend.explain(uploaded_image(upload), whole_image=bool(whole_image))
 
     def clear():
-        # A new image: nothing shown may still describe the previous one.
-        return [None] * len(heads) + [""] * len(extra) + ["", "", None, None]
-
-    def retitle(*values):
-        """Each head's label says in words what it answers, or that it is unsure (the API keeps plain
-        values: this runs in the page only, after the answer arrived)."""
-        titles = []
-        for head, value in zip(heads, values, strict=True):
-            ranked = sorted((value or {}).items(), key=lambda item: -item[1])
-            titles.append(gr.Label(label=head_title(head, ranked) if ranked else TITLES[head]))
-        return titles
+        # A new image: nothing shown may still describe the previous one (its labels' titles included).
+        cleared = [gr.Label(value=None, label=TITLES[head]) for head in heads]
+        return cleared + [""] * len(extra) + ["", "", None, "", None, None]  # ..., heatmaps
 
     shared = {"concurrency_id": CONCURRENCY_ID, "concurrency_limit": CONCURRENCY, "preprocess": False}
     quick = {"api_name": False, "queue": False}
     # preprocess=False: artnet reads the upload itself (see `uploaded_image`).
-    page.classify.click(on_classify, inputs=page.image, outputs=targets, api_name="classify", **shared).then(
-        retitle, inputs=shown, outputs=shown, **quick
-    )
+    page.classify.click(on_page, inputs=inputs, outputs=targets, api_name=False, **shared)
     # Any new image (upload, paste, webcam, an example's click) first clears what described the old one, then
     # is classified; clearing the image only clears.
-    page.image.change(clear, outputs=targets + [page.heatmaps], **quick).then(
-        on_new_image, inputs=page.image, outputs=targets, api_name=False, **shared
-    ).then(retitle, inputs=shown, outputs=shown, **quick)
-    page.explain.click(on_explain, inputs=page.image, outputs=page.heatmaps, api_name="explain", **shared)
+    for changed in (page.image, page.whole_image):  # the visitor's correction answers again at once
+        changed.change(clear, outputs=targets + [page.heatmaps], **quick).then(
+            on_page, inputs=inputs, outputs=targets, api_name=False, **shared
+        )
+    page.explain.click(on_explain, inputs=inputs, outputs=page.heatmaps, api_name=False, **shared)
+
+    # The API, one input each (a REST call sends the image alone, as before the checkbox): /classify and /explain
+    # read an upload as the page does, through the photo step; /classify_whole takes it whole.
+    def on_whole(upload):
+        return on_classify(upload, whole_image=True)
+
+    gr.Button(visible=False).click(on_classify, inputs=page.image, outputs=targets, api_name="classify", **shared)
+    gr.Button(visible=False).click(on_whole, inputs=page.image, outputs=targets, api_name="classify_whole", **shared)
+    gr.Button(visible=False).click(on_explain, inputs=page.image, outputs=page.heatmaps, api_name="explain", **shared)
 
 
 def example_images(export_dir: str | Path, count: int = 3) -> list[str]:

@@ -3,7 +3,8 @@
 Naming is retrieval, not classification. A painting is planar, so a photo of an indexed painting and the index's
 own image of it are related by a homography: local features (SIFT) matched between the two, and a homography
 found by RANSAC among the matches, verify a candidate far more sharply than any global similarity can. A painting
-the index does not hold finds few matches that agree on one homography, however alike its style. The candidates
+the index does not hold finds few matches that agree on one homography, however alike its style. The index's
+features are made once, at export (`IndexFeatures`, stored as the index's `features.npz`). The candidates
 come from the model's own embedding (the similar-paintings index ranks them) or, without one, are every indexed
 painting; the verdict is the number of RANSAC inliers, against a threshold chosen on validation photos
 (`benchmarks/photo_naming.py`) so that photos of paintings outside the index are almost never named.
@@ -12,14 +13,24 @@ painting; the verdict is the number of RANSAC inliers, against a threshold chose
 from __future__ import annotations
 
 import dataclasses
+import io
+import threading
+from collections.abc import Iterable
+from pathlib import Path
 
 import cv2
 import numpy as np
+
+from artnet.data.atomic_files import write_atomically
+from artnet.serving.files import ExportError, FileRefused, read_inside, shown_name
 
 # The lowest count that named at most 1 % of validation photos of outside paintings (benchmarks/photo_naming.py).
 MIN_INLIERS = 12
 RATIO = 0.75  # Lowe's ratio test: a match must be clearly better than the second best
 FEATURE_SIDE = 480  # both sides are matched at about this size: thumbnails are ~300-400 px, photos far larger
+DESCRIPTOR_WIDTH = 128  # SIFT
+# features.npz of 800 SIFT features per painting is ~60 KB a painting (uint8 descriptors): 30 MB for 500 paintings.
+FEATURES_MAX_BYTES = 4 * 2**30
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,11 +52,24 @@ def _gray(rgb: np.ndarray) -> np.ndarray:
 
 
 class Features:
-    """SIFT keypoints and descriptors of images, made once (the index's at load, a photo's per request)."""
+    """SIFT keypoints and descriptors of images, made once (the index's at export, a photo's per request)."""
 
     def __init__(self):
-        self.sift = cv2.SIFT_create(nfeatures=800)
-        self.matcher = cv2.BFMatcher(cv2.NORM_L2)
+        # One SIFT and one matcher per thread: the demo's requests and batch prediction's decoders name at once,
+        # and OpenCV does not promise that one algorithm object may run in two threads.
+        self._local = threading.local()
+
+    @property
+    def sift(self):
+        if not hasattr(self._local, "sift"):
+            self._local.sift = cv2.SIFT_create(nfeatures=800)
+        return self._local.sift
+
+    @property
+    def matcher(self):
+        if not hasattr(self._local, "matcher"):
+            self._local.matcher = cv2.BFMatcher(cv2.NORM_L2)
+        return self._local.matcher
 
     def of(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         keypoints, descriptors = self.sift.detectAndCompute(_gray(rgb), None)
@@ -67,6 +91,88 @@ class Features:
         return 0 if mask is None else int(mask.sum())
 
 
+@dataclasses.dataclass(frozen=True)
+class IndexFeatures:
+    """The SIFT features of every indexed painting, in one table: `points` (M, 2) float32 (in the painting's own
+    pixels at FEATURE_SIDE), `descriptors` (M, 128) uint8 (OpenCV's SIFT values are whole numbers 0-255: uint8
+    loses nothing and takes a quarter of float32's size), `owners` (M,) the painting of each feature, `count`
+    paintings."""
+
+    points: np.ndarray
+    descriptors: np.ndarray
+    owners: np.ndarray
+    count: int
+
+    @classmethod
+    def of_images(cls, images: Iterable[np.ndarray], features: Features | None = None) -> IndexFeatures:
+        features = features or Features()
+        points, descriptors, owners, count = [], [], [], 0
+        for item, rgb in enumerate(images):
+            count += 1
+            found_points, found = features.of(rgb)
+            if found is None:
+                continue
+            points.append(found_points.astype(np.float32))
+            descriptors.append(np.clip(np.rint(found), 0, 255).astype(np.uint8))
+            owners.append(np.full(len(found), item, np.int32))
+        return cls(
+            np.concatenate(points) if points else np.zeros((0, 2), np.float32),
+            np.concatenate(descriptors) if descriptors else np.zeros((0, DESCRIPTOR_WIDTH), np.uint8),
+            np.concatenate(owners) if owners else np.zeros(0, np.int32),
+            count,
+        )
+
+    def of_item(self, item: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """(points, float32 descriptors) of one painting, as `Features.of` gives them."""
+        mine = self.owners == item
+        if not mine.any():
+            return np.zeros((0, 2), np.float32), None
+        return self.points[mine], self.descriptors[mine].astype(np.float32)
+
+    def save(self, path: str | Path) -> None:
+        """`path` (features.npz), written whole or not at all."""
+        buffer = io.BytesIO()
+        np.savez_compressed(
+            buffer, points=self.points, descriptors=self.descriptors, owners=self.owners, count=np.int64(self.count)
+        )
+        write_atomically(path, buffer.getvalue())
+
+    @classmethod
+    def load(cls, root: Path, path: Path, count: int) -> IndexFeatures:
+        """`features.npz`, a regular file inside the export `root`, for an index of `count` paintings; or
+        `ExportError` naming it. Read as data: no pickles, every array's type and shape checked, every owner a
+        painting of the index."""
+        name = shown_name(root, path)
+        try:
+            data = read_inside(root, path, FEATURES_MAX_BYTES)
+            with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
+                points, descriptors = arrays["points"], arrays["descriptors"]
+                owners, stored_count = arrays["owners"], int(arrays["count"])
+        except FileRefused as error:
+            raise ExportError(f"{name} in the export {root}: {error}") from None
+        except (ValueError, OSError, KeyError, TypeError, EOFError) as error:
+            raise ExportError(
+                f"{name} in the export {root} is not a readable feature table ({type(error).__name__}: {error}): "
+                "export the model again"
+            ) from None
+        problem = None
+        if stored_count != count:
+            problem = f"it describes {stored_count:,} paintings but the index holds {count:,}"
+        elif points.dtype != np.float32 or points.ndim != 2 or points.shape[1:] != (2,):
+            problem = f"its points are {points.dtype} {points.shape}, not float32 (M, 2)"
+        elif descriptors.dtype != np.uint8 or descriptors.shape != (len(points), DESCRIPTOR_WIDTH):
+            problem = f"its descriptors are {descriptors.dtype} {descriptors.shape}, not uint8 ({len(points)}, 128)"
+        elif owners.shape != (len(points),) or not np.issubdtype(owners.dtype, np.integer):
+            problem = f"its owners are {owners.dtype} {owners.shape}, not one integer per point"
+        elif len(owners) and (owners.min() < 0 or owners.max() >= count):
+            problem = f"it names paintings outside the index's 0-{count - 1}"
+        elif not np.isfinite(points).all():
+            problem = "its points hold NaN or infinite values"
+        if problem:
+            raise ExportError(f"{name} in the export {root} does not fit its index: {problem}; export the model again")
+        return cls(points, descriptors, owners.astype(np.int32), count)
+
+
 class PaintingNamer:
     """Names a photographed painting as one of the indexed images, or as none.
 
@@ -75,32 +181,42 @@ class PaintingNamer:
     paintings with the most votes are verified by a homography."""
 
     def __init__(self, images: list[np.ndarray], min_inliers: int = MIN_INLIERS, shortlist: int = 5):
+        """Over `images` (RGB arrays); `from_features` for an index's stored features."""
         self.features = Features()
-        self.index = [self.features.of(image) for image in images]
-        self.min_inliers, self.shortlist = min_inliers, shortlist
-        owners = [np.full(len(d), i) for i, (_, d) in enumerate(self.index) if d is not None]
-        stacked = [d for _, d in self.index if d is not None]
-        self._owners = np.concatenate(owners) if owners else np.zeros(0, int)
+        self._setup(IndexFeatures.of_images(images, self.features), min_inliers, shortlist)
+
+    @classmethod
+    def from_features(cls, table: IndexFeatures, min_inliers: int = MIN_INLIERS, shortlist: int = 5):
+        namer = cls.__new__(cls)
+        namer.features = Features()
+        namer._setup(table, min_inliers, shortlist)
+        return namer
+
+    def _setup(self, table: IndexFeatures, min_inliers: int, shortlist: int) -> None:
+        self.table, self.min_inliers, self.shortlist = table, min_inliers, shortlist
         self._forest = None
-        if stacked:
-            self._forest = cv2.flann_Index(np.vstack(stacked).astype(np.float32), {"algorithm": 1, "trees": 4})
+        self._forest_lock = threading.Lock()  # the k-d forest is searched by one thread at a time
+        if len(table.descriptors):
+            self._forest = cv2.flann_Index(table.descriptors.astype(np.float32), {"algorithm": 1, "trees": 4})
 
     def __len__(self) -> int:
-        return len(self.index)
+        return self.table.count
 
     def _voted(self, descriptors: np.ndarray | None) -> list[int]:
-        if descriptors is None or self._forest is None or len(self._owners) < 2:
+        if descriptors is None or self._forest is None or len(self.table.owners) < 2:
             return []
-        neighbours, distances = self._forest.knnSearch(descriptors.astype(np.float32), 2, params={"checks": 64})
+        with self._forest_lock:
+            neighbours, distances = self._forest.knnSearch(descriptors.astype(np.float32), 2, params={"checks": 64})
         good = distances[:, 0] < (RATIO**2) * distances[:, 1]  # FLANN gives squared L2 distances
-        votes = np.bincount(self._owners[neighbours[good, 0]], minlength=len(self.index))
+        votes = np.bincount(self.table.owners[neighbours[good, 0]], minlength=len(self))
         return [int(item) for item in np.argsort(-votes, kind="stable")[: self.shortlist] if votes[item] > 0]
 
     def name(self, painting: np.ndarray, candidates=None) -> Naming:
         """The indexed painting that `painting` (the rectified photo, or the whole image) shows. `candidates`
         (index positions, e.g. the embedding's nearest) are verified beside the shortlist of the votes."""
         query = self.features.of(painting)
-        shortlist = list(dict.fromkeys([*self._voted(query[1]), *(candidates or [])]))
-        counts = [(self.features.inliers(query, self.index[item]), item) for item in shortlist]
+        candidates = [int(item) for item in candidates or () if 0 <= int(item) < len(self)]
+        shortlist = list(dict.fromkeys([*self._voted(query[1]), *candidates]))
+        counts = [(self.features.inliers(query, self.table.of_item(item)), item) for item in shortlist]
         best, item = max(counts, default=(0, None))
         return Naming(item if best >= self.min_inliers else None, best, len(counts))

@@ -1,8 +1,11 @@
 """Similar paintings: the training collection's pooled embeddings, searched by cosine similarity.
 
 Built once at export time (`build_index`) and stored beside the model as `index/embeddings.npy`,
-`index/items.json` (author, title, date, url, labels) and `index/thumbs/*.jpg` (small thumbnails of the user's own
-copies, for the demo; never committed anywhere).
+`index/items.json` (author, title, date, url, labels), `index/thumbs/*.jpg` (small thumbnails of the user's own
+copies, for the demo; never committed anywhere) and `index/features.npz` (each painting's SIFT features, made from
+the image itself rather than its thumbnail, so that a photo of an indexed painting can be named:
+`artnet.serving.naming`). An index without `features.npz` (exported before naming existed) serves as before and
+names nothing.
 
 An index is data, read as such (`SimilarityIndex.load`): its files must be regular files inside the export
 (`artnet.serving.files`), `embeddings.npy` a finite 2-D float array with one row per entry of `items.json`, each
@@ -24,17 +27,18 @@ from PIL import Image
 
 from artnet import labels
 from artnet.data.atomic_files import atomic_path, write_atomically
+from artnet.data.images import ImageError, open_image
 from artnet.data.preprocessing import decode_and_resize
 from artnet.serving.files import (
-    JSON_MAX_BYTES,
     ExportError,
     FileRefused,
     inside,
     open_regular,
-    read_inside,
+    read_json_inside,
     regular_inside,
     shown_name,
 )
+from artnet.serving.naming import IndexFeatures
 from artnet.workdir import SimilarityFiles
 
 if TYPE_CHECKING:  # serving never imports the training data code; only the type is named
@@ -52,9 +56,10 @@ class SimilarityIndex:
         items: list[dict],
         folder: Path | None = None,
         thumbnails: list[Path | None] | None = None,
+        features: IndexFeatures | None = None,
     ):
         """`thumbnails`: each item's thumbnail (a checked real path, see `load`) or None; by default those of
-        `folder`, checked the same way."""
+        `folder`, checked the same way. `features`: the paintings' local features, for naming (or None)."""
         norms = np.linalg.norm(embeddings, axis=1, keepdims=True)
         self.embeddings = (embeddings / np.maximum(norms, 1e-12)).astype(np.float32)
         self.items = items
@@ -63,6 +68,7 @@ class SimilarityIndex:
         if thumbnails is None:
             thumbnails = checked_thumbnails(self.files, len(items), Path(folder)) if folder else [None] * len(items)
         self.thumbnails = thumbnails
+        self.features = features
 
     def __len__(self) -> int:
         return len(self.items)
@@ -86,7 +92,7 @@ class SimilarityIndex:
         return answers
 
     def _item(self, index: int, score: float) -> dict:
-        item = dict(self.items[index], score=score)
+        item = dict(self.items[index], score=score, position=index)
         thumb = self.thumbnails[index]
         item["thumbnail"] = str(thumb) if thumb is not None else None
         return item
@@ -108,7 +114,8 @@ class SimilarityIndex:
                 f"{len(items):,} paintings but {shown_name(root, files.embeddings)} holds {len(embeddings):,} "
                 "embeddings (written in part, or by two exports): export the model again"
             )
-        return cls(embeddings, items, files.root, checked_thumbnails(files, len(items), root))
+        features = IndexFeatures.load(root, files.features, len(items)) if os.path.lexists(files.features) else None
+        return cls(embeddings, items, files.root, checked_thumbnails(files, len(items), root), features)
 
 
 def read_embeddings(root: Path, path: Path) -> np.ndarray:
@@ -154,17 +161,6 @@ def read_items(root: Path, path: Path) -> list[dict]:
     if not isinstance(items, list):
         raise ExportError(f"{name} in the export {root} holds a {type(items).__name__}, not a list of paintings")
     return [_checked_item(item, number, name) for number, item in enumerate(items)]
-
-
-def read_json_inside(root: Path, path: Path):
-    """The JSON value in `path`, a regular file inside `root` of at most JSON_MAX_BYTES, or `ExportError`."""
-    data = read_inside(root, path, JSON_MAX_BYTES)
-    try:
-        return json.loads(data)
-    except (ValueError, RecursionError) as error:
-        raise ExportError(
-            f"{shown_name(root, path)} in the export {root} is not valid JSON ({error}): export it again"
-        ) from None
 
 
 def _checked_item(item, number: int, name: str) -> dict:
@@ -219,7 +215,7 @@ def regular_folder_inside(root: Path, path: Path) -> Path:
 def build_index(model, source: Source, folder: str | Path, batch_size: int = 32) -> SimilarityIndex:
     """Embed every image of `source` with `model` and save the index (with thumbnails) in `folder`.
 
-    The thumbnails first, then `embeddings.npy`, then `items.json`, each of the two written whole or not at all
+    The thumbnails and `features.npz` first, then `embeddings.npy`, then `items.json`, each written whole or not at all
     (a temporary file, fsynced, renamed): a build killed halfway leaves files that disagree, which `load` refuses."""
     files = SimilarityFiles(Path(folder))
     files.thumbs.mkdir(parents=True, exist_ok=True)
@@ -236,6 +232,8 @@ def build_index(model, source: Source, folder: str | Path, batch_size: int = 32)
             thumb.thumbnail((THUMB_SIZE, THUMB_SIZE))
             thumb.save(files.thumb(number * batch_size + offset), quality=85)
     matrix = np.concatenate(embeddings) if embeddings else np.zeros((0, 1), np.float32)
+    features = IndexFeatures.of_images(_full_images(source))
+    features.save(files.features)
     items = [dict(meta) for meta in source.meta] if len(source.meta) == len(matrix) else [{} for _ in matrix]
     for number, item in enumerate(items):
         # Each neighbour's own labels travel with it: the demo shows and returns them (None = unknown).
@@ -248,7 +246,17 @@ def build_index(model, source: Source, folder: str | Path, batch_size: int = 32)
         np.save(partial, matrix.astype(np.float32))
     items = [json_safe(item) for item in items]  # a CSV's empty cell is NaN: JSON has none, null it is
     write_atomically(files.items, json.dumps(items, ensure_ascii=False, allow_nan=False).encode())
-    return SimilarityIndex(matrix, items, files.root)
+    return SimilarityIndex(matrix, items, files.root, features=features)
+
+
+def _full_images(source: Source):
+    """Each image of `source` decoded as itself (upright RGB, a large JPEG at a reduced size), for its local
+    features; an image that does not decode gets none (an empty array), so positions still match the index."""
+    for encoded in source.images.as_numpy_iterator():
+        try:
+            yield np.asarray(open_image(bytes(encoded)))
+        except ImageError:
+            yield np.zeros((1, 1, 3), np.uint8)
 
 
 def json_safe(value):
