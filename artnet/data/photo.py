@@ -34,6 +34,16 @@ FOUND = "painting found in the photo and cut out"
 WHOLE_IMAGE = (
     "no painting found apart from the whole image (a scan, or a photo it could not read): the whole image was used"
 )
+# What a visitor can do about a poor photo, added to the reason (the answer still comes, from what was read).
+SMALL_AREA = 0.10  # a painting under this share of the photo gives the model few of its own pixels
+EDGE_MARGIN = 0.02  # a corner this close to the photo's edge (share of its long side): the painting may be cut off
+DARK_LEVEL, DARK_CONTRAST = 60.0, 12.0  # mean and standard deviation in grey levels: a dark, flat photo
+TOO_SMALL = ": it fills only {share:.0%} of the photo, so the answers see few of its pixels: step closer"
+CUT_OFF = ": it touches the photo's edge and may be cut off: step back so that all four corners are in view"
+STEEP = " A painting may be there, seen at a steep angle: photograph it from the front."
+SMALLER = " A painting may be there, but under {share:.0%} of the photo: step closer."
+SMOOTH_WALL = 0.5  # a band around a quadrilateral at most this textured (against its inside) is a wall
+TOO_DARK = " The photo is too dark or too flat to see a frame's edge (a dark frame on a dark wall?): add light."
 
 
 @dataclasses.dataclass(frozen=True)
@@ -184,10 +194,10 @@ def locate(rgb: np.ndarray) -> Location:
     # A quadrilateral near the whole image is the image's own border (or a scan's): nothing to cut out.
     scored = [(quad, confidence, area) for quad, confidence, area in scored if confidence > 0 and area < SCAN_AREA]
     if not scored:
-        return Location(None, 0.0, WHOLE_IMAGE)
+        return Location(None, 0.0, WHOLE_IMAGE + _why_not_found(quads, edges, gray))
     outer, confidence, area = max(scored, key=lambda item: item[1] * (1 + 0.5 * item[2]))
     if confidence < MIN_CONFIDENCE:
-        return Location(None, confidence, WHOLE_IMAGE)
+        return Location(None, confidence, WHOLE_IMAGE + _why_not_found(quads, edges, gray))
     # A frame and a mount are quadrilaterals around the picture: take the innermost well-supported one.
     nested = [
         (quad, score, quad_area)
@@ -199,7 +209,45 @@ def locate(rgb: np.ndarray) -> Location:
     ]
     if nested:
         outer, confidence, area = min(nested, key=lambda item: item[2])
-    return Location(outer / scale, confidence, FOUND)
+    return Location(outer / scale, confidence, FOUND + _advice(outer, area, gray.shape))
+
+
+def _advice(picture: np.ndarray, area: float, shape: tuple[int, int]) -> str:
+    """What the visitor could do better about a painting that was found (its `picture` outline and `area` share of
+    the photo), or nothing to add. A frame cut by the photo's edge merges with it, so the picture's own corners
+    within EDGE_MARGIN of the edge are what says "cut off"."""
+    height, width = shape
+    margin = EDGE_MARGIN * max(height, width)
+    if (
+        (picture.min(axis=0) <= margin).any()
+        or (picture[:, 0] >= width - 1 - margin).any()
+        or (picture[:, 1] >= height - 1 - margin).any()
+    ):
+        return CUT_OFF
+    return TOO_SMALL.format(share=area) if area < SMALL_AREA else ""
+
+
+def _why_not_found(quads: list[np.ndarray], edges: np.ndarray, gray: np.ndarray) -> str:
+    """Why no painting was found, where the photo says: too dark and flat to see edges; or a quadrilateral on a
+    smooth wall (so not a shape inside a scanned painting) that is too far from square for a painting seen from
+    the front, or too small to read."""
+    if float(gray.mean()) < DARK_LEVEL and float(gray.std()) < DARK_CONTRAST:
+        return TOO_DARK
+    height, width = gray.shape
+    advice = []  # the first that applies
+    for quad in quads:
+        area = cv2.contourArea(quad.astype(np.float32)) / gray.size
+        if area >= SCAN_AREA or _surround_texture(quad, gray) >= SMOOTH_WALL:
+            continue
+        touches = (quad.min(axis=0) <= 1).any() or (quad[:, 0] >= width - 2).any() or (quad[:, 1] >= height - 2).any()
+        outlined = _edge_support(quad, edges) >= MIN_CONFIDENCE
+        if touches:
+            continue  # a shape cut by the photo's edge: a scan's own region as often as a cut-off painting
+        if outlined and area >= MIN_AREA and np.abs(_corner_angles(quad) - 90).max() > MAX_CORNER_ANGLE:
+            advice.append(STEEP)
+        elif outlined and area < MIN_AREA:
+            advice.append(SMALLER.format(share=MIN_AREA))
+    return advice[0] if advice else ""
 
 
 def aspect_ratio(corners: np.ndarray, image_size: tuple[int, int]) -> float | None:

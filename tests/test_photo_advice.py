@@ -1,0 +1,71 @@
+"""Bad photos get a clear word: what went wrong, and what the visitor can do, beside the answer (never a crash)."""
+
+import cv2
+import numpy as np
+import pytest
+
+from artnet.data.photo import FOUND, WHOLE_IMAGE, locate
+from artnet.testing.gallery_photo import made_up_painting
+
+
+def wall(level=170, height=900, width=1200):
+    rng = np.random.default_rng(0)
+    return np.clip(level + rng.normal(0, 3, (height, width, 3)), 0, 255).astype(np.uint8)
+
+
+def framed(painting, border=14, colour=(60, 40, 20)):
+    height, width = painting.shape[:2]
+    out = np.full((height + 2 * border, width + 2 * border, 3), colour, np.uint8)
+    out[border:-border, border:-border] = painting
+    return out
+
+
+def hung(photo, picture, x, y):
+    """`picture` on `photo` with its top-left at (x, y), cut where it runs out of the photo."""
+    height, width = picture.shape[:2]
+    x1, y1 = min(photo.shape[1], x + width), min(photo.shape[0], y + height)
+    photo[y:y1, x:x1] = picture[: y1 - y, : x1 - x]
+    return photo
+
+
+def at_steep_angle(picture, corners):
+    source = np.float32([[0, 0], [picture.shape[1], 0], [picture.shape[1], picture.shape[0]], [0, picture.shape[0]]])
+    matrix = cv2.getPerspectiveTransform(source, np.float32(corners))
+    photo = wall()
+    mask = cv2.warpPerspective(np.ones(picture.shape[:2], np.float32), matrix, photo.shape[1::-1])[..., None]
+    return (photo * (1 - mask) + cv2.warpPerspective(picture, matrix, photo.shape[1::-1]) * mask).astype(np.uint8)
+
+
+PAINTING = framed(made_up_painting(1, 300, 240))
+
+
+@pytest.mark.parametrize(
+    "photo, found, says",
+    [
+        (hung(wall(), framed(made_up_painting(1, 520, 420)), 350, 150), True, None),
+        (hung(wall(), PAINTING, 450, 250), True, "fills only 7% of the photo"),
+        (hung(wall(), PAINTING, 930, 250), True, "may be cut off"),  # its frame reaches the photo's edge
+        (hung(wall(), framed(made_up_painting(1, 180, 150), 8), 500, 350), False, "under 4% of the photo: step closer"),
+        (at_steep_angle(PAINTING, [[400, 30], [560, 360], [560, 520], [400, 870]]), False, "steep angle"),
+        (
+            hung(wall(8), framed((made_up_painting(2, 300, 240) * 0.08).astype(np.uint8), colour=(6, 6, 6)), 450, 250),
+            False,
+            "too dark or too flat",
+        ),
+        (wall(), False, None),  # no painting in view: said, and nothing more to advise
+    ],
+    ids=["good", "small", "at the edge", "tiny", "steep", "black on black", "empty wall"],
+)
+def test_a_poor_photo_says_what_went_wrong_and_what_to_do(photo, found, says):
+    location = locate(photo)
+    assert (location.corners is not None) == found
+    assert location.reason.startswith(FOUND if found else WHOLE_IMAGE)
+    if says is None:
+        assert location.reason == (FOUND if found else WHOLE_IMAGE)
+    else:
+        assert says in location.reason, location.reason
+
+
+def test_a_clean_scan_gets_no_advice():
+    scan = made_up_painting(7, 600, 480)
+    assert locate(scan).reason == WHOLE_IMAGE
