@@ -6,6 +6,9 @@ DATA_DIR ?= data/tfds
 # Offline machines: point at a wga.hu mirror (data_txt.zip + art/). ../shared/wga-sample is used when present.
 WGA_MANUAL_DIR ?= $(firstword $(wildcard ../shared/wga-sample))
 MANUAL_FLAG := $(if $(WGA_MANUAL_DIR),--manual_dir $(WGA_MANUAL_DIR),)
+# With a mirror, the main job trains on every painting it holds (`artist`: all of them, split by painter); without
+# one it downloads `sample`, a small stratified sample of wga.hu (all of wga.hu is ~50,000 images).
+WGA_CONFIG ?= $(if $(WGA_MANUAL_DIR),artist,sample)
 
 SAMPLE_RUN ?= runs/sample
 
@@ -28,7 +31,7 @@ demo: data stats model
 model: $(SAMPLE_RUN)/export/model.keras
 
 $(SAMPLE_RUN)/export/model.keras: | install
-	$(BIN)/artnet train --config experiments/configs/sample.py:multihead --workdir $(SAMPLE_RUN)
+	$(BIN)/artnet train --config experiments/configs/sample.py:multihead,wga=$(WGA_CONFIG) --workdir $(SAMPLE_RUN)
 
 # The builder refuses a catalogue that datasets/wga/checksums.tsv does not pin (wga.hu updates its export). The
 # newcomer's demo takes whichever export wga.hu serves today; its build summary records the sha256 it used.
@@ -36,10 +39,10 @@ $(SAMPLE_RUN)/export/model.keras: | install
 WGA_CATALOG_SHA256 ?= any
 
 data: install
-	ARTNET_WGA_CATALOG_SHA256=$(WGA_CATALOG_SHA256) TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/tfds build datasets/wga --config sample --data_dir $(DATA_DIR) $(MANUAL_FLAG)
+	ARTNET_WGA_CATALOG_SHA256=$(WGA_CATALOG_SHA256) TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/tfds build datasets/wga --config $(WGA_CONFIG) --data_dir $(DATA_DIR) $(MANUAL_FLAG)
 
 stats: install
-	$(BIN)/artnet data-stats --config sample --data-dir $(DATA_DIR)
+	$(BIN)/artnet data-stats --config $(WGA_CONFIG) --data-dir $(DATA_DIR)
 
 test: install
 	$(BIN)/python -m pytest

@@ -33,6 +33,9 @@ class Augment:
     # MixUp (Zhang et al. 2018): each training example blended with another of its batch, lambda ~ Beta(a, a);
     # 0 = off. On the feature cache the blend is of cached features (manifold MixUp, Verma et al. 2019).
     mixup: float = 0.0
+    # The feature cache's views 2 and on as phone photos' cut-outs (`artnet.data.photo_residue`: a slight
+    # perspective, a sliver of frame, colour cast, falloff, glare, blur, noise, JPEG) instead of affine warps.
+    photo: bool = False
 
 
 # How a painting becomes a square (artnet.data.preprocessing.resize_and_crop); here, without TensorFlow, for validation.

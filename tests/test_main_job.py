@@ -1,4 +1,5 @@
-"""`make demo`'s chain, small, on its real command lines: build `wga/sample`, count it, train, export, serve, answer.
+"""`make demo`'s chain, small, on its real command lines: build `wga/artist` from a mirror, count it, train, export,
+serve, answer.
 
 Each step is the command the Makefile runs, in a process of its own (`tfds build datasets/wga`, `artnet data-stats`,
 `artnet train` on `experiments/configs/sample.py`, `artnet demo`), from the dummy mirror instead of wga.hu, and with
@@ -62,11 +63,12 @@ def test_the_main_job_builds_counts_trains_exports_and_serves(tmp_path, tiny_wei
     artnet = [sys.executable, "-m", "artnet.cli"]
     tfds_dir, workdir = tmp_path / "tfds", tmp_path / "run"
 
-    # make data: the sample config from a mirror (the dummy one: its catalogue is not wga.hu's pinned export).
+    # make data: with a mirror, the artist config: every painting it holds (the dummy mirror: its catalogue is not
+    # wga.hu's pinned export).
     mirror = Path(run_step(sys.executable, "-m", "artnet.testing.dummy_mirror", "mirror", cwd=tmp_path).stdout.strip())
     mirror = tmp_path / mirror if not mirror.is_absolute() else mirror
     assert (mirror / "catalog.csv").is_file()
-    tfds_build = [str(BIN / "tfds"), "build", "datasets/wga", "--config", "sample", "--data_dir", str(tfds_dir)]
+    tfds_build = [str(BIN / "tfds"), "build", "datasets/wga", "--config", "artist", "--data_dir", str(tfds_dir)]
     run_step(
         *tfds_build,
         "--manual_dir",
@@ -75,10 +77,10 @@ def test_the_main_job_builds_counts_trains_exports_and_serves(tmp_path, tiny_wei
         ARTNET_WGA_CATALOG_SHA256="any",
         ARTNET_WGA_WORK_DIR=str(tmp_path / "work"),
     )
-    built = next(tfds_dir.glob("wga/sample/*/dataset_info.json")).parent
+    built = next(tfds_dir.glob("wga/artist/*/dataset_info.json")).parent
 
     # make stats
-    stats_run = run_step(*artnet, "data-stats", "--config", "sample", "--data-dir", str(tfds_dir), cwd=tmp_path)
+    stats_run = run_step(*artnet, "data-stats", "--config", "artist", "--data-dir", str(tfds_dir), cwd=tmp_path)
     stats = json.loads((built / "statistics.json").read_text())
     splits = stats["splits"]
     assert set(splits) == {"train", "validation", "test"} and all(n > 0 for n in splits.values())
@@ -100,7 +102,7 @@ def test_the_main_job_builds_counts_trains_exports_and_serves(tmp_path, tiny_wei
         "data.extra_folders": "",  # the recipe adds ../shared/wikiart-sample where it exists: not here
     }
     sets = [argument for key, value in overrides.items() for argument in ("--set", f"{key}={value}")]
-    recipe = str(ROOT / "experiments" / "configs" / "sample.py") + ":multihead"
+    recipe = str(ROOT / "experiments" / "configs" / "sample.py") + ":multihead,wga=artist"
     train_run = run_step(*artnet, "train", "--config", recipe, "--workdir", str(workdir), *sets, cwd=tmp_path)
     assert "from the feature cache" in train_run.stdout  # the recipe's path: heads on cached features
     export_dir = workdir / "export"

@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 
 from artnet.config import Augment
 from artnet.data.atomic_files import atomic_path, remove_stale_parts, write_atomically
+from artnet.data.photo_residue import photo_residues
 from artnet.data.preprocessing import affine_warp, decode_and_resize, randaugment_layer
 from artnet.data.sources import Source
 from artnet.models.artnet import style_statistics_model
@@ -72,6 +73,8 @@ class FeatureSpec:
         spec["augment"].pop("mixup")  # applied to batches of cached features in training: the cache is the same
         if spec["framing"] == "crop":  # the only framing before there was a choice: its keys stay what they were
             spec.pop("framing")
+        if not spec["augment"]["photo"]:  # likewise for the photo views: caches made before them keep their keys
+            spec["augment"].pop("photo")
         return spec
 
 
@@ -149,10 +152,13 @@ def compute_layers(source: Source, spec: FeatureSpec, layers: list[str]) -> list
         randaugment = randaugment_layer(seed=view) if view >= 2 and spec.augment.randaugment else None
         chunks = [[] for _ in layers]
         with tqdm(total=len(source), unit="img", desc=f"features view {view + 1}/{spec.views}") as progress:
-            for batch in batches:
+            for number, batch in enumerate(batches):
                 images = tf.cast(batch, tf.float32)
                 if view == 1:
                     images = tf.reverse(images, axis=[2])
+                elif view >= 2 and spec.augment.photo:  # a phone photo's cut-out; every other one mirrored
+                    residues = photo_residues(batch.numpy(), seed=view * 1_000_003 + number)
+                    images = tf.cast(residues[:, :, ::-1] if view % 2 else residues, tf.float32)
                 elif view >= 2:
                     images = affine_warp(batch, spec.augment)
                     if randaugment is not None:  # after the warp, as in the image pipeline

@@ -1,0 +1,103 @@
+"""What a phone photo leaves on a painting after the photo step cut it out: training views that look like it.
+
+`artnet.data.photo` finds a painting in a photo and warps it upright, but the cut-out is not a scan: the gallery's
+light is still on it (a colour cast, light falling off across the canvas, a patch of glare), the phone's lens and
+compression are in it (blur, noise, JPEG blocks), the corners found are a few pixels off (a slight perspective
+left, a sliver of frame or wall along a side). `photo_residue` puts exactly those on a training image, at random and
+at the model's input size, so that a model trained on scans also learns to read cut-outs
+(`Augment(photo=True)`: the feature cache's views 2 and on, `artnet.training.feature_cache`).
+
+Deliberately not the test renderer (`artnet.testing.gallery_photo`, which draws whole scenes for the photo
+benchmark): training on the benchmark's own generator would tune the model to one look, and photos from other
+generators and from real phones are what the results are checked on. Here only the residue of ANY good cut-out is
+drawn, with its own ranges. numpy and OpenCV; one 224 px image costs about a millisecond.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+# Ranges, each drawn uniformly per image (chosen by looking at cut-outs of real gallery photos and of the rendered
+# benchmark: the largest residue a good cut-out keeps, not the photo's own range).
+CORNER_JITTER = 0.03  # of the side: the found corners' error
+SLIVER = 0.04  # of the side: at most this much frame or wall along a side, on up to two sides
+CAST = 0.12  # per-channel gain 1 +- CAST: tungsten, daylight, LED
+FALLOFF = 0.3  # light falling off across the canvas: down to 1 - FALLOFF at the darker end
+GLARE = 0.5  # probability of a glare patch; its peak adds up to 90 grey levels
+BLUR_SIGMA = 1.2  # pixels, at the model's size
+NOISE_SIGMA = 5.0  # grey levels
+JPEG_QUALITY = (35, 90)
+
+
+def photo_residue(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """`rgb` (H, W, 3 uint8) with one random draw of what a cut-out keeps of its photo (see the top)."""
+    height, width = rgb.shape[:2]
+    image = _perspective(rgb, rng)
+    image = _sliver(image, rng).astype(np.float32)
+    image *= rng.uniform(1 - CAST, 1 + CAST, 3).astype(np.float32)
+    image *= _falloff(height, width, rng)[..., None]
+    if rng.random() < GLARE:
+        image += _glare(height, width, rng)[..., None]
+    sigma = rng.uniform(0, BLUR_SIGMA)
+    if sigma > 0.3:
+        image = cv2.GaussianBlur(image, (0, 0), sigma)
+    image += rng.normal(0, rng.uniform(0, NOISE_SIGMA), image.shape).astype(np.float32)
+    image = np.clip(image, 0, 255).astype(np.uint8)
+    quality = int(rng.integers(*JPEG_QUALITY))
+    encoded = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])[1]
+    return cv2.cvtColor(cv2.imdecode(encoded, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+
+def photo_residues(batch: np.ndarray, seed: int) -> np.ndarray:
+    """`photo_residue` of each image of a (N, H, W, 3) uint8 batch; the same `seed` gives the same batch."""
+    rng = np.random.default_rng(seed)
+    return np.stack([photo_residue(image, rng) for image in batch]) if len(batch) else batch
+
+
+def _perspective(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The image as cut out at corners a little off the true ones (the border replicated, as `rectify` does)."""
+    height, width = rgb.shape[:2]
+    corners = np.float32([[0, 0], [width - 1, 0], [width - 1, height - 1], [0, height - 1]])
+    jitter = rng.uniform(-CORNER_JITTER, CORNER_JITTER, (4, 2)) * [width, height]
+    found = (corners + jitter).astype(np.float32)
+    matrix = cv2.getPerspectiveTransform(found, corners)
+    return cv2.warpPerspective(rgb, matrix, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def _sliver(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A band of frame or wall (one flat, dim or bright colour) along up to two sides."""
+    image = rgb.copy()
+    height, width = image.shape[:2]
+    colour = rng.uniform(20, 230) * rng.uniform(0.8, 1.2, 3)
+    for side in rng.choice(4, size=int(rng.integers(0, 3)), replace=False):
+        band = int(rng.uniform(0, SLIVER) * (height if side % 2 == 0 else width))
+        if band == 0:
+            continue
+        if side == 0:
+            image[:band] = colour
+        elif side == 1:
+            image[:, width - band :] = colour
+        elif side == 2:
+            image[height - band :] = colour
+        else:
+            image[:, :band] = colour
+    return image
+
+
+def _falloff(height: int, width: int, rng: np.random.Generator) -> np.ndarray:
+    """A linear ramp of brightness in a random direction, from 1 to 1 - up to FALLOFF."""
+    angle = rng.uniform(0, 2 * np.pi)
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+    ramp = (np.cos(angle) * xs / max(width - 1, 1) + np.sin(angle) * ys / max(height - 1, 1)) / np.sqrt(2)
+    ramp = (ramp - ramp.min()) / max(float(np.ptp(ramp)), 1e-6)
+    return (1 - rng.uniform(0, FALLOFF) * ramp).astype(np.float32)
+
+
+def _glare(height: int, width: int, rng: np.random.Generator) -> np.ndarray:
+    """A soft bright patch: a lamp's reflection on varnish."""
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+    centre = rng.uniform(0, 1, 2) * [width, height]
+    sigma = rng.uniform(0.08, 0.3) * max(height, width)
+    spot = np.exp(-((xs - centre[0]) ** 2 + (ys - centre[1]) ** 2) / (2 * sigma**2))
+    return (rng.uniform(25, 90) * spot).astype(np.float32)

@@ -1,0 +1,43 @@
+"""Training views as a phone photo's cut-out: what `photo_residue` puts on an image, and the feature cache's use."""
+
+import dataclasses
+
+import numpy as np
+
+from artnet.config import Augment
+from artnet.data.photo_residue import photo_residue, photo_residues
+from artnet.data.synthetic import synthetic_source
+from artnet.testing.gallery_photo import made_up_painting
+
+
+def test_the_same_seed_gives_the_same_residue_and_another_seed_another():
+    batch = np.stack([made_up_painting(seed, 64, 64) for seed in range(4)])
+    first, again, other = photo_residues(batch, 3), photo_residues(batch, 3), photo_residues(batch, 4)
+    assert first.shape == batch.shape and first.dtype == np.uint8
+    assert np.array_equal(first, again) and not np.array_equal(first, other)
+
+
+def test_a_residue_keeps_the_painting_and_changes_its_pixels():
+    painting = made_up_painting(1, 224, 224)
+    rng = np.random.default_rng(0)
+    residues = [photo_residue(painting, rng) for _ in range(20)]
+    differences = [np.abs(r.astype(float) - painting).mean() for r in residues]
+    correlations = [np.corrcoef(r.astype(float).ravel(), painting.astype(float).ravel())[0, 1] for r in residues]
+    assert min(differences) > 1  # every draw changes the image (JPEG and noise at least)
+    assert np.median(correlations) > 0.7  # and still shows the same painting
+    # The light differs from draw to draw (cast, falloff, glare): the channel means spread.
+    assert np.ptp([r.reshape(-1, 3).mean(axis=0) for r in residues], axis=0).min() > 5
+
+
+def test_cached_photo_views_differ_from_affine_views_and_old_keys_stay(tiny_weights):
+    from artnet.training.feature_cache import FeatureSpec, cache_key, compute_features
+
+    plain = FeatureSpec(backbone="tiny", weights=tiny_weights, image_size=32, views=3, layer="pooled")
+    photo = dataclasses.replace(plain, augment=Augment(photo=True))
+    assert "photo" not in plain.to_dict()["augment"]  # caches filled before the photo views keep their keys
+    assert cache_key(plain, "d") != cache_key(photo, "d")
+    source = synthetic_source(6, size=32, seed=2)
+    affine, cut_outs = compute_features(source, plain), compute_features(source, photo)
+    assert np.array_equal(affine[:2], cut_outs[:2])  # the image and its mirror are the same views
+    assert not np.allclose(affine[2], cut_outs[2])
+    assert np.array_equal(cut_outs, compute_features(source, photo))  # and the photo view is the same each time
