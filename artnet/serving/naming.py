@@ -24,12 +24,18 @@ import numpy as np
 from artnet.data.atomic_files import write_atomically
 from artnet.serving.files import ExportError, FileRefused, read_inside, shown_name
 
-# The lowest count that named at most 1 % of validation photos of outside paintings (benchmarks/photo_naming.py).
+# Verified matches a painting needs to be named. On validation photos (benchmarks/photo_naming.py, 2026-12-06) no
+# photo of a painting outside the index reached 8, and 96 % of indexed ones reached 12: 12 keeps a margin for
+# photos and collections unlike the validation ones.
 MIN_INLIERS = 12
 RATIO = 0.75  # Lowe's ratio test: a match must be clearly better than the second best
 FEATURE_SIDE = 480  # both sides are matched at about this size: thumbnails are ~300-400 px, photos far larger
 DESCRIPTOR_WIDTH = 128  # SIFT
-# features.npz of 800 SIFT features per painting is ~60 KB a painting (uint8 descriptors): 30 MB for 500 paintings.
+PHOTO_FEATURES = 800  # a photo's strongest SIFT features, matched per request
+# An indexed painting keeps fewer, its strongest: features.npz holds ~140 bytes a feature (uint8 descriptors).
+INDEX_FEATURES = 300
+MIN_SPREAD = 0.02  # the inliers' hull covers at least this share of the photo's feature span
+MAX_SCALE = 5.0  # a photo's painting and its indexed image differ in size by at most this, per side
 FEATURES_MAX_BYTES = 4 * 2**30
 
 
@@ -54,7 +60,8 @@ def _gray(rgb: np.ndarray) -> np.ndarray:
 class Features:
     """SIFT keypoints and descriptors of images, made once (the index's at export, a photo's per request)."""
 
-    def __init__(self):
+    def __init__(self, count: int = PHOTO_FEATURES):
+        self.count = count
         # One SIFT and one matcher per thread: the demo's requests and batch prediction's decoders name at once,
         # and OpenCV does not promise that one algorithm object may run in two threads.
         self._local = threading.local()
@@ -62,7 +69,7 @@ class Features:
     @property
     def sift(self):
         if not hasattr(self._local, "sift"):
-            self._local.sift = cv2.SIFT_create(nfeatures=800)
+            self._local.sift = cv2.SIFT_create(nfeatures=self.count)
         return self._local.sift
 
     @property
@@ -87,8 +94,30 @@ class Features:
             return 0
         source = query_points[[match.queryIdx for match in good]]
         target = reference_points[[match.trainIdx for match in good]]
-        _, mask = cv2.findHomography(source, target, cv2.RANSAC, 5.0)
-        return 0 if mask is None else int(mask.sum())
+        homography, mask = cv2.findHomography(source, target, cv2.RANSAC, 5.0)
+        if mask is None or not plausible(homography, source[mask.ravel() > 0], query_points):
+            return 0
+        return int(mask.sum())
+
+
+def plausible(homography: np.ndarray, inliers: np.ndarray, points: np.ndarray) -> bool:
+    """Whether a homography could be a painting seen again: the inliers spread over a real part of the photo (not
+    a signature's few strokes or one corner of a frame) and the region they span maps to a convex quadrilateral at
+    a scale between 1/MAX_SCALE and MAX_SCALE, not folded or collapsed. Chance matches between two different
+    paintings that RANSAC still fits fail one of these far more often than true ones (benchmarks/photo_naming.py)."""
+    if homography is None or len(inliers) < 4:
+        return False
+    span = np.ptp(points, axis=0).prod()
+    hull = cv2.contourArea(cv2.convexHull(inliers.astype(np.float32)))
+    if span <= 0 or hull < MIN_SPREAD * span:
+        return False
+    low, high = inliers.min(axis=0), inliers.max(axis=0)
+    box = np.float32([[low[0], low[1]], [high[0], low[1]], [high[0], high[1]], [low[0], high[1]]])
+    mapped = cv2.perspectiveTransform(box[None], homography)[0]
+    area, mapped_area = cv2.contourArea(box), cv2.contourArea(mapped)
+    if not np.isfinite(mapped).all() or not cv2.isContourConvex(mapped.astype(np.float32)) or area <= 0:
+        return False
+    return 1 / MAX_SCALE**2 <= mapped_area / area <= MAX_SCALE**2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,7 +134,7 @@ class IndexFeatures:
 
     @classmethod
     def of_images(cls, images: Iterable[np.ndarray], features: Features | None = None) -> IndexFeatures:
-        features = features or Features()
+        features = features or Features(INDEX_FEATURES)
         points, descriptors, owners, count = [], [], [], 0
         for item, rgb in enumerate(images):
             count += 1
@@ -183,7 +212,7 @@ class PaintingNamer:
     def __init__(self, images: list[np.ndarray], min_inliers: int = MIN_INLIERS, shortlist: int = 5):
         """Over `images` (RGB arrays); `from_features` for an index's stored features."""
         self.features = Features()
-        self._setup(IndexFeatures.of_images(images, self.features), min_inliers, shortlist)
+        self._setup(IndexFeatures.of_images(images), min_inliers, shortlist)
 
     @classmethod
     def from_features(cls, table: IndexFeatures, min_inliers: int = MIN_INLIERS, shortlist: int = 5):

@@ -78,11 +78,12 @@ def build_wheel(out: Path, source: Path | None = None) -> Path:
 
 NO_INDEX = (
     "**No similar paintings here:** the export this Space serves was made without a similar-paintings index, "
-    "so the demo answers without neighbours."
+    "so the demo answers without neighbours and names no photographed painting."
 )
 INDEX_LEFT_OUT = (
     "**No similar paintings here:** the similar-paintings index was left out of this Space, because its "
-    "thumbnails are images of the training collection, which are not for republishing."
+    "thumbnails are images of the training collection, which are not for republishing; without it, the demo also "
+    "names no photographed painting."
 )
 
 
