@@ -41,3 +41,19 @@ def test_cached_photo_views_differ_from_affine_views_and_old_keys_stay(tiny_weig
     assert np.array_equal(affine[:2], cut_outs[:2])  # the image and its mirror are the same views
     assert not np.allclose(affine[2], cut_outs[2])
     assert np.array_equal(cut_outs, compute_features(source, photo))  # and the photo view is the same each time
+
+
+def test_the_probe_fits_on_every_view_only_when_they_hold_photo_cut_outs(tiny_weights):
+    from artnet.config import DataConfig, TrainConfig
+    from artnet.training.probe import frozen_features, photo_views
+
+    def config(photo: bool, views: int) -> TrainConfig:
+        data = DataConfig(feature_views=views, augment=Augment(photo=photo))
+        return TrainConfig(backbone="tiny", backbone_weights=tiny_weights, image_size=32, data=data)
+
+    assert [photo_views(config(True, 4)), photo_views(config(False, 4)), photo_views(config(True, 0))] == [4, 1, 1]
+    source = synthetic_source(5, size=32, seed=3)
+    plain = frozen_features(source, config(True, 4), 32)
+    every = frozen_features(source, config(True, 4), 32, views=4)
+    assert plain.shape == (5, every.shape[1]) and every.shape[0] == 4 * 5
+    assert np.allclose(every[:5], plain, atol=1e-2)  # the first view is the plain one (float16 in the cache)

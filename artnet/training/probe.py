@@ -84,17 +84,30 @@ def full_probabilities(model, x: np.ndarray, num_classes: int) -> np.ndarray:
     return out
 
 
-def frozen_features(source: Source, config: TrainConfig, image_size, cache_dir=None) -> np.ndarray:
-    """(n, d) float32 plain-view features of `source` that `config`'s heads see, frozen: the pooled features,
-    joined by the style statistics of `config.style_layers` when it has them (one cache, one backbone pass)."""
+def frozen_features(source: Source, config: TrainConfig, image_size, cache_dir=None, views: int = 1) -> np.ndarray:
+    """(views x n, d) float32 features of `source` that `config`'s heads see, frozen: the pooled features, joined
+    by the style statistics of `config.style_layers` when it has them (one cache, one backbone pass); the plain
+    view alone by default, else view after view (`photo_views` says when training rows take every view)."""
     spec = FeatureSpec(
-        backbone=config.backbone, weights=config.backbone_weights, image_size=image_size, framing=config.data.framing
+        backbone=config.backbone,
+        weights=config.backbone_weights,
+        image_size=image_size,
+        framing=config.data.framing,
+        views=views,
+        augment=config.data.augment if views > 1 else FeatureSpec().augment,
     )
     specs = [spec]
     if config.style_layers:
         specs.append(dataclasses.replace(spec, layer=style_layer_spec(config.style_layers)))
     parts = cached_layers(source, specs, cache_dir)
-    return np.concatenate([part[0] for part in parts], axis=1).astype(np.float32)
+    return np.concatenate([part.reshape(-1, part.shape[-1]) for part in parts], axis=1).astype(np.float32)
+
+
+def photo_views(config: TrainConfig) -> int:
+    """How many views of each training image the probe fits on: all of the feature cache's views when they hold
+    phone-photo cut-outs (`Augment(photo=True)`: the heads must read photos too), else the plain view alone (what
+    the recipe's probe was chosen with)."""
+    return config.data.feature_views if config.data.augment.photo and config.data.feature_views > 1 else 1
 
 
 def choose_and_fit(head: str, train_x, train_y, val_x, val_y, class_weights=CLASS_WEIGHTS):
@@ -288,9 +301,9 @@ def probe_into_heads(model, config: TrainConfig, sources: dict[str, Source], cac
     weights with its standardisation folded in, and the style statistics' BatchNormalization is set to the same
     standardisation. The model then computes the probe exactly (at inference), and fine-tuning starts from it.
     Returns the choices made on validation, per head."""
-    train_x, val_x = (
-        frozen_features(sources[split], config, model.image_size, cache_dir) for split in ("train", "validation")
-    )
+    views = photo_views(config)
+    train_x = frozen_features(sources["train"], config, model.image_size, cache_dir, views=views)
+    val_x = frozen_features(sources["validation"], config, model.image_size, cache_dir)
     width = model.get_layer(POOLED_LAYER).output.shape[-1]  # the pooled part; the rest is style statistics
     # Balanced class weights when the recipe balances its losses (class_weight_power 1), else both are tried.
     weighting = ("balanced",) if config.class_weight_power == 1 else CLASS_WEIGHTS
@@ -301,9 +314,8 @@ def probe_into_heads(model, config: TrainConfig, sources: dict[str, Source], cac
     style_scale = np.where(style_scale > 0, style_scale, 1.0)
     choices = {}
     for head in model.heads:
-        fitted, choice = choose_and_fit(
-            head, train_x, sources["train"].labels[head], val_x, sources["validation"].labels[head], weighting
-        )
+        train_y = np.tile(sources["train"].labels[head], views)  # the same label for every view of a painting
+        fitted, choice = choose_and_fit(head, train_x, train_y, val_x, sources["validation"].labels[head], weighting)
         scaler, regression = fitted[0], fitted[-1]
         coef, intercept = regression.coef_, regression.intercept_
         if len(regression.classes_) == 2:  # scikit-learn's binary form: one logit, for the second class
