@@ -26,3 +26,11 @@ def test_candidates_from_the_embedding_are_verified_too_and_an_empty_index_names
     assert namer.name(paintings[1], candidates=[1]).item == 1
     assert namer.name(paintings[1], candidates=[0, 2]).item is None
     assert PaintingNamer([]).name(paintings[0]).item is None
+
+
+def test_a_detail_crop_of_an_indexed_painting_is_named_as_that_painting():
+    paintings = [made_up_painting(seed, 480, 400) for seed in range(5)]
+    namer = PaintingNamer(paintings)
+    detail = paintings[2][100:340, 80:300]  # about a quarter of the painting, as a detail photo shows it
+    assert namer.name(detail).item == 2
+    assert namer.name(made_up_painting(77, 480, 400)[100:340, 80:300]).item is None  # a stranger's detail: nobody
