@@ -188,3 +188,21 @@ def test_on_a_phone_sized_page_a_photo_shows_what_was_read_and_names_the_paintin
     finally:
         driver.quit()
         demo.close()
+
+
+def test_a_large_index_names_through_the_embeddings_nearest_alone(export_dir, paintings, tmp_path, monkeypatch):
+    """Past VOTE_MAX_FEATURES descriptors no vote is taken (no forest is built): the candidates verified are the
+    embedding's nearest paintings, in the demo as in `artnet predict` (here all six are near enough)."""
+    from artnet.serving import naming
+
+    monkeypatch.setattr(naming, "VOTE_MAX_FEATURES", 0)
+    backend = DemoBackend(export_dir)
+    assert backend.namer._forest is None
+    answer = backend.classify(str(photo_file(tmp_path, paintings[4], seed=3, name="indexed.jpg")))
+    assert answer.named is not None and answer.named["index"] == 4
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    photo_file(folder, paintings[4], seed=3, name="indexed.jpg")
+    out = tmp_path / "answers.jsonl"
+    run_batch_prediction(str(export_dir), [str(folder)], str(out))
+    assert json.loads(out.read_text())["named"]["index"] == 4

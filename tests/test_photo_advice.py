@@ -69,3 +69,14 @@ def test_a_poor_photo_says_what_went_wrong_and_what_to_do(photo, found, says):
 def test_a_clean_scan_gets_no_advice():
     scan = made_up_painting(7, 600, 480)
     assert locate(scan).reason == WHOLE_IMAGE
+
+
+def test_a_small_scan_whose_found_painting_is_too_small_to_read_is_read_whole():
+    from artnet.data.photo import painting_of_photo
+
+    # A 160 px thumbnail with a small framed rectangle inside: cutting it out would leave under 32 px a side.
+    thumb = hung(wall(170, 120, 160), framed(made_up_painting(3, 20, 24), border=3), 60, 40)
+    painting, location = painting_of_photo(thumb)
+    assert locate(thumb).corners is not None  # something was found...
+    assert painting is thumb and location.corners is None  # ...and the whole image read instead
+    assert location.reason.startswith(WHOLE_IMAGE) and "too small to read" in location.reason

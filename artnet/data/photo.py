@@ -21,6 +21,8 @@ import dataclasses
 import cv2
 import numpy as np
 
+from artnet.data.images import MIN_SIDE
+
 WORK_SIDE = 640  # long side of the copy the search runs on
 MIN_AREA = 0.04  # a painting under 4 % of the photo is too small to read (and too easy to invent)
 SCAN_AREA = 0.88  # a quadrilateral this close to the whole image: the image already is the painting
@@ -299,4 +301,9 @@ def painting_of_photo(rgb: np.ndarray) -> tuple[np.ndarray, Location]:
     location = locate(rgb)
     if location.corners is None:
         return rgb, location
-    return rectify(rgb, location.corners), location
+    painting = rectify(rgb, location.corners)
+    if min(painting.shape[:2]) < MIN_SIDE:  # a small upload's "painting" too small to read: it is the painting
+        height, width = painting.shape[:2]
+        reason = f"{WHOLE_IMAGE} (what looked like a painting in it is {width}x{height} px, too small to read)"
+        return rgb, Location(None, location.confidence, reason)
+    return painting, location

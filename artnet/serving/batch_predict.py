@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from artnet import labels
 from artnet.data.images import ImageError, read_path
+from artnet.models.artnet import EMBEDDING
 from artnet.serving.cards import named_record
 from artnet.serving.naming import PaintingNamer
 from artnet.serving.predictor import SETS, Predictor, check_top_k
@@ -32,7 +33,9 @@ from artnet.workdir import Export
 
 YEAR_SIGMA_COLUMN = "year_sigma"
 NAMED = "named"
+PAINTING = "painting"  # the cut-out's pixels, carried from decoding to naming
 NAMED_COLUMNS = ("index", "painter", "title", "date", "url", "inliers")  # CSV: named_index, named_painter, ...
+NAMING_CANDIDATES = 6  # the embedding's nearest paintings verified for naming (the demo's similar paintings)
 SET_SEPARATOR = "|"  # a set's labels in one CSV cell: "Dutch|Flemish"
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff"})
@@ -55,9 +58,10 @@ def expand_inputs(inputs: Iterable[str]) -> list[Path]:
     return paths
 
 
-def index_namer(model) -> Callable[[np.ndarray], dict | None] | None:
+def index_namer(model) -> Callable[[np.ndarray, np.ndarray], dict | None] | None:
     """For an export folder (or a model inside one) whose index holds local features: a function from a
-    painting's RGB pixels to the record of the indexed painting it shows, or None. Else None: nothing is named."""
+    painting's RGB pixels and the model's embedding of it to the record of the indexed painting it shows, or None
+    (the embedding's nearest paintings are the candidates verified, as in the demo). Else None: nothing is named."""
     if not isinstance(model, str | os.PathLike):
         return None
     files = Export.of(Path(model))
@@ -66,8 +70,9 @@ def index_namer(model) -> Callable[[np.ndarray], dict | None] | None:
     index = SimilarityIndex.load(files.index.root, root=files.root)  # ExportError, naming the file
     namer = PaintingNamer.from_features(index.features)
 
-    def name(painting: np.ndarray) -> dict | None:
-        naming = namer.name(painting)
+    def name(painting: np.ndarray, embedding: np.ndarray) -> dict | None:
+        nearest = [item["position"] for item in index.query(embedding, NAMING_CANDIDATES)]
+        naming = namer.name(painting, nearest)
         return None if naming.item is None else named_record(index.items[naming.item], naming.item, naming.inliers)
 
     return name
@@ -78,7 +83,7 @@ def predict_paths(
     paths: list[Path],
     batch_size: int = 16,
     top_k: int | None = None,
-    namer: Callable[[np.ndarray], dict | None] | None = None,
+    namer: Callable[[np.ndarray, np.ndarray], dict | None] | None = None,
 ) -> Iterator[dict]:
     """One JSON-friendly record per path, in input order; a bad file gives `ok: False` and never stops the rest.
 
@@ -92,7 +97,8 @@ def predict_paths(
         try:
             # Under 32 px a side, or a sliver: refused (ImageShapeError); a photo's painting is found and cut out.
             painting, where = predictor.painting(read_path(Path(path)))
-            where[NAMED] = namer(painting) if namer is not None else None
+            # The painting's pixels stay with it until its forward pass: naming verifies the embedding's nearest.
+            where[PAINTING] = painting if namer is not None else None
             return predictor.fit_pixels(painting), where, None
         except ImageError as error:
             return None, None, str(error)
@@ -117,20 +123,22 @@ def predict_paths(
             submit_next()
             chunk.append((path, *future.result()))
             if len(chunk) == batch_size or not pending:
-                yield from _predict_chunk(predictor, chunk, top_k)
+                yield from _predict_chunk(predictor, chunk, top_k, namer)
                 chunk = []
 
 
-def _predict_chunk(predictor: Predictor, chunk: list, top_k: int | None) -> Iterator[dict]:
+def _predict_chunk(predictor: Predictor, chunk: list, top_k: int | None, namer=None) -> Iterator[dict]:
     good = [(pixels, where) for _, pixels, where, _ in chunk if pixels is not None]
+    paintings = [where.pop(PAINTING, None) for _, where in good]  # not a field of the prediction
     predictions = iter(predictor.predict_pixels([pixels for pixels, _ in good], [where for _, where in good], top_k))
     for path, pixels, where, error in chunk:
         if pixels is None:
             yield {"path": display_path(path), "ok": False, "error": error}
             continue
         prediction = next(predictions)
+        painting = paintings.pop(0)
         record = {"path": display_path(path), "ok": True, "outline": where["outline"], "found": where["found"]}
-        record[NAMED] = where[NAMED]
+        record[NAMED] = namer(painting, prediction[EMBEDDING]) if namer is not None else None
         for head in predictor.heads:
             record[head] = [[label, round(probability, 6)] for label, probability in prediction[head]]
         if SETS in prediction:  # a calibrated model: per head, its conformal set (most probable first)

@@ -34,6 +34,7 @@ DESCRIPTOR_WIDTH = 128  # SIFT
 PHOTO_FEATURES = 800  # a photo's strongest SIFT features, matched per request
 # An indexed painting keeps fewer, its strongest: features.npz holds ~140 bytes a feature (uint8 descriptors).
 INDEX_FEATURES = 300
+VOTE_MAX_FEATURES = 200_000  # an index up to this many descriptors (~700 paintings) also votes (see PaintingNamer)
 MIN_SPREAD = 0.02  # the inliers' hull covers at least this share of the photo's feature span
 MAX_SCALE = 5.0  # a photo's painting and its indexed image differ in size by at most this, per side
 FEATURES_MAX_BYTES = 4 * 2**30
@@ -153,10 +154,14 @@ class IndexFeatures:
 
     def of_item(self, item: int) -> tuple[np.ndarray, np.ndarray | None]:
         """(points, float32 descriptors) of one painting, as `Features.of` gives them."""
-        mine = self.owners == item
-        if not mine.any():
+        if not hasattr(self, "_starts"):  # rows sorted by painting once, then each painting is a slice
+            order = np.argsort(self.owners, kind="stable")
+            object.__setattr__(self, "_order", order)
+            object.__setattr__(self, "_starts", np.searchsorted(self.owners[order], np.arange(self.count + 1)))
+        rows = self._order[self._starts[item] : self._starts[item + 1]]
+        if not len(rows):
             return np.zeros((0, 2), np.float32), None
-        return self.points[mine], self.descriptors[mine].astype(np.float32)
+        return self.points[rows], self.descriptors[rows].astype(np.float32)
 
     def save(self, path: str | Path) -> None:
         """`path` (features.npz), written whole or not at all."""
@@ -205,9 +210,13 @@ class IndexFeatures:
 class PaintingNamer:
     """Names a photographed painting as one of the indexed images, or as none.
 
-    Every indexed descriptor sits in one FLANN k-d forest, so a photo costs one search however large the index:
-    each of its descriptors votes for the painting of its nearest indexed descriptor, and only the `shortlist`
-    paintings with the most votes are verified by a homography."""
+    The candidates it verifies by a homography come from two places: the caller's (the model's embedding puts
+    the right painting of its index first for nearly every cut-out photo; the demo and `artnet predict` pass its
+    nearest), and, for an index of at most VOTE_MAX_FEATURES descriptors, a vote: every indexed descriptor sits in
+    one FLANN k-d forest, each of the photo's descriptors votes for the painting of its nearest indexed one, and
+    the `shortlist` paintings with the most votes are verified too. A larger index (the main job's 5,385
+    paintings hold 1.4 M descriptors: 0.7 GB of float32 in a forest, and a search that cost the demo most of its
+    throughput) relies on the embedding's candidates alone."""
 
     def __init__(self, images: list[np.ndarray], min_inliers: int = MIN_INLIERS, shortlist: int = 5):
         """Over `images` (RGB arrays); `from_features` for an index's stored features."""
@@ -225,7 +234,7 @@ class PaintingNamer:
         self.table, self.min_inliers, self.shortlist = table, min_inliers, shortlist
         self._forest = None
         self._forest_lock = threading.Lock()  # the k-d forest is searched by one thread at a time
-        if len(table.descriptors):
+        if 0 < len(table.descriptors) <= VOTE_MAX_FEATURES:
             self._forest = cv2.flann_Index(table.descriptors.astype(np.float32), {"algorithm": 1, "trees": 4})
 
     def __len__(self) -> int:
