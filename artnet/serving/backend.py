@@ -89,7 +89,7 @@ K_SIMILAR = 6  # similar paintings shown per answer
 # of the cut-out painting, which is often a third of the photo): a larger upload is box-reduced to it first.
 PHOTO_SIDE = 1600
 WHOLE_IMAGE_ASKED = "the whole image was used, as asked"
-READ_VIEW_SIDE = 320  # the page's view of what the model read
+READ_VIEW_SIDE = 240  # the page's view of what the model read
 NEAREST = "nearest"  # the batch's search result, in a forward result (`DemoBackend._forward`)
 LOG = logging.getLogger("artnet.serving.demo")  # the demo's one logger, whichever of its modules logs
 _BACKENDS: weakref.WeakSet = weakref.WeakSet()  # every live backend, for `close_all`

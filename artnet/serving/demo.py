@@ -143,7 +143,6 @@ def _layout(backend: DemoBackend) -> Page:
                 label="Use the whole image (the painting was not found right, or this is a scan)", value=False
             )
             classify = gr.Button("Classify", variant="primary")
-            read_view = gr.HTML(label="what the model read")
         with gr.Column():
             outputs = {
                 # No heading: the top class is not a bold verdict; the label above says it in words.
@@ -153,6 +152,8 @@ def _layout(backend: DemoBackend) -> Page:
             # The year head's answer sits under the block: "c. 1640 ± 25" (one standard deviation).
             year = gr.Textbox(label=YEAR_TITLE, interactive=False) if backend.model.year_head else None
             note = gr.Markdown(label="note")
+            # Below the answers (on a phone they come first): the cut-out the model read, and how it was found.
+            read_view = gr.HTML(label="what the model read")
             photo = gr.JSON(label="photo", visible=False)
     gr.Markdown(model_card_facts(backend.card))
     with gr.Accordion("Why? Grad-CAM per head (on request)", open=False):
