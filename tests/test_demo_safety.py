@@ -186,10 +186,10 @@ def test_one_concurrency_budget_for_every_event_that_runs_the_model(tmp_path):
     export(ArtNet("tiny", image_size=32), folder, card={"train_examples": 10})
     demo = build_demo(folder)
     heavy = [fn for fn in demo.fns.values() if fn.queue]
-    assert {fn.name for fn in heavy} >= {"on_classify", "on_new_image", "on_explain"}
+    assert {fn.name for fn in heavy} >= {"on_classify", "on_whole", "on_page", "on_explain"}
     assert {(fn.concurrency_id, fn.concurrency_limit) for fn in heavy} == {(CONCURRENCY_ID, CONCURRENCY)}
-    # Unqueued events (clearing, titles) touch no image: they must not read uploads.
-    assert all(fn.name in ("clear", "retitle") for fn in demo.fns.values() if not fn.queue)
+    # Unqueued events (clearing a stale answer) touch no image: they must not read uploads.
+    assert all(fn.name == "clear" for fn in demo.fns.values() if not fn.queue)
 
 
 def test_concurrent_requests_share_forward_passes_and_keep_their_own_errors(hostile_export, painting, tmp_path):
