@@ -43,7 +43,6 @@ from artnet.data.images import (
     open_image,
     upright_size,
 )
-from artnet.data.photo import Location, painting_of_photo
 from artnet.evaluation.calibration import calibration_to_json
 from artnet.models.artnet import POOLED
 from artnet.serving.batcher import Batcher
@@ -54,7 +53,6 @@ from artnet.serving.cards import (
     is_sample_scale,
     label_value,
     named_markdown,
-    named_record,
     neighbour_record,
     neighbours_html,
     year_words,
@@ -69,8 +67,7 @@ from artnet.serving.files import (
     regular_inside,
     shown_name,
 )
-from artnet.serving.naming import PaintingNamer
-from artnet.serving.predictor import SETS, Predictor, describe
+from artnet.serving.predictor import SETS, Predictor
 from artnet.serving.similar import SimilarityIndex
 from artnet.serving.threads import forward_lanes
 from artnet.workdir import Export
@@ -88,7 +85,6 @@ K_SIMILAR = 6  # similar paintings shown per answer
 # The photo step works on a copy whose long side is at least this (it locates at 640 px; naming matches at 480 px
 # of the cut-out painting, which is often a third of the photo): a larger upload is box-reduced to it first.
 PHOTO_SIDE = 1600
-WHOLE_IMAGE_ASKED = "the whole image was used, as asked"
 READ_VIEW_SIDE = 240  # the page's view of what the model read
 NEAREST = "nearest"  # the batch's search result, in a forward result (`DemoBackend._forward`)
 LOG = logging.getLogger("artnet.serving.demo")  # the demo's one logger, whichever of its modules logs
@@ -181,9 +177,7 @@ class DemoBackend:
         # The card's calibration line states what is served (calibration.json, checked), whatever the card says.
         self.card["calibration"] = calibration_to_json(self.predictor.calibration)
         self.index = check_index_fits(index, self.model, files)
-        features = self.index.features if self.index is not None else None
-        # An index exported before naming existed has no features: it names nothing, and serves as before.
-        self.namer = PaintingNamer.from_features(features) if features is not None and features.count else None
+        self.namer = self.index.namer if self.index is not None else None  # made now, not by the first visitor
         self.max_pixels = max_pixels
         self._gradcam = None
         self._gradcam_lock = threading.Lock()
@@ -229,13 +223,7 @@ class DemoBackend:
                 factor = max(decoded.size) // PHOTO_SIDE
                 if min(decoded.size) > MAX_OVERSIZE * self.predictor.image_size and factor >= 2:
                     decoded = decoded.reduce(factor)
-                rgb = np.asarray(decoded)
-                if whole_image:
-                    painting, location = rgb, Location(None, 1.0, WHOLE_IMAGE_ASKED)
-                else:
-                    painting, location = painting_of_photo(rgb)
-                    check_shape(width=int(painting.shape[1]), height=int(painting.shape[0]))
-                where = describe(location, upright_size(data)[0] / rgb.shape[1])
+                painting, where = self.predictor.cut_out(np.asarray(decoded), upright_size(data)[0], whole_image)
                 return self.predictor.fit_pixels(painting), where, painting
         except ImageError as error:
             name = Path(image).name if isinstance(image, str | Path) else "pasted image"
@@ -257,12 +245,9 @@ class DemoBackend:
     def name(self, painting: np.ndarray, nearest: list[dict] | None = None) -> dict | None:
         """The indexed painting `painting` shows (its record, with the `inliers` that verified it), or None: no
         features in the index, or no match sure enough. The embedding's nearest are checked beside the votes."""
-        if self.namer is None:
+        if self.index is None:
             return None
-        naming = self.namer.name(painting, [item["position"] for item in nearest or ()])
-        if naming.item is None:
-            return None
-        return named_record(self.index.items[naming.item], naming.item, naming.inliers)
+        return self.index.name(painting, [item["position"] for item in nearest or ()])
 
     def _answer(self, result: dict, k_similar: int, where: dict | None = None, named: dict | None = None) -> Answer:
         per_head = {head: label_value(result[head]) for head in self.model.heads}

@@ -25,8 +25,6 @@ from tqdm import tqdm
 from artnet import labels
 from artnet.data.images import ImageError, read_path
 from artnet.models.artnet import EMBEDDING
-from artnet.serving.cards import named_record
-from artnet.serving.naming import PaintingNamer
 from artnet.serving.predictor import SETS, Predictor, check_top_k
 from artnet.serving.similar import SimilarityIndex
 from artnet.workdir import Export
@@ -68,12 +66,9 @@ def index_namer(model) -> Callable[[np.ndarray, np.ndarray], dict | None] | None
     if not os.path.lexists(files.index.features):
         return None
     index = SimilarityIndex.load(files.index.root, root=files.root)  # ExportError, naming the file
-    namer = PaintingNamer.from_features(index.features)
 
     def name(painting: np.ndarray, embedding: np.ndarray) -> dict | None:
-        nearest = [item["position"] for item in index.query(embedding, NAMING_CANDIDATES)]
-        naming = namer.name(painting, nearest)
-        return None if naming.item is None else named_record(index.items[naming.item], naming.item, naming.inliers)
+        return index.name(painting, [item["position"] for item in index.query(embedding, NAMING_CANDIDATES)])
 
     return name
 

@@ -34,6 +34,8 @@ from artnet.serving.export import load_model
 from artnet.serving.files import ExportError, read_json_inside, shown_name
 from artnet.workdir import Export
 
+WHOLE_IMAGE_FLAG = "the whole image was used (--whole-image)"
+WHOLE_IMAGE_ASKED = "the whole image was used, as asked"
 # A prediction's key for the conformal sets (only with a calibration), and the suffix of a batch's sets of a head.
 SETS = "sets"
 _SET = "/set"
@@ -94,11 +96,17 @@ class Predictor:
         """Any accepted input -> (the painting's RGB pixels: rectified out of a photo, or the image as it is, and
         what the photo step did, with the outline in the photo's own pixels)."""
         rgb, (width, _) = load_photo(image)
-        rgb = _checked(rgb)
-        if not self.locate_painting:
-            return rgb, describe(Location(None, 1.0, "the whole image was used (--whole-image)"), 1.0)
+        return self.cut_out(_checked(rgb), width, whole_image=not self.locate_painting, why=WHOLE_IMAGE_FLAG)
+
+    @staticmethod
+    def cut_out(rgb: np.ndarray, shown_width: int, whole_image: bool = False, why: str = WHOLE_IMAGE_ASKED):
+        """The photo step on decoded pixels (the predictor's and the demo's): (the painting's pixels, what was
+        done, with the outline in the photo's own pixels, `shown_width` wide). `whole_image` skips the search,
+        saying `why`."""
+        if whole_image:
+            return rgb, describe(Location(None, 1.0, why), 1.0)
         painting, location = painting_of_photo(rgb)
-        return _checked(painting), describe(location, width / rgb.shape[1])
+        return _checked(painting), describe(location, shown_width / rgb.shape[1])
 
     def fit_pixels(self, rgb: np.ndarray) -> np.ndarray:
         """A uint8 RGB array (from `artnet.data.images.load_rgb`) -> the model's input pixels."""

@@ -15,6 +15,7 @@ file, never served in part: an `items.json` shorter than the embeddings once fai
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -29,6 +30,7 @@ from artnet import labels
 from artnet.data.atomic_files import atomic_path, write_atomically
 from artnet.data.images import ImageError, open_image
 from artnet.data.preprocessing import decode_and_resize
+from artnet.serving.cards import named_record
 from artnet.serving.files import (
     ExportError,
     FileRefused,
@@ -38,7 +40,7 @@ from artnet.serving.files import (
     regular_inside,
     shown_name,
 )
-from artnet.serving.naming import IndexFeatures
+from artnet.serving.naming import IndexFeatures, PaintingNamer
 from artnet.workdir import SimilarityFiles
 
 if TYPE_CHECKING:  # serving never imports the training data code; only the type is named
@@ -90,6 +92,21 @@ class SimilarityIndex:
             best = best[np.argsort(-row[best], kind="stable")][:k]
             answers.append([self._item(int(index), float(row[index])) for index in best])
         return answers
+
+    @functools.cached_property
+    def namer(self) -> PaintingNamer | None:
+        """The namer over the paintings' features, made when first asked (an export that only writes the index
+        never builds one); None for an index exported before naming existed: it names nothing."""
+        return PaintingNamer.from_features(self.features) if self.features is not None and self.features.count else None
+
+    def name(self, painting: np.ndarray, candidates=()) -> dict | None:
+        """The indexed painting `painting` (a photo's cut-out) shows, as `cards.named_record` (with the `inliers`
+        that verified it), or None: no features in the index, or no match sure enough. `candidates`: index
+        positions to verify (the embedding's nearest), beside the namer's own vote."""
+        if self.namer is None:
+            return None
+        naming = self.namer.name(painting, candidates)
+        return None if naming.item is None else named_record(self.items[naming.item], naming.item, naming.inliers)
 
     def _item(self, index: int, score: float) -> dict:
         item = dict(self.items[index], score=score, position=index)
