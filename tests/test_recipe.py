@@ -561,6 +561,46 @@ def test_style_layers_in_the_unfrozen_part_are_refused_when_training_from_the_ca
         ArtNet(backbone="tiny", heads=("school",), image_size=32, style_layers=("no_such_layer",))
 
 
+def validation_score(network, sources, heads) -> float:
+    """A returned model's own mean validation balanced accuracy, from the validation images."""
+    from sklearn.metrics import balanced_accuracy_score
+
+    from artnet.data.preprocessing import decode_and_resize
+
+    validation = sources["validation"]
+    images = np.stack([decode_and_resize(encoded, 32).numpy() for encoded in validation.images])
+    said = network.predict(images.astype(np.float32), verbose=0)
+    scores = []
+    for head in heads:
+        known = validation.labels[head] >= 0
+        scores.append(balanced_accuracy_score(validation.labels[head][known], said[head][known].argmax(axis=1)))
+    return float(np.mean(scores))
+
+
+def fine_tuning_is_kept_over_a_useless_probe(config, sources, tmp_path, monkeypatch) -> None:
+    """Train `config` from a probe that writes useless heads (all logits 0: one class for every image, chance
+    balanced accuracy): fine-tuning clearly beats it and must be kept, and the model returned is the fine-tuned
+    one (its own validation score is the recorded end score)."""
+    import json
+
+    import artnet.training.lpft
+    from artnet.training.probe import probe_into_heads as real_probe  # the real one, whatever a test patched
+    from artnet.training.train import train
+
+    def useless_probe(network, *args, **kwargs):
+        choices = real_probe(network, *args, **kwargs)
+        for head in network.heads:
+            network.get_layer(head).set_weights([np.zeros_like(w) for w in network.get_layer(head).get_weights()])
+        return choices
+
+    monkeypatch.setattr(artnet.training.lpft, "probe_into_heads", useless_probe)
+    from_useless = train(config, tmp_path / "lp_ft_from_useless", sources)
+    record = json.loads((tmp_path / "lp_ft_from_useless" / "probe.json").read_text())["fine_tune"]
+    start, end = record["validation_mean_balanced_accuracy_start"], record["validation_mean_balanced_accuracy_end"]
+    assert record["kept"] is True and end > start + 0.05, record
+    assert validation_score(from_useless, sources, config.heads) == pytest.approx(end, abs=0.02)
+
+
 @pytest.mark.parametrize("style_layers", [(), ("tiny_bn1",)])
 def test_heads_from_the_probe_compute_the_probe_and_fine_tuning_never_ends_worse(
     tmp_path, tiny_weights, monkeypatch, style_layers
@@ -570,9 +610,7 @@ def test_heads_from_the_probe_compute_the_probe_and_fine_tuning_never_ends_worse
     import json
 
     import keras
-    from sklearn.metrics import balanced_accuracy_score
 
-    import artnet.training.lpft
     from artnet.data.preprocessing import decode_and_resize
     from artnet.models.artnet import POOLED, STYLE
     from artnet.training.feature_cache import style_layer_spec
@@ -615,23 +653,13 @@ def test_heads_from_the_probe_compute_the_probe_and_fine_tuning_never_ends_worse
         expected = full_probabilities(probe, own, len(labels.VOCABULARIES[head]))
         np.testing.assert_allclose(predicted[head], expected, atol=1e-4)
 
-    def validation_score(network) -> float:
-        """The returned model's own mean validation balanced accuracy, from the validation images."""
-        validation = sources["validation"]
-        images = np.stack([decode_and_resize(encoded, 32).numpy() for encoded in validation.images])
-        said = network.predict(images.astype(np.float32), verbose=0)
-        scores = []
-        for head in config.heads:
-            known = validation.labels[head] >= 0
-            scores.append(balanced_accuracy_score(validation.labels[head][known], said[head][known].argmax(axis=1)))
-        return float(np.mean(scores))
-
     fine_tuned = dataclasses.replace(config, epochs=3, fine_tune_learning_rate=0.05, early_stopping_patience=0)
     tuned = train(fine_tuned, tmp_path / "lp_ft", sources)
     record = json.loads((tmp_path / "lp_ft" / "probe.json").read_text())["fine_tune"]
     start = record["validation_mean_balanced_accuracy_start"]
-    assert start == pytest.approx(validation_score(model), abs=0.02)  # the probe's score, measured here too
-    assert validation_score(tuned) >= start - 0.02  # whatever it decided, the model it returns is no worse
+    # The probe's score, measured here too; and whatever it decided, the model it returns is no worse.
+    assert start == pytest.approx(validation_score(model, sources, config.heads), abs=0.02)
+    assert validation_score(tuned, sources, config.heads) >= start - 0.02
     after = tuned.predict(pixels, verbose=0)
     for head in model.heads:
         if record["kept"]:
@@ -639,22 +667,8 @@ def test_heads_from_the_probe_compute_the_probe_and_fine_tuning_never_ends_worse
         else:
             np.testing.assert_allclose(after[head], predicted[head], atol=1e-5)
 
-    # A probe that writes useless heads (all logits 0: one class for every image, chance balanced accuracy):
-    # fine-tuning clearly beats it and must be kept, and the model returned is the fine-tuned one.
-    real_probe = artnet.training.lpft.probe_into_heads
-
-    def useless_probe(network, *args, **kwargs):
-        choices = real_probe(network, *args, **kwargs)
-        for head in network.heads:
-            network.get_layer(head).set_weights([np.zeros_like(w) for w in network.get_layer(head).get_weights()])
-        return choices
-
-    monkeypatch.setattr(artnet.training.lpft, "probe_into_heads", useless_probe)
-    from_useless = train(fine_tuned, tmp_path / "lp_ft_from_useless", sources)
-    record = json.loads((tmp_path / "lp_ft_from_useless" / "probe.json").read_text())["fine_tune"]
-    start, end = record["validation_mean_balanced_accuracy_start"], record["validation_mean_balanced_accuracy_end"]
-    assert record["kept"] is True and end > start + 0.05, record
-    assert validation_score(from_useless) == pytest.approx(end, abs=0.02)
+    # A probe that writes useless heads: fine-tuning clearly beats it, must be kept, and is what is returned.
+    fine_tuning_is_kept_over_a_useless_probe(fine_tuned, sources, tmp_path, monkeypatch)
 
 
 def test_heads_from_the_probe_then_fine_tuning_on_images_starts_from_the_probe_and_resumes_without_refitting(
@@ -665,13 +679,10 @@ def test_heads_from_the_probe_then_fine_tuning_on_images_starts_from_the_probe_a
     the same workdir takes the probe and the fine-tuning from their done markers instead of fitting them again."""
     import json
 
-    from sklearn.metrics import balanced_accuracy_score
-
     import artnet.training.lpft
     from artnet.data.preprocessing import decode_and_resize
     from artnet.training.train import train
 
-    real_probe = artnet.training.lpft.probe_into_heads
     config = _tiny_cached_config(
         tmp_path,
         tiny_weights,
@@ -692,22 +703,12 @@ def test_heads_from_the_probe_then_fine_tuning_on_images_starts_from_the_probe_a
     probe_only = train(dataclasses.replace(config, epochs=0), tmp_path / "probe_only", sources)
     tuned = train(config, tmp_path / "lp_ft", sources)
 
-    def validation_score(network) -> float:
-        """The returned model's own mean validation balanced accuracy, from the validation images."""
-        validation = sources["validation"]
-        images = np.stack([decode_and_resize(encoded, 32).numpy() for encoded in validation.images])
-        said = network.predict(images.astype(np.float32), verbose=0)
-        scores = []
-        for head in config.heads:
-            known = validation.labels[head] >= 0
-            scores.append(balanced_accuracy_score(validation.labels[head][known], said[head][known].argmax(axis=1)))
-        return float(np.mean(scores))
-
     record = json.loads((tmp_path / "lp_ft" / "probe.json").read_text())
     assert set(record["choices"]) == {"school", "type"}
     start = record["fine_tune"]["validation_mean_balanced_accuracy_start"]
-    assert start == pytest.approx(validation_score(probe_only), abs=0.02)  # the probe's score, measured here too
-    assert validation_score(tuned) >= start - 0.02  # whatever it decided, the model it returns is no worse
+    # The probe's score, measured here too; and whatever it decided, the model it returns is no worse.
+    assert start == pytest.approx(validation_score(probe_only, sources, config.heads), abs=0.02)
+    assert validation_score(tuned, sources, config.heads) >= start - 0.02
     epochs = [json.loads(line) for line in (tmp_path / "lp_ft" / "metrics.jsonl").read_text().splitlines()]
     assert [row["phase"] for row in epochs] == ["fine_tune", "fine_tune"]  # no gradient epochs for the heads
 
@@ -729,20 +730,8 @@ def test_heads_from_the_probe_then_fine_tuning_on_images_starts_from_the_probe_a
     for head in config.heads:
         np.testing.assert_allclose(again[head], tuned_says[head], atol=1e-5)
 
-    # A probe that writes useless heads (all logits 0: one class for every image, chance balanced accuracy):
-    # fine-tuning on images clearly beats it and must be kept, and the model returned is the fine-tuned one.
-    def useless_probe(network, *args, **kwargs):
-        choices = real_probe(network, *args, **kwargs)
-        for head in network.heads:
-            network.get_layer(head).set_weights([np.zeros_like(w) for w in network.get_layer(head).get_weights()])
-        return choices
-
-    monkeypatch.setattr(artnet.training.lpft, "probe_into_heads", useless_probe)
-    from_useless = train(config, tmp_path / "lp_ft_from_useless", sources)
-    record = json.loads((tmp_path / "lp_ft_from_useless" / "probe.json").read_text())["fine_tune"]
-    start, end = record["validation_mean_balanced_accuracy_start"], record["validation_mean_balanced_accuracy_end"]
-    assert record["kept"] is True and end > start + 0.05, record
-    assert validation_score(from_useless) == pytest.approx(end, abs=0.02)
+    # A probe that writes useless heads: fine-tuning on images clearly beats it, must be kept, and is returned.
+    fine_tuning_is_kept_over_a_useless_probe(config, sources, tmp_path, monkeypatch)
 
 
 def test_heads_from_the_probe_is_refused_across_workers(monkeypatch):
