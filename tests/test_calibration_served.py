@@ -109,6 +109,56 @@ def test_an_export_without_calibration_predicts_as_before(exports, images):
             assert [p for _, p in loaded[head]] == pytest.approx([p for _, p in direct[head]], abs=1e-6)
 
 
+def test_the_saved_model_serves_the_calibration_too(exports):
+    """TF Serving gets the predictor's answer: calibrated probabilities, the raw softmax beside them, and each
+    head's set as booleans; an uncalibrated export's signature is unchanged."""
+    import tensorflow as tf
+
+    from artnet.serving.calibrated_signature import SET, UNCALIBRATED
+
+    _, calibrated, plain = exports
+    rng = np.random.default_rng(3)
+    images = tf.constant(rng.integers(0, 256, (16, 40, 56, 3), dtype=np.uint8))
+    raw = tf.saved_model.load(str(Export(plain).saved_model)).signatures["serving_default"](images=images)
+    served = tf.saved_model.load(str(Export(calibrated).saved_model)).signatures["serving_default"](images=images)
+    assert set(raw) == set(labels.HEADS)
+    assert set(served) == {f"{head}{suffix}" for head in labels.HEADS for suffix in ("", UNCALIBRATED, SET)}
+    sizes = []
+    for head in labels.HEADS:
+        before = raw[head].numpy()
+        np.testing.assert_allclose(served[f"{head}{UNCALIBRATED}"].numpy(), before, rtol=1e-6)
+        expected = apply_temperature(before, 2.0)
+        np.testing.assert_allclose(served[head].numpy(), expected, atol=1e-6)
+        mask = served[f"{head}{SET}"].numpy()
+        assert mask.dtype == bool and mask.shape == before.shape
+        expected_sets = prediction_sets(expected, CALIBRATION[head].sets)
+        assert [sorted(np.flatnonzero(row)) for row in mask] == [sorted(s) for s in expected_sets]
+        sizes += [int(row.sum()) for row in mask]
+    assert max(sizes) > 1 and min(sizes) == 1
+
+
+def test_the_tensorflow_set_rule_is_numpys_on_ties_raps_and_every_class():
+    """The signature's set rule against `conformal.prediction_set_mask`: tied probabilities, RAPS' penalty, a
+    threshold of inf (every class) and of 0 (the top class alone)."""
+    from artnet.evaluation.conformal import prediction_set_mask
+    from artnet.serving.calibrated_signature import set_mask
+
+    rng = np.random.default_rng(4)
+    probs = rng.dirichlet(np.full(7, 0.7), size=300)
+    probs[:20] = 1 / 7  # every class tied
+    probs[20:40, :2] = probs[20:40, :2].mean(axis=1, keepdims=True)  # two tied at the top or below
+    for rule in (
+        ConformalSets("aps", 0.9, 0.8, 100),
+        ConformalSets("raps", 0.9, 0.85, 100, lam=0.05, k_reg=1),
+        ConformalSets("aps", 0.9, float("inf"), 3),
+        ConformalSets("aps", 0.9, 0.0, 100),
+    ):
+        expected = prediction_set_mask(probs, rule)
+        got = set_mask(probs, rule.qhat, rule.lam, rule.k_reg).numpy()
+        np.testing.assert_array_equal(got, expected)
+    assert got.sum(axis=1).tolist() == [1] * len(probs)  # qhat 0: the top class alone, the first of a tie
+
+
 def test_batch_prediction_writes_the_sets(exports, images, tmp_path):
     _, calibrated, plain = exports
     predictor = Predictor(calibrated, top_k=2)

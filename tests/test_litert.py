@@ -232,6 +232,42 @@ def test_the_example_answers_as_keras_without_tensorflow(exported, tmp_path):
     check_example_answers(sys.executable, exported, tmp_path, env)
 
 
+def test_the_example_applies_the_exports_calibration(exported, tmp_path):
+    """With calibration.json beside the model, the example's probabilities are the calibrated ones and its sets
+    are artnet's (`calibration.apply_temperature`, `conformal.prediction_sets`), still without TensorFlow."""
+    import shutil
+
+    from artnet.evaluation.calibration import HeadCalibration, apply_temperature, calibration_to_json
+    from artnet.evaluation.conformal import ConformalSets, prediction_sets
+
+    model, out = exported
+    folder = tmp_path / "export"
+    shutil.copytree(out, folder)
+    rules = {
+        "school": HeadCalibration(2.5, ConformalSets("aps", 0.9, 0.6, 200)),
+        "timeframe": HeadCalibration(0.7, ConformalSets("raps", 0.8, 0.9, 200, lam=0.05, k_reg=1)),
+        "type": HeadCalibration(1.0, ConformalSets("aps", 0.9, float("inf"), 3)),
+    }
+    (folder / "calibration.json").write_text(json.dumps(calibration_to_json(rules)))
+    photo, upright = write_photo(tmp_path)
+    served = keras_answers(model, upright)
+    env = {**os.environ, "PYTHONPATH": ""}
+    command = [sys.executable, "-c", BLOCKED, str(EXAMPLE), str(folder / litert.TFLITE_FILE), str(photo)]
+    done = subprocess.run([*command, "--json", "--top", "100"], capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    answer = json.loads(done.stdout.strip().splitlines()[-1])
+    names = json.loads((folder / "labels.json").read_text())
+    for head, rule in rules.items():
+        expected = apply_temperature(served[head][np.newaxis], rule.temperature)[0]
+        got = dict(answer[head])
+        np.testing.assert_allclose([got[name] for name in names[head]], expected, atol=2e-3)
+        members = prediction_sets(expected[np.newaxis], rule.sets)[0]
+        assert answer["sets"][head]["classes"] == [names[head][i] for i in members]
+    assert len(answer["sets"]["type"]["classes"]) == len(names["type"])  # qhat null: every class
+    text = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    assert text.returncode == 0 and "(90% set); ranked " in text.stdout and "(80% set)" in text.stdout
+
+
 def setup_pins() -> list[str]:
     """setup.cfg's requirement lines for the example's three packages (install_requires and the extras)."""
     setup = configparser.ConfigParser()

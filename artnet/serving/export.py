@@ -1,8 +1,9 @@
 """Export a trained ArtNet: the `.keras` file, and a TensorFlow SavedModel for serving without artnet.
 
 The SavedModel's `serving_default` signature takes a batch of uint8 RGB images of any size and returns one
-probability tensor per head; its `labels` signature returns the class names per head, so that
-`tf.saved_model.load(path)` alone (TF Serving, no artnet, no Keras) gives named answers. `labels.json`,
+probability tensor per head, calibrated when the export is (with the raw softmax and the conformal set beside it:
+`artnet.serving.calibrated_signature`); its `labels` signature returns the class names per head, so that
+`tf.saved_model.load(path)` alone (TF Serving, no artnet, no Keras) gives the answers artnet gives. `labels.json`,
 `model_card.json` (with the model's `image_size` and `framing`, what a LiteRT client needs to prepare an image)
 and `README.md` (the Hub model card) sit beside them; with `litert`, the LiteRT models too (`artnet.serving.litert`).
 """
@@ -22,19 +23,22 @@ from artnet import labels
 from artnet.data.atomic_files import write_atomically
 from artnet.evaluation.calibration import calibration_from_json, calibration_to_json
 from artnet.serving import similar
+from artnet.serving.calibrated_signature import calibrated
 from artnet.serving.litert import write_litert
 from artnet.serving.model_card import write_readme
 from artnet.workdir import Export
 
 
 class ServingModule(tf.Module):
-    """The model's own serving function (`ArtNet.serving_function`) and the class names, for a SavedModel."""
+    """The model's own serving function (`ArtNet.serving_function`), calibrated when `calibration` (per head, a
+    `HeadCalibration`) is given, and the class names, for a SavedModel."""
 
-    def __init__(self, model):
+    def __init__(self, model, calibration: dict | None = None):
         super().__init__(name="artnet_serving")
         self.model = model  # tracked: its variables are saved with the module
         self._heads = tuple(model.heads)
-        self.serve = model.serving_function()
+        serve = model.serving_function()
+        self.serve = calibrated(serve, calibration) if calibration else serve
 
     @tf.function(input_signature=[])
     def label_names(self):
@@ -83,8 +87,16 @@ def export(
 
 def _write(model, staging: Export, card, index_source, calibration, litert, representative, carry_from) -> None:
     previous = Export(Path(carry_from)) if carry_from else None
+    record = None  # what the export serves: its calibration.json, or none (uncalibrated)
+    if calibration:
+        record = calibration_to_json({head: calibration[head] for head in model.heads if head in calibration})
+    elif previous and previous.calibration.is_file():
+        record = similar.read_json_inside(previous.root, previous.calibration)
+    # Read back through the guarded reader: a carried, crafted calibration.json is refused here, not served.
+    source = str(previous.calibration) if previous and not calibration else "calibration"
+    served = calibration_from_json(record, source=source) if record else None
     model.save(str(staging.model))
-    module = ServingModule(model)
+    module = ServingModule(model, served)
     tf.saved_model.save(
         module,
         str(staging.saved_model),
@@ -102,12 +114,6 @@ def _write(model, staging: Export, card, index_source, calibration, litert, repr
         **(card or {}),
     }
     write_atomically(staging.card, json.dumps(similar.json_safe(card), indent=2, allow_nan=False).encode())
-    record = None  # what the export serves: its calibration.json, or none (uncalibrated)
-    if calibration:
-        record = calibration_to_json({head: calibration[head] for head in model.heads if head in calibration})
-    elif previous and previous.calibration.is_file():
-        record = similar.read_json_inside(previous.root, previous.calibration)
-        calibration_from_json(record, source=str(previous.calibration))  # a crafted one is refused, not carried
     if record:
         write_atomically(staging.calibration, json.dumps(record, indent=2, allow_nan=False).encode())
     # The sharing files (artnet.serving.litert, artnet.serving.model_card): LiteRT when asked, then the Hub card,

@@ -174,8 +174,9 @@ def hub_readme(
         "## Files",
         "",
         "- `model.keras`: the Keras 3 model (load with artnet installed: `artnet.serving.export.load_model`).",
-        "- `saved_model/`: TensorFlow SavedModel; `serving_default` takes uint8 RGB images of any size, `labels` "
-        "names the classes (no artnet needed).",
+        "- `saved_model/`: TensorFlow SavedModel; `serving_default` takes uint8 RGB images of any size and returns "
+        "one probability tensor per head (calibrated where `calibration.json` is present, with `<head>_uncalibrated` "
+        "and the conformal set `<head>_set` beside it), `labels` names the classes (no artnet needed).",
         *(
             f"- `{name}`: LiteRT ({LITERT_KINDS.get(name, 'converted')}), one uint8 RGB image of {size} square in, "
             "one probability vector per head out (the class names are in `labels.json`)."
@@ -183,8 +184,8 @@ def hub_readme(
         ),
         "- `labels.json`, `model_card.json`: the class names per head, and the run's facts.",
         "- `calibration.json` (where present): per head, the temperature and the conformal set rule fitted on the "
-        "validation split, which artnet's predictor and demo apply (the SavedModel and LiteRT files serve the raw "
-        "softmax).",
+        "validation split, which artnet's predictor, demo and the SavedModel apply (the LiteRT files serve the raw "
+        "softmax: apply the temperature as `examples/litert_predict.py` does).",
         "",
         "## Data terms",
         "",
