@@ -151,6 +151,20 @@ def _warn_if_sample_scale(model: Path) -> None:
         )
 
 
+def _calibrate(args: argparse.Namespace) -> int:
+    from artnet.run import recalibrate
+
+    report = recalibrate(args.workdir, args.folds)
+    for head, calibrated in report.get("calibration", {}).items():
+        print(
+            f"{head}: test coverage {100 * calibrated['coverage']:.1f} % for {100 * calibrated['coverage_target']:.0f}"
+            f" % sets (mean size {calibrated['mean_set_size']:.2f}), ECE {calibrated['ece_before']:.3f} -> "
+            f"{calibrated['ece_after']:.3f}"
+        )
+    print(f"re-exported {Workdir(args.workdir).export.root} with the new calibration.json")
+    return 0
+
+
 def _export(args: argparse.Namespace) -> int:
     from artnet.serving.export import export, load_model, refuse_non_empty
 
@@ -316,6 +330,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--split-rule", default=None, help="how the evaluated data was split from training (default: from the source)"
     )
     evaluate.set_defaults(run=_evaluate)
+
+    calibrate = commands.add_parser(
+        "calibrate", help="fit a finished run's calibration again (cross-fitted with --folds) and re-export it"
+    )
+    calibrate.add_argument("--workdir", required=True, help="a finished run's folder (artnet train --workdir)")
+    calibrate.add_argument(
+        "--folds",
+        type=int,
+        default=5,
+        help="also calibrate on the training painters' answers from this many fold models (0: validation alone)",
+    )
+    calibrate.set_defaults(run=_calibrate)
 
     export = commands.add_parser("export", help="write model.keras + a SavedModel (uint8 images in) + labels.json")
     export.add_argument("--model", required=True, help="a .keras file, an export folder or a run's folder")

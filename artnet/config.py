@@ -118,6 +118,10 @@ class TrainConfig:
     freeze_batchnorm: bool = True
     steps_per_epoch: int | None = None  # cap, for dry runs
     early_stopping_patience: int = 4
+    # Calibration (temperature and conformal sets) is fitted on answers about painters the model never saw: the
+    # validation split's, and with K >= 2 also the training painters', each from one of K models trained without
+    # its fold of painters (`artnet.training.cross_fit`; from the feature cache). 0 = validation alone.
+    calibration_folds: int = 0
     backup_every_steps: int | None = None  # also back up mid-epoch (a killed epoch restarts with these weights)
     # Hardware.
     precision: str = "auto"  # auto | float32 | mixed_float16 | mixed_bfloat16
@@ -158,6 +162,15 @@ class TrainConfig:
             raise ValueError("heads_from=probe fits the class heads only: train a year head with heads_from=epochs")
         if self.data.framing not in FRAMINGS:
             raise ValueError(f"data.framing must be one of {', '.join(FRAMINGS)}, got {self.data.framing!r}")
+        if self.calibration_folds == 1 or self.calibration_folds < 0:
+            raise ValueError(
+                f"calibration_folds must be 0 (validation alone) or at least 2, got {self.calibration_folds}"
+            )
+        if self.calibration_folds and not (self.data.feature_views and self.backbone_weights):
+            raise ValueError(
+                "calibration_folds trains a model per fold, from the feature cache: set data.feature_views >= 1 "
+                "with pretrained backbone_weights, or calibration_folds=0 (validation alone)"
+            )
         if not 0.0 <= float(self.label_smoothing) < 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         return self

@@ -9,11 +9,14 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import numpy as np
+
 from artnet.config import TrainConfig
 from artnet.data.sources import Source, load_sources
-from artnet.evaluation.calibration import calibrate_from_predictions
+from artnet.evaluation.calibration import calibrate_from_predictions, calibrate_heads
 from artnet.evaluation.evaluate import evaluate
 from artnet.serving.export import export
+from artnet.training.cross_fit import PAINTER, out_of_fold_predictions
 from artnet.training.strategy import (
     detached,
     is_chief,
@@ -72,17 +75,39 @@ def model_card(sources: dict[str, Source], train_counts: dict, report: dict) -> 
     }
 
 
-def fit_calibration(model, sources: dict[str, Source], workdir: Workdir, counts, train_year=None) -> dict | None:
-    """Per head, the temperature and the conformal set rule (`CALIBRATION_COVERAGE`) fitted on the model's answers
-    on the validation split (painter-disjoint), evaluated into `workdir.validation_evaluation`; None, with a note,
-    when the run has no validation split."""
+def fit_calibration(
+    model, sources: dict[str, Source], workdir: Workdir, counts, train_year=None, config: TrainConfig | None = None
+) -> dict | None:
+    """Per head, the temperature and the conformal set rule (`CALIBRATION_COVERAGE`) fitted on answers about
+    painters the model never trained on: its answers on the validation split (painter-disjoint), evaluated into
+    `workdir.validation_evaluation`, and with `config.calibration_folds` also the training painters' out-of-fold
+    answers (`artnet.training.cross_fit`). None, with a note, when the run has no validation split."""
     validation = sources.get("validation")
     if validation is None or not len(validation):
         print("calibration: skipped (no validation split): the export serves uncalibrated probabilities, no sets")
         return None
     files = workdir.validation_evaluation
     evaluate(model, validation, files.root, train_counts=counts, train_year=train_year)
-    return calibrate_from_predictions(files.predictions, coverage=CALIBRATION_COVERAGE)
+    if not (config and config.calibration_folds):
+        return calibrate_from_predictions(files.predictions, coverage=CALIBRATION_COVERAGE)
+    pooled = pooled_calibration_answers(files.predictions, out_of_fold_predictions(config, sources, workdir))
+    painters = len(set(pooled[PAINTER]) - {""})
+    print(
+        f"calibration: fitted on {len(pooled[PAINTER])} answers about {painters} unseen painters "
+        f"(validation + {config.calibration_folds} training folds)"
+    )
+    return calibrate_heads(
+        {head: pooled[head] for head in config.heads},
+        {head: pooled[f"{head}_true"] for head in config.heads},
+        coverage=CALIBRATION_COVERAGE,
+    )
+
+
+def pooled_calibration_answers(validation_predictions: Path, out_of_fold: dict) -> dict:
+    """The validation evaluation's answers (`predictions.npz`) after the out-of-fold ones, per key they share."""
+    with np.load(validation_predictions) as saved:
+        validation = {key: saved[key] for key in saved.files}
+    return {key: np.concatenate([out_of_fold[key], validation[key]]) for key in out_of_fold if key in validation}
 
 
 def run_experiment(
@@ -117,7 +142,7 @@ def run_experiment(
         model = detached(model)
     recorded = workdir.read_label_counts()
     counts = recorded["counts"]
-    calibration = fit_calibration(model, sources, workdir, counts, recorded.get("year_mean"))
+    calibration = fit_calibration(model, sources, workdir, counts, recorded.get("year_mean"), config)
     report = evaluate(
         model,
         sources["test"],
@@ -127,6 +152,38 @@ def run_experiment(
         calibration=calibration,
     )
     card = model_card(sources, counts, report)
+    if calibration and config.calibration_folds:  # the card says what the calibration was fitted on
+        card["calibration_folds"] = config.calibration_folds
     index_source = sources["train"] if similarity_index else None
     export(model, workdir.export.root, card=card, index_source=index_source, calibration=calibration)
     return RunResult(workdir=workdir, model=model, report=report, card=card, worker=worker_name(strategy))
+
+
+def recalibrate(workdir: str | Path, folds: int) -> dict:
+    """Fit a finished run's calibration again, on validation alone (`folds` 0) or cross-fitted over `folds` folds
+    of its training painters, without training the served model again: evaluate its test split with the new
+    calibration and re-export it (its card and similar-paintings index carried; its calibration line says what
+    the calibration was fitted on). Returns the test report. LiteRT files are not carried: they serve the raw
+    softmax either way; `artnet export --litert` writes them again."""
+    import json
+
+    from artnet.config import from_dict
+    from artnet.serving.export import load_model
+
+    workdir = Workdir(Path(workdir))
+    if not workdir.finished():
+        raise FileNotFoundError(f"{workdir.root} is not a finished run: train it first (artnet train)")
+    config = dataclasses.replace(from_dict(json.loads(workdir.config.read_text())), calibration_folds=folds)
+    config.validate()
+    sources = load_sources(config)
+    model = load_model(workdir.model)
+    recorded = workdir.read_label_counts()
+    counts, train_year = recorded["counts"], recorded.get("year_mean")
+    calibration = fit_calibration(model, sources, workdir, counts, train_year, config)
+    test = workdir.test_evaluation.root
+    report = evaluate(model, sources["test"], test, train_counts=counts, train_year=train_year, calibration=calibration)
+    # None, not absent: the carried card of an earlier cross-fitted calibration must not speak for this one.
+    card = {**model_card(sources, counts, report), "calibration_folds": folds if calibration and folds else None}
+    carried = workdir.export.root if workdir.export.card.is_file() else None
+    export(model, workdir.export.root, card=card, calibration=calibration, carry_from=carried)
+    return report

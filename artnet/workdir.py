@@ -177,6 +177,12 @@ class Workdir:
         return self.root / "probe.json"
 
     @property
+    def out_of_fold(self) -> Path:
+        """The training painters' answers from fold models that never saw them (`calibration_folds`), which the
+        export's calibration is fitted on beside validation (`artnet.training.cross_fit`)."""
+        return self.root / "out_of_fold.npz"
+
+    @property
     def best_model(self) -> Path:
         return self.root / "best.keras"
 

@@ -47,6 +47,7 @@ ALL = 100  # a top_k beyond every vocabulary: the whole distribution
 HALF_DRAWS = 40  # painter halves of the validation split (`painter_halves`)
 COLUMNS = (
     "benchmark",
+    "calibration",
     "head",
     "n",
     "top1",
@@ -65,8 +66,16 @@ COLUMNS = (
 )
 
 
-def score(benchmark: str, probabilities: dict, truth: dict, calibration: dict, majority: dict) -> list[dict]:
-    """One row per calibrated head: the figures of the top (`calibration.calibration_metrics`, `metrics`)."""
+def score(benchmark: str, probabilities: dict, truth: dict, calibrations: dict, majority: dict) -> list[dict]:
+    """One row per calibration (`calibrations`: its name -> per head, a `HeadCalibration`) and calibrated head: the
+    figures of the top (`calibration.calibration_metrics`, `metrics`)."""
+    rows = []
+    for name, calibration in calibrations.items():
+        rows += score_one(benchmark, name, probabilities, truth, calibration, majority)
+    return rows
+
+
+def score_one(benchmark: str, name: str, probabilities: dict, truth: dict, calibration: dict, majority) -> list:
     rows = []
     for head, calibrated in calibration.items():
         y, probs = np.asarray(truth[head]), np.asarray(probabilities[head], dtype=np.float64)
@@ -77,6 +86,7 @@ def score(benchmark: str, probabilities: dict, truth: dict, calibration: dict, m
         rows.append(
             {
                 "benchmark": benchmark,
+                "calibration": name,
                 "head": head,
                 "n": int(known.sum()),
                 "top1": metrics.top_k_accuracy(y, probs, 1),
@@ -90,6 +100,31 @@ def score(benchmark: str, probabilities: dict, truth: dict, calibration: dict, m
             }
         )
     return rows
+
+
+def both_calibrations(run: Workdir, served: dict) -> tuple[dict, str]:
+    """The calibrations compared, by name: fitted on validation alone, and (where the run holds out-of-fold
+    answers) on validation and the training folds, both at the served coverage, as `artnet.run.fit_calibration`
+    fits them; and the name of the one the export serves (the one whose temperatures it holds)."""
+    from artnet.evaluation.calibration import calibrate_from_predictions, calibrate_heads
+    from artnet.run import pooled_calibration_answers
+
+    coverage = next(iter(served.values())).sets.coverage
+    calibrations = {"validation": calibrate_from_predictions(run.validation_evaluation.predictions, coverage)}
+    if run.out_of_fold.is_file():
+        with np.load(run.out_of_fold) as saved:
+            folds = int(saved["fold"].max()) + 1
+            pooled = pooled_calibration_answers(run.validation_evaluation.predictions, dict(saved))
+        heads = [head for head in served if head in pooled]
+        calibrations[f"validation + {folds} folds"] = calibrate_heads(
+            {head: pooled[head] for head in heads}, {head: pooled[f"{head}_true"] for head in heads}, coverage
+        )
+    same = [
+        name
+        for name, fitted in calibrations.items()
+        if all(abs(fitted[head].temperature - served[head].temperature) < 1e-6 for head in served)
+    ]
+    return calibrations, same[0] if same else "neither (the export's calibration.json was fitted otherwise)"
 
 
 def test_benchmark(run: Workdir) -> tuple[dict, dict]:
@@ -233,7 +268,7 @@ def examples(export: Path, folder: Path, rows: list[dict], count: int = 3) -> li
 def _cell(key: str, value) -> str:
     if value is None:
         return "n/a"
-    if key in ("n", "head", "benchmark"):
+    if key in ("n", "head", "benchmark", "calibration"):
         return str(value)
     if key in ("temperature", "mean_set_size"):
         return f"{value:.2f}"
@@ -262,7 +297,8 @@ def markdown(rows: list[dict], command: str, notes: list[str], example_lines: li
         gap = 100 * (row["coverage"] - row["coverage_target"])
         verdict = "within 2 points" if abs(gap) <= 2 else ("over-covers" if gap > 0 else "under-covers")
         lines.append(
-            f"- {row['benchmark']}, {row['head']}: {percent(row['coverage'])} for a {percent(row['coverage_target'])} "
+            f"- {row['benchmark']}, {row['calibration']}, {row['head']}: {percent(row['coverage'])} for a "
+            f"{percent(row['coverage_target'])} "
             f"target ({gap:+.1f} points, {verdict}), mean set {row['mean_set_size']:.2f} of "
             f"{len(labels.VOCABULARIES[row['head']])} classes; ECE {row['ece_before']:.3f} -> {row['ece_after']:.3f}"
         )
@@ -295,25 +331,29 @@ def main(argv=None) -> int:
         parser.error(f"{run.export.calibration} is missing: this export is uncalibrated, nothing to measure")
     counts = run.read_label_counts()["counts"]
     majority = {head: int(np.argmax(counts[head])) for head in calibration}
+    calibrations, served = both_calibrations(run, calibration)
+    first = next(iter(calibration.values())).sets
     notes = [
-        f"run: {run.root} ({json.loads(run.config.read_text()).get('description', '?')}); calibration fitted on its "
-        f"validation split, coverage target {percent(next(iter(calibration.values())).sets.coverage)} "
-        f"({next(iter(calibration.values())).sets.method.upper()} sets)",
+        f"run: {run.root} ({json.loads(run.config.read_text()).get('description', '?')}); coverage target "
+        f"{percent(first.coverage)} ({first.method.upper()} sets); the export serves the `{served}` calibration",
+        "calibrations: `validation` is fitted on the served model's answers on the validation split; "
+        "`validation + K folds` also on the training painters' answers from K fold models that never saw them "
+        "(`artnet.training.cross_fit`, stored in the run's out_of_fold.npz by `artnet calibrate`)",
     ]
-    rows = score("test", *test_benchmark(run), calibration, majority)
+    rows = score("test", *test_benchmark(run), calibrations, majority)
     # Raw probabilities (calibration={}): the calibration is applied in `score`, before and after are both shown.
     predictor = Predictor(run.export.root, top_k=ALL, calibration={})
     if args.wga_data_dir:
         wga = wga_benchmark(
             run, predictor.model, args.wga_data_dir, args.wga_config, args.wga_split, calibration, counts
         )
-        rows += score("WGA (cross-collection)", *wga, calibration, majority)
+        rows += score("WGA (cross-collection)", *wga, calibrations, majority)
         notes.append(f"WGA: every painting of wga/{args.wga_config}:{args.wga_split} under {args.wga_data_dir}")
     example_lines = []
     if args.folder and args.photos:
         photos, clean, truth, painted = photo_benchmark(run, predictor, args.folder, args.photos)
-        rows += score("test paintings, clean", clean, truth, calibration, majority)
-        rows += score("test paintings as photos (photo step)", photos, truth, calibration, majority)
+        rows += score("test paintings, clean", clean, truth, calibrations, majority)
+        rows += score("test paintings as photos (photo step)", photos, truth, calibrations, majority)
         notes.append(
             f"photos: {len(painted)} paintings of the painter-split test of {args.folder}, rendered by "
             "artnet.testing.gallery_photo (seed = row, easy and hard by turns), read through the photo step"

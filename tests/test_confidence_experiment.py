@@ -53,6 +53,22 @@ def test_the_experiment_scores_a_finished_run_and_its_photos(tmp_path):
     assert "## How far coverage moves with the painters (validation only)" in text
     assert run.export.model.stat().st_mtime == model_time  # read, never retrained or re-exported
     assert (run.root / "calibration_photos.npz").is_file()  # the photos' answers, cached for a rerun
+    assert {row["calibration"] for row in rows} == {"validation"}
+    assert "the export serves the `validation` calibration" in text
+
+    # With out-of-fold answers in the run (as `artnet calibrate --folds` leaves them), both calibrations are
+    # scored side by side on every benchmark; here the validation answers stand in for them.
+    import numpy as np
+
+    with np.load(run.validation_evaluation.predictions) as saved:
+        stand_in = {key: saved[key] for key in saved.files}
+    np.savez(run.out_of_fold, **stand_in, fold=np.arange(len(stand_in["painter"])) % 2)
+    assert experiment.main(argv) == 0
+    with (out / "calibration.csv").open(newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    assert {(row["benchmark"], row["calibration"]) for row in rows} == {
+        (benchmark, name) for benchmark in benchmarks for name in ("validation", "validation + 2 folds")
+    }
 
     Path(run.export.calibration).unlink()  # an uncalibrated export: nothing to measure, said so
     with pytest.raises(SystemExit):

@@ -184,7 +184,7 @@ def model_card_markdown(card: dict) -> str:
                 f"{_percent(_fraction(result.get('balanced_accuracy')))} over {n if n is not None else '?'} images"
             )
     if "calibration" in card:  # put there by whoever serves the export, from what it serves
-        lines.append(calibration_line(card["calibration"]))
+        lines.append(calibration_line(card["calibration"], card.get("calibration_folds")))
     if is_sample_scale(card):
         lines += [
             "",
@@ -194,10 +194,11 @@ def model_card_markdown(card: dict) -> str:
     return "\n".join(lines)
 
 
-def calibration_line(record) -> str:
+def calibration_line(record, folds=None) -> str:
     """The card's calibration line: a calibrated export's temperature per head and its sets' coverage, or
     "uncalibrated". `record` has `calibration.json`'s shape (None or {} for none) and is shown as data: only
-    the known heads, and only numbers in range."""
+    the known heads, and only numbers in range. `folds`: the card's `calibration_folds` (cross-fitted
+    calibration, `artnet.training.cross_fit`), said only when it is a whole number >= 2."""
     heads = {head: _mapping(value) for head, value in _mapping(record).items() if head in labels.VOCABULARIES}
     if not heads:
         return (
@@ -208,9 +209,16 @@ def calibration_line(record) -> str:
     shown = ", ".join(f"{head} {t:.2f}" for head, t in temperatures if t is not None and t > 0)
     coverages = {_fraction(_mapping(value.get("conformal")).get("coverage")) for value in heads.values()} - {None}
     sets = f"a {_percent(coverages.pop())} prediction set" if len(coverages) == 1 else "a prediction set"
+    fitted_on = "the validation paintings (painters unseen in training)"
+    count = _count(folds)
+    if count is not None and count >= 2:
+        fitted_on = (
+            f"answers about painters the answering model never saw: the validation paintings', and the training "
+            f"paintings' from {count} models each trained without their fold of painters"
+        )
     return (
-        f"- **Calibration:** calibrated on the validation paintings (painters unseen in training): a temperature "
-        f"per head ({shown or 'not recorded'}), and each answer names {sets}."
+        f"- **Calibration:** calibrated on {fitted_on}: a temperature per head ({shown or 'not recorded'}), and "
+        f"each answer names {sets}."
     )
 
 

@@ -152,7 +152,9 @@ def hub_readme(
         elif head == "year":
             lines.append("- **year**: the mean year and its standard deviation (a Gaussian head)")
     lines += ["", "## Training data and evaluation", "", model_card_facts(card)]
-    lines += [calibration_line(card["calibration"]) if "calibration" in card else CALIBRATION_UNSTATED, ""]
+    stated = "calibration" in card
+    lines += [calibration_line(card["calibration"], card.get("calibration_folds")) if stated else CALIBRATION_UNSTATED]
+    lines += [""]
     lines += [
         "Chance and the majority class are the baselines every figure is compared with; a linear probe on the "
         "frozen backbone is the third (artnet's `artnet probe`). Test figures are on the run's own test split, "
