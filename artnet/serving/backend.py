@@ -5,8 +5,10 @@ under the demo's limits, finds the painting in a photo (`artnet.data.photo`, the
 `Answer` says what it found and shows what the model read), batches its forward pass with the other requests'
 (`artnet.serving.batcher`), names the painting when the index holds it (`artnet.serving.naming`, verified by a
 homography) and returns an `Answer` whose text comes from `artnet.serving.cards`; on request, Grad-CAM overlays as
-files of its own that it cleans up. Its one gradio import is `gr.Error`: a refused upload raises what gradio shows
-the user as it is.
+files of its own that it cleans up. For the page it also shows the photo itself, small, with the outline found
+drawn on it (`PhotoView`), where a visitor who saw the outline miss taps the painting's four corners: classified
+along them (`classify(..., corners=...)`), with no search. Its one gradio import is `gr.Error`: a refused upload
+raises what gradio shows the user as it is.
 
 The export folder is data, never a door (`artnet.serving.files`): the model, the card and every index file must be
 regular files inside it, the index's files must agree with each other and with the model, else the backend is not
@@ -28,6 +30,7 @@ import weakref
 from pathlib import Path
 from typing import NamedTuple
 
+import cv2
 import gradio as gr
 import numpy as np
 from PIL import Image
@@ -43,6 +46,7 @@ from artnet.data.images import (
     open_image,
     upright_size,
 )
+from artnet.data.photo import order_corners
 from artnet.evaluation.calibration import calibration_to_json
 from artnet.models.artnet import POOLED
 from artnet.serving.batcher import Batcher
@@ -67,7 +71,7 @@ from artnet.serving.files import (
     regular_inside,
     shown_name,
 )
-from artnet.serving.predictor import SETS, Predictor
+from artnet.serving.predictor import SETS, CornersError, Predictor
 from artnet.serving.similar import SimilarityIndex
 from artnet.serving.threads import forward_lanes
 from artnet.workdir import Export
@@ -86,9 +90,32 @@ K_SIMILAR = 6  # similar paintings shown per answer
 # of the cut-out painting, which is often a third of the photo): a larger upload is box-reduced to it first.
 PHOTO_SIDE = 1600
 READ_VIEW_SIDE = 240  # the page's view of what the model read
+# The photo as the page shows it to be corrected: long side at most this (a phone's screen is narrower; a 12 Mpx
+# photo would cost the page megabytes per tap), the outline found in green and the visitor's taps in magenta, each
+# over a dark edge that shows on light and dark paintings alike.
+PHOTO_VIEW_SIDE = 1024
+OUTLINE_COLOUR = (40, 255, 40)
+TAPS_COLOUR = (255, 40, 220)
+EDGE_COLOUR = (0, 0, 0)
 NEAREST = "nearest"  # the batch's search result, in a forward result (`DemoBackend._forward`)
 LOG = logging.getLogger("artnet.serving.demo")  # the demo's one logger, whichever of its modules logs
 _BACKENDS: weakref.WeakSet = weakref.WeakSet()  # every live backend, for `close_all`
+
+
+class PhotoView(NamedTuple):
+    """The visitor's photo as the page shows it, to see the outline and tap the corners on."""
+
+    pixels: np.ndarray  # uint8 RGB, long side at most PHOTO_VIEW_SIDE, the outline used drawn on it
+    scale: tuple[float, float]  # the photo's own pixels per pixel shown, (x, y): a tap times this is in the photo's
+
+
+class Reading(NamedTuple):
+    """An upload as `DemoBackend.read` read it."""
+
+    pixels: np.ndarray  # the model's uint8 input
+    where: dict  # what the photo step did (`artnet.serving.predictor.describe`)
+    painting: np.ndarray  # the painting's RGB pixels: cut out of the photo, or the whole image
+    view: PhotoView | None = None  # only when asked for
 
 
 class Answer(NamedTuple):
@@ -105,6 +132,7 @@ class Answer(NamedTuple):
     photo: dict | None = None
     named: dict | None = None
     read_view: str = ""  # HTML: the painting as the model read it (cut out of the photo, or whole), and why
+    photo_view: PhotoView | None = None  # the photo with the outline used, when asked for (the page's)
 
 
 def user_error(message: str, title: str) -> gr.Error:
@@ -139,6 +167,43 @@ def read_view_html(painting: np.ndarray, where: dict) -> str:
         f'style="max-width:100%;max-height:{READ_VIEW_SIDE}px"><figcaption>{html_text(where["found"])}'
         "</figcaption></figure>"
     )
+
+
+def make_photo_view(rgb: np.ndarray, shown_width: int, outline) -> PhotoView:
+    """The decoded photo (`rgb`, a copy of the photo that is `shown_width` wide in its own pixels), at most
+    PHOTO_VIEW_SIDE a side, with `outline` (four [x, y] in the photo's own pixels, or None) drawn on it."""
+    height, width = rgb.shape[:2]
+    shrink = min(1.0, PHOTO_VIEW_SIDE / max(height, width))
+    size = (max(1, round(width * shrink)), max(1, round(height * shrink)))
+    pixels = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA) if shrink < 1 else np.array(rgb)
+    photo_per_decoded = shown_width / width  # one factor for both sides, as a found outline is scaled
+    scale = (width * photo_per_decoded / size[0], height * photo_per_decoded / size[1])
+    if outline is not None:
+        draw_outline(pixels, np.asarray(outline, np.float64) / scale, OUTLINE_COLOUR)
+    return PhotoView(pixels, scale)
+
+
+def draw_outline(pixels: np.ndarray, corners: np.ndarray, colour: tuple[int, int, int]) -> None:
+    """A closed line through `corners` ([x, y] in `pixels`), 3-4 px wide on a shown photo, drawn in place."""
+    width = max(3, round(max(pixels.shape[:2]) / 256))
+    points = [np.round(np.asarray(corners)).astype(np.int32).reshape(-1, 1, 2)]
+    cv2.polylines(pixels, points, True, EDGE_COLOUR, width + 2, cv2.LINE_AA)
+    cv2.polylines(pixels, points, True, colour, width, cv2.LINE_AA)
+
+
+def draw_taps(pixels: np.ndarray, taps: list) -> np.ndarray:
+    """A copy of the shown photo with the visitor's taps ([x, y] in its pixels) as dots and, once there are four,
+    the quadrilateral that will be read: the corners in the order they are read, whatever order they were
+    tapped in."""
+    drawn = np.array(pixels)
+    if len(taps) == 4:
+        draw_outline(drawn, order_corners(taps), TAPS_COLOUR)
+    radius = max(5, round(max(drawn.shape[:2]) / 100))
+    for x, y in taps:
+        centre = (round(x), round(y))
+        cv2.circle(drawn, centre, radius + 2, EDGE_COLOUR, -1, cv2.LINE_AA)
+        cv2.circle(drawn, centre, radius, TAPS_COLOUR, -1, cv2.LINE_AA)
+    return drawn
 
 
 def close_all() -> None:
@@ -201,10 +266,14 @@ class DemoBackend:
         """Remove this backend's Grad-CAM files (idempotent)."""
         self._cleanup()
 
-    def read(self, image: str | Path | bytes, whole_image: bool = False) -> tuple[np.ndarray, dict, np.ndarray]:
-        """An upload -> (the model's uint8 input pixels, what the photo step did, the painting's RGB pixels), under
-        the demo's pixel limit and shape rules, or `ImageError`. `whole_image`: skip the search (a visitor who
-        saw the outline miss, or a scan)."""
+    def read(
+        self, image: str | Path | bytes, whole_image: bool = False, corners=None, photo_view: bool = False
+    ) -> Reading:
+        """An upload -> its `Reading` (the model's uint8 input pixels, what the photo step did, the painting's RGB
+        pixels, and with `photo_view` the photo as the page shows it), under the demo's pixel limit and shape
+        rules, or `ImageError`. `whole_image`: skip the search (a visitor who saw the outline miss, or a scan);
+        `corners`: skip it and cut the painting out along these (a visitor's taps, in the photo's own pixels,
+        checked: `CornersError`)."""
         if isinstance(image, str | Path):
             try:  # as `load_path` reads a file: a FIFO or a device is refused before a byte is read
                 data = read_regular(image, MAX_BYTES)
@@ -223,24 +292,38 @@ class DemoBackend:
                 factor = max(decoded.size) // PHOTO_SIDE
                 if min(decoded.size) > MAX_OVERSIZE * self.predictor.image_size and factor >= 2:
                     decoded = decoded.reduce(factor)
-                painting, where = self.predictor.cut_out(np.asarray(decoded), upright_size(data)[0], whole_image)
-                return self.predictor.fit_pixels(painting), where, painting
+                rgb, shown_width = np.asarray(decoded), upright_size(data)[0]
+                painting, where = self.predictor.cut_out(rgb, shown_width, whole_image, corners=corners)
+                view = make_photo_view(rgb, shown_width, where["outline"]) if photo_view else None
+                return Reading(self.predictor.fit_pixels(painting), where, painting, view)
         except ImageError as error:
             name = Path(image).name if isinstance(image, str | Path) else "pasted image"
             raise type(error)(f"{name}: {error}") from None
 
-    def classify(self, image: str | Path | bytes | None, k_similar: int = K_SIMILAR, whole_image: bool = False):
+    def classify(
+        self,
+        image: str | Path | bytes | None,
+        k_similar: int = K_SIMILAR,
+        whole_image: bool = False,
+        corners=None,
+        photo_view: bool = False,
+    ):
         """An `Answer`: labels and titles per head, a note, what the photo step did, the painting named when the
-        index holds it, the similar paintings: one (batched) forward pass."""
+        index holds it, the similar paintings: one (batched) forward pass. `corners`: the painting's four corners
+        as a visitor tapped them (in the photo's own pixels, any order), read instead of searching; corners that
+        outline no painting are refused before the model runs. `photo_view`: the answer also holds the photo as
+        the page shows it (`PhotoView`)."""
         if image is None:
             raise user_error("Upload, paste or photograph a painting first.", "No image")
         try:
-            pixels, where, painting = self.read(image, whole_image)
+            pixels, where, painting, view = self.read(image, whole_image, corners, photo_view)
         except ImageError as error:
             raise refusal(error) from None
+        except CornersError as error:
+            raise user_error(str(error), "Corners refused") from None
         result = self.batcher(pixels)
         answer = self._answer(result, k_similar, where, self.name(painting, result.get(NEAREST)))
-        return answer._replace(read_view=read_view_html(painting, where))
+        return answer._replace(read_view=read_view_html(painting, where), photo_view=view)
 
     def name(self, painting: np.ndarray, nearest: list[dict] | None = None) -> dict | None:
         """The indexed painting `painting` shows (its record, with the `inliers` that verified it), or None: no
@@ -288,7 +371,7 @@ class DemoBackend:
             raise user_error("Upload a painting first.", "No image")
         try:
             # Through the photo step, as classify; bounded first: a 10 x 1,000,000 strip is not a 22 GB tensor.
-            pixels, _, _ = self.read(image, whole_image)
+            pixels = self.read(image, whole_image).pixels
         except ImageError as error:
             raise refusal(error) from None
         result = self.batcher(pixels)  # the class names and probabilities the captions give

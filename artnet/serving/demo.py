@@ -12,21 +12,30 @@ there, so an export whose `thumbs` linked to `/` once served every readable file
 similar-paintings thumbnails travel inside the answer, and the examples are copied into gradio's cache when the page
 is built. The events read only what gradio says a visitor uploaded (`uploaded_image`): a path outside gradio's
 upload folder is refused.
+
+Correcting the outline: the answer also shows the photo with the outline found drawn on it, made by the server
+from its own copy of the upload. A visitor taps the painting's four corners there (the image's select event) and
+presses "Classify my corners". The taps live in a `gr.State`, which gradio keeps on the server (`Taps`): the page
+sends only each tap's [x, y], numbers that are checked here and again, in the photo's pixels, by the backend.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import io
+import math
 import os
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, TypedDict
 
 import gradio as gr
+import numpy as np
 from gradio import utils as gradio_utils
+from PIL import Image
 
 from artnet import labels
-from artnet.serving.backend import DemoBackend, user_error
+from artnet.serving.backend import Answer, DemoBackend, draw_taps, user_error
 from artnet.serving.batcher import CONCURRENCY
 from artnet.serving.cards import (
     NEIGHBOURS_CSS,
@@ -43,17 +52,31 @@ GRADIO_CACHE_CLEANUP = (3600, 3600)  # every hour, drop uploads and outputs olde
 # Every event that runs the model shares one gradio concurrency budget (see `artnet.serving.batcher.CONCURRENCY`).
 CONCURRENCY_ID = "model"
 GRADIO_ANALYTICS = {"GRADIO_ANALYTICS_MAX_EVENTS": "1000", "GRADIO_ANALYTICS_CACHE_FREQUENCY": "100"}
+CORNERS = 4
+TAP_HELP = "Tap the painting's four corners (any order), then **Classify my corners**."
+TAP_LABEL = "Your photo"
+OUTLINED = "Your photo: the outline read, in green"
+NOT_OUTLINED = "Your photo: no outline, the whole image was read"
+PHOTO_SHOWN_ID = "artnet-photo-shown"  # the photo shown's element, for the browser tests
+# The photo shown, as the taps' state keeps it: a JPEG of at most 1024 px a side (a few hundred KB a visitor, where
+# its pixels would be 2-3 MB), each tap drawn on a fresh copy; the page is sent a JPEG too.
+SHOWN_PHOTO_QUALITY = 90
 GRADCAM_LEGEND = (
     "Colour shows how much each region raised that head's answer: **red** most, then yellow and green, **blue** "
     "least (Grad-CAM, scaled per image). Each overlay names the head, its top class and that class's probability."
 )
 
 
-def uploaded_file(path: str) -> str:
-    """`path` when it lies in gradio's upload folder (where an upload, a webcam shot or an example's copy lands),
-    else a refusal: an API caller naming a file of the server (`{"path": "/etc/passwd"}`) gets nothing read."""
+def is_uploaded(path: str) -> bool:
+    """Whether `path` lies in gradio's upload folder (where an upload, a webcam shot or an example's copy lands)."""
     folder = os.path.realpath(gradio_utils.get_upload_folder())
-    if not Path(os.path.realpath(path)).is_relative_to(folder):
+    return Path(os.path.realpath(path)).is_relative_to(folder)
+
+
+def uploaded_file(path: str) -> str:
+    """`path` when it lies in gradio's upload folder, else a refusal: an API caller naming a file of the server
+    (`{"path": "/etc/passwd"}`) gets nothing read."""
+    if not is_uploaded(path):
         raise user_error(
             "That file was not uploaded to this demo: upload the image itself (with gradio_client: handle_file).",
             "Image refused",
@@ -87,6 +110,64 @@ def uploaded_image(payload) -> str | bytes | None:
     raise gr.Error("No image arrived with the request: upload, paste or photograph a painting again.")
 
 
+class Taps(TypedDict):
+    """The corners a visitor tapped on the photo shown, and what it takes to read them (a `gr.State`: gradio keeps
+    it on the server, the page never sends it)."""
+
+    photo: str  # the upload in gradio's upload folder that was classified and is shown
+    shown: bytes  # the photo as shown (with the outline found), JPEG: what each tap is drawn on
+    label: str  # what it shows: OUTLINED or NOT_OUTLINED
+    size: tuple[int, int]  # the photo shown, (width, height) in its pixels
+    scale: tuple[float, float]  # the photo's own pixels per pixel shown, (x, y)
+    taps: list[list[float]]  # [x, y] in the pixels shown, in the order tapped; at most CORNERS
+
+
+def new_taps(photo: str | bytes, answer: Answer) -> Taps | None:
+    """No taps yet on the photo just classified; None for an image with no photo shown (a pasted image's bytes,
+    which only an API caller sends: it cuts its painting out itself)."""
+    view = answer.photo_view
+    if not isinstance(photo, str) or view is None:
+        return None
+    buffer = io.BytesIO()
+    Image.fromarray(view.pixels).save(buffer, format="JPEG", quality=SHOWN_PHOTO_QUALITY)
+    height, width = view.pixels.shape[:2]
+    label = NOT_OUTLINED if (answer.photo or {}).get("outline") is None else OUTLINED
+    return Taps(photo=photo, shown=buffer.getvalue(), label=label, size=(width, height), scale=view.scale, taps=[])
+
+
+def shown_taps(taps: Taps | None) -> list:
+    """The tap image's and the state's new values: the photo with the taps drawn, its label counting them."""
+    if taps is None:
+        return [gr.Image(value=None, label=TAP_LABEL), None]
+    shown = np.asarray(Image.open(io.BytesIO(taps["shown"])).convert("RGB"))
+    count = len(taps["taps"])
+    label = f"{taps['label']}; your corners in pink ({count} of {CORNERS})" if count else taps["label"]
+    return [gr.Image(value=draw_taps(shown, taps["taps"]), label=label), taps]
+
+
+def tap_point(index, size: tuple[int, int]) -> list[float]:
+    """A tap's [x, y] in the pixels shown, from `gr.SelectData.index` (numbers the page sends, so checked: two
+    finite numbers inside the photo shown)."""
+    try:
+        x, y = (float(value) for value in index)
+    except (TypeError, ValueError):
+        x = y = math.nan
+    if not (math.isfinite(x) and math.isfinite(y) and 0 <= x <= size[0] and 0 <= y <= size[1]):
+        raise gr.Error("That tap was not on the photo: tap the painting's corners on the photo itself.")
+    return [x, y]
+
+
+def tapped_corners(taps: Taps | None) -> tuple[str, list[list[float]]]:
+    """(the upload, the four corners tapped in its own pixels), or a refusal saying how many are missing."""
+    count = len(taps["taps"]) if taps else 0
+    if count != CORNERS:
+        raise user_error(
+            f"Tap all four corners of the painting first ({count} of {CORNERS} so far).", "Four corners needed"
+        )
+    scale_x, scale_y = taps["scale"]
+    return uploaded_file(taps["photo"]), [[x * scale_x, y * scale_y] for x, y in taps["taps"]]
+
+
 class Page(NamedTuple):
     """The components the events read and write."""
 
@@ -102,6 +183,10 @@ class Page(NamedTuple):
     heatmaps: gr.Gallery
     similar: gr.HTML
     neighbours: gr.JSON
+    shown_photo: gr.Image  # the photo with the outline drawn, where the visitor taps the painting's corners
+    taps: gr.State  # `Taps`, or None before an answer
+    classify_corners: gr.Button
+    start_over: gr.Button
 
 
 def build_demo(export_dir: str | Path, examples: list[str] | None = None) -> gr.Blocks:
@@ -130,8 +215,9 @@ def build_demo(export_dir: str | Path, examples: list[str] | None = None) -> gr.
 
 def _layout(backend: DemoBackend) -> Page:
     """The page's components, top to bottom: the camera and the answers first (a visitor in a gallery holds a
-    phone: on a 390 px wide screen the columns stack, so nothing else may come before them), what was read,
-    then the facts, why, similar paintings and the model card."""
+    phone: on a 390 px wide screen the columns stack, so nothing else may come before them), what was read and
+    the photo with its outline, where the visitor corrects it, then the facts, why, similar paintings and the
+    model card."""
     gr.Markdown(
         "# artnet\nWhen, where and what is this painting? Photograph it, or upload a scan: three answers "
         "(European paintings 1401-1900: " + ", ".join(labels.SCHOOLS) + ")."
@@ -154,6 +240,23 @@ def _layout(backend: DemoBackend) -> Page:
             note = gr.Markdown(label="note")
             # Below the answers (on a phone they come first): the cut-out the model read, and how it was found.
             read_view = gr.HTML(label="what the model read")
+            # The outline read, drawn on the photo, and the correction beside "Use the whole image": tapping the
+            # painting's corners (a phone's way to outline it; it also undoes the perspective, which a rectangular
+            # crop cannot). The image is an output only: its taps are select events (`_connect`).
+            with gr.Accordion("The outline read, and your correction", open=True):
+                gr.Markdown(TAP_HELP)
+                shown_photo = gr.Image(
+                    label=TAP_LABEL,
+                    format="jpeg",
+                    interactive=False,
+                    buttons=["fullscreen"],
+                    show_label=True,
+                    elem_id=PHOTO_SHOWN_ID,
+                )
+                taps = gr.State(None)
+                with gr.Row():
+                    classify_corners = gr.Button("Classify my corners")
+                    start_over = gr.Button("Start over")
             photo = gr.JSON(label="photo", visible=False)
     gr.Markdown(model_card_facts(backend.card))
     with gr.Accordion("Why? Grad-CAM per head (on request)", open=False):
@@ -166,23 +269,39 @@ def _layout(backend: DemoBackend) -> Page:
     with gr.Accordion("Model card", open=False):
         gr.Markdown(model_card_markdown(backend.card))
     return Page(
-        image, whole_image, classify, outputs, year, note, read_view, photo, explain, heatmaps, similar, neighbours
+        image,
+        whole_image,
+        classify,
+        outputs,
+        year,
+        note,
+        read_view,
+        photo,
+        explain,
+        heatmaps,
+        similar,
+        neighbours,
+        shown_photo,
+        taps,
+        classify_corners,
+        start_over,
     )
 
 
 def _connect(page: Page, backend: DemoBackend) -> None:
     """The events: classify (button, any new image or a change of "use the whole image"; API /classify and
-    /classify_whole), explain (button, API /explain), and clearing a stale answer as a new image arrives."""
+    /classify_whole), the visitor's taps on the photo shown, "Start over" and "Classify my corners" (page only),
+    explain (button, API /explain), and clearing a stale answer as a new image arrives."""
     heads = backend.model.heads
     extra = [page.year] if page.year is not None else []
     answer_parts = [page.note, page.read_view, page.photo, page.similar, page.neighbours]
     targets = [page.outputs[head] for head in heads] + extra + answer_parts
+    tapping = [page.shown_photo, page.taps]
     inputs = [page.image, page.whole_image]
 
-    def on_classify(upload, whole_image=False, on_page=False):
+    def outputs_of(answer: Answer, on_page: bool) -> list:
         """The answer's outputs. On the page each head's label also says in words what it answers (its set with a
         calibrated export, or that it is unsure: `Answer.titles`); the API keeps plain values."""
-        answer = backend.classify(uploaded_image(upload), whole_image=bool(whole_image))
         photo = {**(answer.photo or {}), "named": answer.named}
         return (
             [
@@ -193,28 +312,68 @@ def _connect(page: Page, backend: DemoBackend) -> None:
             + [answer.note, answer.read_view, photo, answer.similar, answer.neighbours]
         )
 
+    def on_classify(upload, whole_image=False):
+        return outputs_of(backend.classify(uploaded_image(upload), whole_image=bool(whole_image)), on_page=False)
+
     def on_page(upload, whole_image=False):
-        return [gr.skip()] * len(targets) if upload is None else on_classify(upload, whole_image, on_page=True)
+        """The answer, and the photo with the outline read drawn on it, ready for the visitor's taps."""
+        if upload is None:
+            return [gr.skip()] * (len(targets) + len(tapping))
+        photo = uploaded_image(upload)
+        answer = backend.classify(photo, whole_image=bool(whole_image), photo_view=isinstance(photo, str))
+        return outputs_of(answer, on_page=True) + shown_taps(new_taps(photo, answer))
 
     def on_explain(upload, whole_image=False):
         return backend.explain(uploaded_image(upload), whole_image=bool(whole_image))
 
+    def on_tap(taps: Taps | None, event: gr.SelectData):
+        """One more corner, drawn on the photo shown; a fifth tap starts over (a visitor who missed one taps on)."""
+        if not taps:
+            raise gr.Error("Upload or photograph a painting first: its corners are tapped on the photo shown here.")
+        point = tap_point(event.index, taps["size"])
+        earlier = taps["taps"] if len(taps["taps"]) < CORNERS else []
+        return shown_taps({**taps, "taps": [*earlier, point]})
+
+    def on_start_over(taps: Taps | None):
+        return shown_taps({**taps, "taps": []} if taps else None)
+
+    def on_corners(taps: Taps | None):
+        """The visitor's four corners outline the painting: read along them (no search). The Grad-CAM overlays
+        shown go, as they describe another reading."""
+        photo, corners = tapped_corners(taps)
+        return outputs_of(backend.classify(photo, corners=corners), on_page=True) + [None]
+
     def clear():
-        # A new image: nothing shown may still describe the previous one (its labels' titles included).
+        """A new image, or a new choice of "use the whole image": nothing shown may still describe the previous
+        answer (its labels' titles, the photo shown and its taps included). One function for both because the
+        unqueued events are only this: it reads no image."""
         cleared = [gr.Label(value=None, label=TITLES[head]) for head in heads]
-        return cleared + [""] * len(extra) + ["", "", None, "", None, None]  # ..., heatmaps
+        return cleared + [""] * len(extra) + ["", "", None, "", None, None] + shown_taps(None)  # ..., heatmaps
 
     shared = {"concurrency_id": CONCURRENCY_ID, "concurrency_limit": CONCURRENCY, "preprocess": False}
-    quick = {"api_name": False, "queue": False}
+    quick = {"api_name": False, "queue": False, "preprocess": False}
+    cleared = targets + [page.heatmaps] + tapping
     # preprocess=False: artnet reads the upload itself (see `uploaded_image`).
-    page.classify.click(on_page, inputs=inputs, outputs=targets, api_name=False, **shared)
-    # Any new image (upload, paste, webcam, an example's click) first clears what described the old one, then
-    # is classified; clearing the image only clears.
-    for changed in (page.image, page.whole_image):  # the visitor's correction answers again at once
-        changed.change(clear, outputs=targets + [page.heatmaps], **quick).then(
-            on_page, inputs=inputs, outputs=targets, api_name=False, **shared
-        )
+    page.classify.click(on_page, inputs=inputs, outputs=targets + tapping, api_name=False, **shared)
+    # Any new image (upload, paste, webcam, an example's click) first clears what described the old one, then is
+    # classified; clearing the image only clears.
+    page.image.change(clear, outputs=cleared, **quick).then(
+        on_page, inputs=inputs, outputs=targets + tapping, api_name=False, **shared
+    )
+    page.whole_image.change(clear, outputs=cleared, **quick).then(  # answers again at once
+        on_page, inputs=inputs, outputs=targets + tapping, api_name=False, **shared
+    )
     page.explain.click(on_explain, inputs=inputs, outputs=page.heatmaps, api_name=False, **shared)
+    # The visitor's corners, page only (api_name=False: an API caller cuts its painting out itself and sends it to
+    # /classify_whole). A tap draws on a picture, so it is queued (the unqueued events read no image and every
+    # queued one shares the model's budget: tests/test_demo_safety.py); a tap costs milliseconds. trigger_mode
+    # "once" (gradio's default) drops a tap made while the last is drawn, so two taps never race over the state
+    # (the visitor sees the count in the photo's label, and taps again).
+    page.shown_photo.select(on_tap, inputs=page.taps, outputs=tapping, api_name=False, **shared)
+    page.start_over.click(on_start_over, inputs=page.taps, outputs=tapping, api_name=False, **shared)
+    page.classify_corners.click(
+        on_corners, inputs=page.taps, outputs=targets + [page.heatmaps], api_name=False, **shared
+    )
 
     # The API, one input each (a REST call sends the image alone, as before the checkbox): /classify and /explain
     # read an upload as the page does, through the photo step; /classify_whole takes it whole.

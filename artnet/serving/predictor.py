@@ -7,7 +7,9 @@ of a painting on a wall goes through the photo step (`artnet.data.photo`: locate
 passes through unchanged), then `artnet.data.preprocessing.resize_and_crop` with the model's framing, the resize of
 the training pipeline, so predictions see the pixels training saw. Each prediction says what the photo step did:
 `outline` (the four corners used, in the photo's own pixels, clockwise from the top-left, or None for the whole
-image) and `found` (in words). Batch prediction over files is `artnet.serving.batch_predict`.
+image) and `found` (in words). A visitor who saw the outline miss may give the corners instead (`cut_out`'s
+`corners`, checked by `check_corners`): no search, their quadrilateral is rectified and the answer says so. Batch
+prediction over files is `artnet.serving.batch_predict`.
 
 With a calibration (`calibration.json` of the export folder it loads, or `calibration=` given), each head's
 probabilities are the calibrated ones (its temperature applied) and each prediction also holds `sets`: per head,
@@ -24,8 +26,14 @@ import numpy as np
 import tensorflow as tf
 
 from artnet import labels
-from artnet.data.images import ImageError, bound_size, check_shape, load_photo  # noqa: F401  (callers catch ImageError)
-from artnet.data.photo import Location, painting_of_photo
+from artnet.data.images import (  # noqa: F401  (callers catch ImageError)
+    ImageError,
+    ImageShapeError,
+    bound_size,
+    check_shape,
+    load_photo,
+)
+from artnet.data.photo import Location, order_corners, painting_of_photo, rectify
 from artnet.data.preprocessing import resize_and_crop
 from artnet.evaluation.calibration import HeadCalibration, calibration_from_json
 from artnet.evaluation.conformal import prediction_sets
@@ -36,6 +44,11 @@ from artnet.workdir import Export
 
 WHOLE_IMAGE_FLAG = "the whole image was used (--whole-image)"
 WHOLE_IMAGE_ASKED = "the whole image was used, as asked"
+CORNERS_GIVEN = "outline: tapped by you (the painting was cut out along your four corners)"
+# Corners that outline no painting: three this close to a line (the third point's distance from the line through
+# the other two, as a share of their distance), or a quadrilateral under this share of the photo.
+COLLINEAR = 0.05
+MIN_CORNERS_AREA = 0.01
 # A prediction's key for the conformal sets (only with a calibration), and the suffix of a batch's sets of a head.
 SETS = "sets"
 _SET = "/set"
@@ -99,10 +112,16 @@ class Predictor:
         return self.cut_out(_checked(rgb), width, whole_image=not self.locate_painting, why=WHOLE_IMAGE_FLAG)
 
     @staticmethod
-    def cut_out(rgb: np.ndarray, shown_width: int, whole_image: bool = False, why: str = WHOLE_IMAGE_ASKED):
+    def cut_out(
+        rgb: np.ndarray, shown_width: int, whole_image: bool = False, why: str = WHOLE_IMAGE_ASKED, corners=None
+    ):
         """The photo step on decoded pixels (the predictor's and the demo's): (the painting's pixels, what was
         done, with the outline in the photo's own pixels, `shown_width` wide). `whole_image` skips the search,
-        saying `why`."""
+        saying `why`. `corners` (four [x, y] in the photo's own pixels, any order: a visitor's) skips it too:
+        their quadrilateral is rectified, recorded as the outline with confidence 1 (as the whole image asked
+        for is), or `CornersError` says why they outline no painting."""
+        if corners is not None:
+            return cut_out_along(rgb, shown_width, corners)
         if whole_image:
             return rgb, describe(Location(None, 1.0, why), 1.0)
         painting, location = painting_of_photo(rgb)
@@ -176,6 +195,63 @@ def read_calibration(path) -> dict | None:
         return calibration_from_json(record, f"{shown_name(files.root, files.calibration)} in the export {files.root}")
     except ValueError as error:
         raise ExportError(str(error)) from None
+
+
+def cut_out_along(rgb: np.ndarray, shown_width: int, corners) -> tuple[np.ndarray, dict]:
+    """`Predictor.cut_out` along a visitor's corners (the photo's own pixels, `shown_width` wide): the painting
+    rectified, and what was done, the outline being their corners, ordered. The photo's height in its own pixels
+    is the decoded pixels' scaled as its width is, as `describe` scales a found outline."""
+    scale = rgb.shape[1] / shown_width  # decoded pixels per photo pixel: a large JPEG is decoded reduced
+    ordered = check_corners(corners, (shown_width, rgb.shape[0] / scale))
+    painting = rectify(rgb, ordered * scale)
+    try:
+        check_shape(width=int(painting.shape[1]), height=int(painting.shape[0]))
+    except ImageShapeError as error:
+        raise CornersError(f"The painting your corners outline cannot be read ({error}).") from None
+    return painting, describe(Location(ordered, 1.0, CORNERS_GIVEN), 1.0)
+
+
+class CornersError(ValueError):
+    """Corners that outline no painting (not four points inside the photo, three in a line, a crossed or tiny
+    quadrilateral): what is wrong, in words for the visitor who gave them."""
+
+
+def check_corners(corners, photo_size: tuple[float, float]) -> np.ndarray:
+    """A visitor's four [x, y] corners (any order; numbers from a page, so anything) -> the same corners ordered
+    clockwise from the top-left, once they outline a painting inside the photo of `photo_size` (width, height,
+    its own pixels), else `CornersError`."""
+    try:
+        points = np.asarray(corners, dtype=np.float64)
+    except (TypeError, ValueError):
+        points = np.empty(0)
+    if points.shape != (4, 2) or not np.isfinite(points).all():
+        raise CornersError("Give the painting's four corners, each two numbers [x, y] in the photo's pixels.")
+    width, height = photo_size
+    if (points < 0).any() or (points[:, 0] > width).any() or (points[:, 1] > height).any():
+        raise CornersError(f"Every corner must lie inside the photo ({width:.0f} x {height:.0f} pixels).")
+    for left_out in range(4):  # any three of the four nearly on one line: no quadrilateral
+        a, b, c = np.delete(points, left_out, axis=0)
+        sides = [np.linalg.norm(b - a), np.linalg.norm(c - b), np.linalg.norm(a - c)]
+        twice_area = abs(float(np.cross(b - a, c - a)))
+        if twice_area <= COLLINEAR * max(sides) ** 2:
+            raise CornersError(
+                "Three of your corners lie almost on one line: tap the painting's four corners, one at each corner."
+            )
+    ordered = order_corners(points)
+    turns = [np.cross(ordered[i] - ordered[i - 1], ordered[(i + 1) % 4] - ordered[i]) for i in range(4)]
+    if not (all(turn > 0 for turn in turns) or all(turn < 0 for turn in turns)):
+        raise CornersError(
+            "Your corners do not outline a four-sided shape (one lies inside the others' triangle): tap the "
+            "painting's four outer corners."
+        )
+    x, y = ordered[:, 0], ordered[:, 1]
+    area = abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))) / 2  # the shoelace formula
+    if area < MIN_CORNERS_AREA * width * height:
+        raise CornersError(
+            f"Your corners outline only {area / (width * height):.1%} of the photo, under {MIN_CORNERS_AREA:.0%}: "
+            "tap the painting's four corners, or photograph it closer."
+        )
+    return ordered
 
 
 def describe(location: Location, scale: float) -> dict:
