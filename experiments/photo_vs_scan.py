@@ -12,6 +12,11 @@ rendered with seed i (`artnet.testing.gallery_photo`), half easy and half hard. 
 these painters: `--split test` keeps the painters of the folder's own painter-disjoint test split, exactly as
 training splits a labelled folder (`artnet.data.sources.folder_source`), which is what the main job does with the
 WikiArt sample.
+
+`--probe-of CONFIG` adds the third baseline beside chance and the majority: the linear probe of that training
+config (logistic regression per head on the frozen backbone's features of its training split, with its cached
+views, C chosen on its validation split: `artnet.training.probe.probe_into_heads`), scored on the same paintings,
+clean and through the photo step.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from artnet.serving.predictor import Predictor  # noqa: E402
 from artnet.testing.gallery_photo import render_gallery_photo  # noqa: E402
 
 WAYS = ("clean", "photo, whole image", "photo, photo step")
+PROBE_WAYS = ("probe, clean", "probe, photo step")  # with --probe-of: the linear probe's answers
 
 
 def read_folder(folder: Path, count: int, split: str | None = None) -> list[dict]:
@@ -70,7 +76,11 @@ def score(rows: list[dict], answers: dict[str, list[dict]], heads) -> dict:
             "chance": 1 / int((counts > 0).sum()),  # balanced accuracy of any constant or random answer
             "majority": labels.VOCABULARIES[head][int(counts.argmax())],
             "majority_top1": float(counts.max() / counts.sum()),  # what always answering it scores, top-1
-            **{way: float(balanced_accuracy_score(y[known], top1(answers[way], head)[known])) for way in WAYS},
+            **{
+                way: float(balanced_accuracy_score(y[known], top1(answers[way], head)[known]))
+                for way in (*WAYS, *PROBE_WAYS)
+                if answers.get(way)
+            },
             "step_minus_clean_interval": paired_interval(y[known], clean, step),
         }
     return table
@@ -88,22 +98,42 @@ def paired_interval(y: np.ndarray, clean: np.ndarray, step: np.ndarray, draws: i
 
 
 def markdown(table: dict, found: float) -> str:
+    probed = all(way in row for row in table.values() for way in PROBE_WAYS)
+    probe_columns = " linear probe: clean / photo step |" if probed else ""
     lines = [
         "| head | n | clean | photo, whole image | photo, photo step | step - clean [95 % interval] "
-        "| chance (= majority, balanced) | majority, top-1 |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        f"| chance (= majority, balanced) | majority, top-1 |{probe_columns}",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |" + (" ---: |" if probed else ""),
     ]
     for head, row in table.items():
         cells = " | ".join(f"{100 * row[way]:.1f}" for way in WAYS)
         low, high = row["step_minus_clean_interval"]
         difference = f"{100 * (row[WAYS[2]] - row[WAYS[0]]):+.1f} [{100 * low:+.1f}, {100 * high:+.1f}]"
         majority = f"{100 * row['majority_top1']:.1f} ({row['majority']})"
-        lines.append(f"| {head} | {row['n']} | {cells} | {difference} | {100 * row['chance']:.1f} | {majority} |")
+        probe = " " + " / ".join(f"{100 * row[way]:.1f}" for way in PROBE_WAYS) + " |" if probed else ""
+        lines.append(
+            f"| {head} | {row['n']} | {cells} | {difference} | {100 * row['chance']:.1f} | {majority} |{probe}"
+        )
     note = (
         f"Balanced accuracy, % (majority: top-1 of always answering the evaluated paintings' most frequent class). "
         f"The interval resamples the paintings. The photo step found a painting in {100 * found:.1f} % of the photos."
     )
     return "\n".join(lines) + "\n\n" + note
+
+
+def linear_probe(spec: str):
+    """The linear probe of training config `spec`, written into a model of that config (heads only), so that the
+    predictor serves it through the same photo step as the model under test."""
+    from artnet.config import load_config
+    from artnet.data.sources import load_sources
+    from artnet.training.probe import probe_into_heads
+    from artnet.training.strategy import make_strategy
+    from artnet.training.train import build_model
+
+    config = load_config(spec)
+    model = build_model(config, make_strategy("none"))
+    probe_into_heads(model, config, load_sources(config))
+    return model
 
 
 def main(argv=None) -> int:
@@ -113,11 +143,18 @@ def main(argv=None) -> int:
     parser.add_argument("--paintings", type=int, default=300)
     parser.add_argument("--split", default="test", help="the folder's painter split to score (default: test)")
     parser.add_argument("--out", type=Path, help="folder for photo_vs_scan.md and .json")
+    parser.add_argument(
+        "--probe-of", metavar="CONFIG", help="also score this training config's linear probe (file.py[:variant])"
+    )
     args = parser.parse_args(argv)
     rows = read_folder(args.folder, args.paintings, args.split)
     located = Predictor(args.model)
     whole = Predictor(located.model, locate_painting=False)  # the same model, every image taken whole
-    answers = {way: [] for way in WAYS}
+    probe = located_probe = None
+    if args.probe_of:
+        probe_model = linear_probe(args.probe_of)
+        probe, located_probe = Predictor(probe_model, locate_painting=False), Predictor(probe_model)
+    answers = {way: [] for way in (*WAYS, *(PROBE_WAYS if probe else ()))}
     found = 0
     for index, row in enumerate(tqdm(rows, desc="paintings", file=sys.stderr)):
         painting = load_path(args.folder / row["file"])
@@ -127,6 +164,9 @@ def main(argv=None) -> int:
         through = located.predict(photo)
         found += through["outline"] is not None
         answers["photo, photo step"].append(through)
+        if probe:
+            answers["probe, clean"].append(probe.predict(painting))
+            answers["probe, photo step"].append(located_probe.predict(photo))
     table = score(rows, answers, located.heads)
     text = markdown(table, found / len(rows))
     print(text)
@@ -134,7 +174,9 @@ def main(argv=None) -> int:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "photo_vs_scan.md").write_text(text + "\n")
         (args.out / "photo_vs_scan.json").write_text(
-            json.dumps({"model": str(args.model), "paintings": len(rows), "heads": table}, indent=1)
+            json.dumps(
+                {"model": str(args.model), "probe_of": args.probe_of, "paintings": len(rows), "heads": table}, indent=1
+            )
         )
     return 0
 

@@ -143,3 +143,32 @@ def test_probe_variants_painter_weighting_counts_each_painter_once_and_balances_
     weights = variants.sample_weights(y, painters, "painter", 0.0)
     assert weights[:3].sum() == pytest.approx(weights[3]) and weights.mean() == pytest.approx(1)
     assert weights[:4].sum() == pytest.approx(weights[4:].sum())  # each class the same total
+
+
+def test_photo_vs_scan_scores_the_linear_probe_beside_the_model():
+    """With the probe's answers, the table gains its clean and photo-step balanced accuracy per head."""
+    spec = importlib.util.spec_from_file_location("photo_vs_scan", ROOT / "experiments" / "photo_vs_scan.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    from artnet import labels
+
+    schools = labels.VOCABULARIES["school"]
+    rows = [{"school": schools[i % 2]} for i in range(8)]
+
+    def answers_of(correct: int) -> list[dict]:  # the first `correct` answers right, the rest the other school
+        return [{"school": [(schools[i % 2] if i < correct else schools[1 - i % 2], 0.9)]} for i in range(len(rows))]
+
+    answers = {
+        "clean": answers_of(8),
+        "photo, whole image": answers_of(0),
+        "photo, photo step": answers_of(6),
+        "probe, clean": answers_of(4),
+        "probe, photo step": answers_of(2),
+    }
+    table = module.score(rows, answers, ["school"])
+    assert table["school"]["clean"] == 1.0 and table["school"]["probe, clean"] == 0.5
+    assert table["school"]["probe, photo step"] == 0.25
+    text = module.markdown(table, found=0.5)
+    assert "linear probe: clean / photo step" in text and "| 50.0 / 25.0 |" in text
+    without = module.score(rows, {way: answers[way] for way in module.WAYS}, ["school"])
+    assert "linear probe" not in module.markdown(without, found=0.5)
