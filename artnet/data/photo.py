@@ -12,6 +12,9 @@ around one picture: the innermost large one is the picture. Everything runs on a
 `WORK_SIDE` pixels, so a 12-megapixel photo costs what a thumbnail costs; the corners are scaled back.
 
 Corners are always [x, y] in the input image's own pixels, clockwise from the top-left.
+
+A photo of a screen (a painting shown on a monitor or a phone) gets a sentence more: its pixel grid and moiré can
+mislead the answers (`artnet.data.screen`, read on the photo's own pixels; it never moves the corners).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import cv2
 import numpy as np
 
 from artnet.data.images import MIN_SIDE
+from artnet.data.screen import looks_like_a_screen
 
 WORK_SIDE = 640  # long side of the copy the search runs on
 MIN_AREA = 0.04  # a painting under 4 % of the photo is too small to read (and too easy to invent)
@@ -46,6 +50,10 @@ STEEP = " A painting may be there, seen at a steep angle: photograph it from the
 SMALLER = " A painting may be there, but under {share:.0%} of the photo: step closer."
 SMOOTH_WALL = 0.5  # a band around a quadrilateral at most this textured (against its inside) is a wall
 TOO_DARK = " The photo is too dark or too flat to see a frame's edge (a dark frame on a dark wall?): add light."
+SCREEN = (
+    " This looks like a photo of a screen (its pixel grid or coloured moiré stripes show): they can mislead the"
+    " answers; if you have the image file itself, upload it instead."
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -186,7 +194,16 @@ def _inside(inner: np.ndarray, outer: np.ndarray) -> bool:
 
 
 def locate(rgb: np.ndarray) -> Location:
-    """The painting's quadrilateral in an RGB photo (H, W, 3 uint8), or the whole image with the reason."""
+    """The painting's quadrilateral in an RGB photo (H, W, 3 uint8), or the whole image with the reason; a photo
+    of a screen says so at the end of the reason."""
+    location = _find(rgb)
+    if looks_like_a_screen(rgb, location.corners):  # on the photo's own pixels, inside the picture if found
+        return dataclasses.replace(location, reason=location.reason + SCREEN)
+    return location
+
+
+def _find(rgb: np.ndarray) -> Location:
+    """The search itself, on the `WORK_SIDE` copy (see the module's docstring)."""
     height, width = rgb.shape[:2]
     scale = WORK_SIDE / max(height, width)
     small = cv2.resize(rgb, (max(1, round(width * scale)), max(1, round(height * scale))), interpolation=cv2.INTER_AREA)
@@ -305,5 +322,7 @@ def painting_of_photo(rgb: np.ndarray) -> tuple[np.ndarray, Location]:
     if min(painting.shape[:2]) < MIN_SIDE:  # a small upload's "painting" too small to read: it is the painting
         height, width = painting.shape[:2]
         reason = f"{WHOLE_IMAGE} (what looked like a painting in it is {width}x{height} px, too small to read)"
+        if location.reason.endswith(SCREEN):
+            reason += SCREEN
         return rgb, Location(None, location.confidence, reason)
     return painting, location
