@@ -4,6 +4,7 @@ validation answers together, which its card says."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -173,3 +174,24 @@ def test_artnet_calibrate_refuses_an_unfinished_run(tmp_path, capsys):
     assert main(["calibrate", "--workdir", str(tmp_path / "nothing")]) == 2
     assert "is not a finished run: train it first" in capsys.readouterr().err
     assert not (tmp_path / "nothing").exists()
+
+
+def test_fold_models_are_probes_where_the_run_undid_its_fine_tuning(tmp_path):
+    """The fold models stand in for the served model: heads only when LP-FT's verdict (probe.json) undid the
+    run's fine-tuning, the run's own recipe otherwise; and stored answers of the other recipe are not reused."""
+    config = TrainConfig(heads_from="probe", unfreeze="block7a_expand_conv", data=DataConfig(feature_views=1))
+    workdir = Workdir(tmp_path / "run")
+    workdir.root.mkdir()
+    assert cross_fit.fold_recipe(config, workdir).unfreeze == "block7a_expand_conv"  # no verdict yet
+    workdir.probe_choices.write_text(json.dumps({"fine_tune": {"kept": False}}))
+    assert cross_fit.fold_recipe(config, workdir).unfreeze == "none"
+    workdir.probe_choices.write_text(json.dumps({"fine_tune": {"kept": True}}))
+    assert cross_fit.fold_recipe(config, workdir).unfreeze == "block7a_expand_conv"
+    epochs = TrainConfig(heads_from="epochs", unfreeze="all", data=DataConfig(feature_views=1))
+    assert cross_fit.fold_recipe(epochs, workdir).unfreeze == "all"  # no LP-FT, no verdict to follow
+
+    folds = np.arange(6) % 2
+    heads = {head: np.full((6, len(labels.VOCABULARIES[head])), 0.1) for head in config.heads}
+    np.savez(workdir.out_of_fold, **heads, fold=folds, unfreeze=np.asarray("none"))
+    assert cross_fit.read_out_of_fold(workdir, dataclasses.replace(config, unfreeze="none"), folds) is not None
+    assert cross_fit.read_out_of_fold(workdir, config, folds) is None  # made by probes: not this recipe's

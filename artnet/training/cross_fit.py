@@ -9,15 +9,19 @@ recipe trains a model without it and answers for it. Together with the served mo
 every painter of train and validation then has answers from a model that never saw them: five times the painters
 for the WikiArt sample (`experiments/calibration.py` measures both).
 
-The fold models train exactly as the run does, from the feature cache (`artnet.training.cache_fit`), so each
-costs the run's training minus its feature extraction; image training would cost `folds` whole runs, and is
-refused (`TrainConfig.validate`). They are a little weaker than the served model (less data), which errs on the
-side of larger sets. Their answers are kept in the workdir (`out_of_fold.npz`), checked when read back, so a
-rerun reuses them.
+The fold models train as the served model was made, from the feature cache (`artnet.training.cache_fit`), so
+each costs the run's training minus its feature extraction; image training would cost `folds` whole runs, and is
+refused (`TrainConfig.validate`). "As the served model was made" includes LP-FT's verdict: where validation undid
+the run's fine-tuning (probe.json), the served model is its probe, and the fold models are probes too (fold
+models that kept their own fine-tuning answered with other confidence than the model they stand in for: on the
+cpu recipe, test ECE 0.046 / 0.179 / 0.035 against 0.031 / 0.122 / 0.025 with matched folds). They are a little
+weaker than the served model (less data). Their answers are kept in the workdir (`out_of_fold.npz`), checked
+when read back, so a rerun reuses them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 
 import numpy as np
@@ -30,6 +34,7 @@ from artnet.data.wga.splits import stable_fraction
 from artnet.evaluation.evaluate import predict_probabilities
 from artnet.training.cache_fit import fit_from_cache
 from artnet.training.checked_files import warn
+from artnet.training.lpft import read_probe_choices
 from artnet.training.strategy import make_strategy
 from artnet.training.train import begin, build_model
 from artnet.workdir import Workdir
@@ -37,6 +42,7 @@ from artnet.workdir import Workdir
 FOLD_SALT = "calibration-fold"
 PAINTER = "painter"  # the npz key of each answer's painter
 FOLD = "fold"  # and of its fold
+RECIPE = "unfreeze"  # and of the fold models' `unfreeze` ("none": heads only, as a probe whose fine-tuning was undone)
 
 
 def painter_folds(source: Source, folds: int) -> np.ndarray:
@@ -58,6 +64,7 @@ def out_of_fold_predictions(config: TrainConfig, sources: dict[str, Source], wor
     from `workdir.out_of_fold` when an earlier run made them for the same split and fold count."""
     folds, train = config.calibration_folds, sources["train"]
     fold_of = painter_folds(train, folds)
+    config = fold_recipe(config, workdir)
     stored = read_out_of_fold(workdir, config, fold_of)
     if stored is not None:
         return stored
@@ -80,11 +87,23 @@ def out_of_fold_predictions(config: TrainConfig, sources: dict[str, Source], wor
         **{f"{head}_true": train.labels[head] for head in config.heads},
         PAINTER: train.painters,
         FOLD: fold_of,
+        RECIPE: np.asarray(config.unfreeze),
     }
     with atomic_path(workdir.out_of_fold) as partial, partial.open("wb") as stream:
         np.savez(stream, **record)
     shutil.rmtree(workdir.root / "calibration_folds", ignore_errors=True)  # each fold's logs: the answers are kept
     return record
+
+
+def fold_recipe(config: TrainConfig, workdir: Workdir) -> TrainConfig:
+    """The config the fold models train with: the run's, heads only where LP-FT undid the run's fine-tuning (its
+    probe.json says so), since the served model is then the probe (see the top)."""
+    if config.heads_from != "probe" or not workdir.probe_choices.is_file():
+        return config
+    verdict = read_probe_choices(workdir).get("fine_tune")
+    if isinstance(verdict, dict) and verdict.get("kept") is False:
+        return dataclasses.replace(config, unfreeze="none")
+    return config
 
 
 def train_without(config: TrainConfig, sources: dict[str, Source], held_out: np.ndarray, folder):
@@ -116,10 +135,11 @@ def read_out_of_fold(workdir: Workdir, config: TrainConfig, fold_of: np.ndarray)
     rows = len(fold_of)
     fits = (
         np.array_equal(record.get(FOLD), fold_of)
+        and str(record.get(RECIPE, "")) == config.unfreeze
         and all(record.get(head) is not None and record[head].shape[0] == rows for head in config.heads)
         and all(np.isfinite(record[head]).all() for head in config.heads)
     )
     if not fits:
-        warn(f"{path} is from another split or fold count; the fold models are trained again")
+        warn(f"{path} is from another split, fold count or recipe; the fold models are trained again")
         return None
     return record
