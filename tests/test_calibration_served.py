@@ -114,7 +114,7 @@ def test_the_saved_model_serves_the_calibration_too(exports):
     head's set as booleans; an uncalibrated export's signature is unchanged."""
     import tensorflow as tf
 
-    from artnet.serving.calibrated_signature import SET, UNCALIBRATED
+    from artnet.serving.calibrated_signature import RAW, SET
 
     _, calibrated, plain = exports
     rng = np.random.default_rng(3)
@@ -122,11 +122,11 @@ def test_the_saved_model_serves_the_calibration_too(exports):
     raw = tf.saved_model.load(str(Export(plain).saved_model)).signatures["serving_default"](images=images)
     served = tf.saved_model.load(str(Export(calibrated).saved_model)).signatures["serving_default"](images=images)
     assert set(raw) == set(labels.HEADS)
-    assert set(served) == {f"{head}{suffix}" for head in labels.HEADS for suffix in ("", UNCALIBRATED, SET)}
+    assert set(served) == {f"{head}{suffix}" for head in labels.HEADS for suffix in ("", RAW, SET)}
     sizes = []
     for head in labels.HEADS:
         before = raw[head].numpy()
-        np.testing.assert_allclose(served[f"{head}{UNCALIBRATED}"].numpy(), before, rtol=1e-6)
+        np.testing.assert_allclose(served[f"{head}{RAW}"].numpy(), before, rtol=1e-6)
         expected = apply_temperature(before, 2.0)
         np.testing.assert_allclose(served[head].numpy(), expected, atol=1e-6)
         mask = served[f"{head}{SET}"].numpy()

@@ -205,6 +205,26 @@ def test_concurrent_requests_share_forward_passes_and_keep_their_own_errors(host
     backend.index.query_batch = lambda vectors, k: searches.append(len(vectors)) or batch_search(vectors, k)
     backend.index.query = lambda *args: searches.append("single") or single_search(*args)
 
+    # Requests reach the batcher after decoding and the photo step, whose time varies; on a loaded machine they
+    # would come one by one, and no two would share a pass. So each pass waits (60 s at most) until every good
+    # request has been read: what is measured is what the batcher does with requests that are there together.
+    read_count, lock, all_read = [0], threading.Lock(), threading.Event()
+    real_read, real_run = backend.read, backend.batcher._run
+
+    def counting_read(*args, **kwargs):
+        reading = real_read(*args, **kwargs)  # a bad upload raises here, and is not counted
+        with lock:
+            read_count[0] += 1
+            if read_count[0] == 12:
+                all_read.set()
+        return reading
+
+    def gated_run(batch):
+        all_read.wait(timeout=60)
+        return real_run(batch)
+
+    backend.read, backend.batcher._run = counting_read, gated_run
+
     def request(index):
         start.wait()
         try:

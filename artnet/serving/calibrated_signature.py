@@ -5,7 +5,7 @@ TensorFlow, so that `tf.saved_model.load` alone (TF Serving, no artnet, no numpy
 that `calibration` (per head, an `artnet.evaluation.calibration.HeadCalibration`) covers, the outputs become:
 
 - `<head>`: the calibrated probabilities, softmax(log p / T), the ones the predictor and the demo show;
-- `<head>_uncalibrated`: the network's own softmax, as an uncalibrated export serves under `<head>`;
+- `<head>_raw`: the network's own softmax, which an export without calibration serves under `<head>`;
 - `<head>_set`: booleans per class, the conformal set at the stored coverage (the top class always in it).
 
 The arithmetic is `artnet.evaluation.calibration` and `artnet.evaluation.conformal`'s, in float64 as theirs is, so
@@ -21,7 +21,7 @@ import tensorflow as tf
 from artnet.evaluation.calibration import HeadCalibration
 from artnet.models.artnet import SERVING_INPUT
 
-UNCALIBRATED = "_uncalibrated"  # suffix of a calibrated head's raw softmax
+RAW = "_raw"  # suffix of a calibrated head's raw softmax
 SET = "_set"  # suffix of a calibrated head's conformal set (booleans per class)
 # As `calibration._logits`: log p floored at float32's smallest normal, so a probability that underflowed to 0
 # stays a finite logit.
@@ -63,7 +63,7 @@ def calibrated(serve, calibration: dict[str, HeadCalibration]):
                 continue
             raw = results[head]
             scaled = calibrated_probabilities(raw, temperature)
-            results[f"{head}{UNCALIBRATED}"] = raw
+            results[f"{head}{RAW}"] = raw
             results[head] = tf.cast(scaled, tf.float32)
             results[f"{head}{SET}"] = set_mask(scaled, sets.qhat, sets.lam, sets.k_reg)
         return results

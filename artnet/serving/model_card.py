@@ -177,8 +177,8 @@ def hub_readme(
         "",
         "- `model.keras`: the Keras 3 model (load with artnet installed: `artnet.serving.export.load_model`).",
         "- `saved_model/`: TensorFlow SavedModel; `serving_default` takes uint8 RGB images of any size and returns "
-        "one probability tensor per head (calibrated where `calibration.json` is present, with `<head>_uncalibrated` "
-        "and the conformal set `<head>_set` beside it), `labels` names the classes (no artnet needed).",
+        "one probability tensor per head (calibrated where `calibration.json` is present, with the raw softmax "
+        "`<head>_raw` and the conformal set `<head>_set` beside it), `labels` names the classes (no artnet needed).",
         *(
             f"- `{name}`: LiteRT ({LITERT_KINDS.get(name, 'converted')}), one uint8 RGB image of {size} square in, "
             "one probability vector per head out (the class names are in `labels.json`)."
