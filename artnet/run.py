@@ -9,11 +9,9 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-import numpy as np
-
 from artnet.config import TrainConfig
 from artnet.data.sources import Source, load_sources
-from artnet.evaluation.calibration import calibrate_from_predictions, calibrate_heads
+from artnet.evaluation.calibration import calibrate_from_predictions
 from artnet.evaluation.evaluate import evaluate
 from artnet.serving.export import export
 from artnet.training.cross_fit import PAINTER, out_of_fold_predictions
@@ -90,24 +88,13 @@ def fit_calibration(
     evaluate(model, validation, files.root, train_counts=counts, train_year=train_year)
     if not (config and config.calibration_folds):
         return calibrate_from_predictions(files.predictions, coverage=CALIBRATION_COVERAGE)
-    pooled = pooled_calibration_answers(files.predictions, out_of_fold_predictions(config, sources, workdir))
-    painters = len(set(pooled[PAINTER]) - {""})
+    out_of_fold = out_of_fold_predictions(config, sources, workdir)
+    painters = len((set(out_of_fold[PAINTER]) | set(validation.painters)) - {""})
     print(
-        f"calibration: fitted on {len(pooled[PAINTER])} answers about {painters} unseen painters "
-        f"(validation + {config.calibration_folds} training folds)"
+        f"calibration: fitted on {len(out_of_fold[PAINTER]) + len(validation)} answers about {painters} unseen "
+        f"painters (validation + {config.calibration_folds} training folds)"
     )
-    return calibrate_heads(
-        {head: pooled[head] for head in config.heads},
-        {head: pooled[f"{head}_true"] for head in config.heads},
-        coverage=CALIBRATION_COVERAGE,
-    )
-
-
-def pooled_calibration_answers(validation_predictions: Path, out_of_fold: dict) -> dict:
-    """The validation evaluation's answers (`predictions.npz`) after the out-of-fold ones, per key they share."""
-    with np.load(validation_predictions) as saved:
-        validation = {key: saved[key] for key in saved.files}
-    return {key: np.concatenate([out_of_fold[key], validation[key]]) for key in out_of_fold if key in validation}
+    return calibrate_from_predictions(files.predictions, coverage=CALIBRATION_COVERAGE, also=out_of_fold)
 
 
 def run_experiment(
@@ -140,23 +127,32 @@ def run_experiment(
         return RunResult(workdir=workdir, model=model, report={}, card={}, chief=False, worker=worker_name(strategy))
     if is_multi_worker(strategy):  # alone from here: a copy outside the cluster, or predict() would wait on peers
         model = detached(model)
-    recorded = workdir.read_label_counts()
-    counts = recorded["counts"]
-    calibration = fit_calibration(model, sources, workdir, counts, recorded.get("year_mean"), config)
-    report = evaluate(
-        model,
-        sources["test"],
-        workdir.test_evaluation.root,
-        train_counts=counts,
-        train_year=recorded.get("year_mean"),
-        calibration=calibration,
-    )
-    card = model_card(sources, counts, report)
-    if calibration and config.calibration_folds:  # the card says what the calibration was fitted on
-        card["calibration_folds"] = config.calibration_folds
     index_source = sources["train"] if similarity_index else None
-    export(model, workdir.export.root, card=card, index_source=index_source, calibration=calibration)
+    report, card = calibrate_evaluate_export(model, config, sources, workdir, index_source=index_source)
     return RunResult(workdir=workdir, model=model, report=report, card=card, worker=worker_name(strategy))
+
+
+def calibrate_evaluate_export(
+    model, config: TrainConfig, sources: dict[str, Source], workdir: Workdir, index_source=None, carry_from=None
+) -> tuple[dict, dict]:
+    """A trained model's last steps, for a run and for `recalibrate`: fit its calibration (`fit_calibration`),
+    evaluate the test split with it, export with the card (and `index_source`'s similar-paintings index, or what
+    `carry_from`, an earlier export, holds). Returns (the test report, the card)."""
+    recorded = workdir.read_label_counts()
+    counts, train_year = recorded["counts"], recorded.get("year_mean")
+    calibration = fit_calibration(model, sources, workdir, counts, train_year, config)
+    test = workdir.test_evaluation.root
+    report = evaluate(model, sources["test"], test, train_counts=counts, train_year=train_year, calibration=calibration)
+    card = model_card(sources, counts, report)
+    cross_fitted = bool(calibration and config.calibration_folds)
+    # The card says what the calibration was fitted on; over a carried card, None, not absent: an earlier
+    # cross-fitted calibration's note must not speak for this one.
+    if cross_fitted or carry_from:
+        card["calibration_folds"] = config.calibration_folds if cross_fitted else None
+    export(
+        model, workdir.export.root, card=card, index_source=index_source, calibration=calibration, carry_from=carry_from
+    )
+    return report, card
 
 
 def recalibrate(workdir: str | Path, folds: int) -> dict:
@@ -175,15 +171,7 @@ def recalibrate(workdir: str | Path, folds: int) -> dict:
         raise FileNotFoundError(f"{workdir.root} is not a finished run: train it first (artnet train)")
     config = dataclasses.replace(from_dict(json.loads(workdir.config.read_text())), calibration_folds=folds)
     config.validate()
-    sources = load_sources(config)
-    model = load_model(workdir.model)
-    recorded = workdir.read_label_counts()
-    counts, train_year = recorded["counts"], recorded.get("year_mean")
-    calibration = fit_calibration(model, sources, workdir, counts, train_year, config)
-    test = workdir.test_evaluation.root
-    report = evaluate(model, sources["test"], test, train_counts=counts, train_year=train_year, calibration=calibration)
-    # None, not absent: the carried card of an earlier cross-fitted calibration must not speak for this one.
-    card = {**model_card(sources, counts, report), "calibration_folds": folds if calibration and folds else None}
     carried = workdir.export.root if workdir.export.card.is_file() else None
-    export(model, workdir.export.root, card=card, calibration=calibration, carry_from=carried)
+    model, sources = load_model(workdir.model), load_sources(config)
+    report, _ = calibrate_evaluate_export(model, config, sources, workdir, carry_from=carried)
     return report

@@ -106,19 +106,16 @@ def both_calibrations(run: Workdir, served: dict) -> tuple[dict, str]:
     """The calibrations compared, by name: fitted on validation alone, and (where the run holds out-of-fold
     answers) on validation and the training folds, both at the served coverage, as `artnet.run.fit_calibration`
     fits them; and the name of the one the export serves (the one whose temperatures it holds)."""
-    from artnet.evaluation.calibration import calibrate_from_predictions, calibrate_heads
-    from artnet.run import pooled_calibration_answers
+    from artnet.evaluation.calibration import calibrate_from_predictions
 
     coverage = next(iter(served.values())).sets.coverage
-    calibrations = {"validation": calibrate_from_predictions(run.validation_evaluation.predictions, coverage)}
+    validation = run.validation_evaluation.predictions
+    calibrations = {"validation": calibrate_from_predictions(validation, coverage)}
     if run.out_of_fold.is_file():
         with np.load(run.out_of_fold) as saved:
-            folds = int(saved["fold"].max()) + 1
-            pooled = pooled_calibration_answers(run.validation_evaluation.predictions, dict(saved))
-        heads = [head for head in served if head in pooled]
-        calibrations[f"validation + {folds} folds"] = calibrate_heads(
-            {head: pooled[head] for head in heads}, {head: pooled[f"{head}_true"] for head in heads}, coverage
-        )
+            out_of_fold = dict(saved)
+        folds = int(out_of_fold["fold"].max()) + 1
+        calibrations[f"validation + {folds} folds"] = calibrate_from_predictions(validation, coverage, also=out_of_fold)
     same = [
         name
         for name, fitted in calibrations.items()

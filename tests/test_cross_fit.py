@@ -15,6 +15,7 @@ from artnet.config import DataConfig, TrainConfig
 from artnet.data.sources import Source, load_sources
 from artnet.data.synthetic import write_synthetic_folder
 from artnet.evaluation.calibration import calibration_from_json
+from artnet.testing.configs import tiny_cached_config
 from artnet.training import cross_fit
 from artnet.workdir import Workdir
 
@@ -25,10 +26,10 @@ def cached_config(tmp_path, tiny_weights, monkeypatch, **fields) -> TrainConfig:
     """A tiny-backbone recipe on a synthetic folder of 60 painters, trained from a feature cache in `tmp_path`."""
     monkeypatch.setenv("ARTNET_FEATURE_CACHE", str(tmp_path / "cache"))
     folder = write_synthetic_folder(tmp_path / "paintings", 240, authors=60)
-    return TrainConfig(
-        backbone="tiny",
-        backbone_weights=tiny_weights,
-        image_size=32,
+    return tiny_cached_config(
+        folder,
+        tiny_weights,
+        {"feature_views": 1},
         optimizer="adam",
         learning_rate=0.01,
         epochs=3,
@@ -36,7 +37,6 @@ def cached_config(tmp_path, tiny_weights, monkeypatch, **fields) -> TrainConfig:
         unfreeze="none",
         early_stopping_patience=0,
         calibration_folds=FOLDS,
-        data=DataConfig(source="folder", folder=str(folder), batch_size=32, feature_views=1),
         **fields,
     )
 

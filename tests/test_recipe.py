@@ -16,6 +16,7 @@ from artnet import labels
 from artnet.config import Augment, DataConfig, TrainConfig
 from artnet.data.sources import SPLITS, folder_source, load_sources, stratified_group_splits
 from artnet.data.synthetic import write_synthetic_folder
+from artnet.testing.configs import tiny_cached_config
 from artnet.training.feature_cache import FeatureSpec, cache_key, cached_features, compute_features
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,14 +27,7 @@ def _tiny_cached_config(tmp_path, tiny_weights, monkeypatch, images: int, author
     """A tiny-backbone config on a synthetic folder, trained from a feature cache kept in `tmp_path`."""
     monkeypatch.setenv("ARTNET_FEATURE_CACHE", str(tmp_path / "cache"))
     folder = write_synthetic_folder(tmp_path / "paintings", images, authors=authors)
-    data = {"batch_size": 32, "feature_views": 2, **(data or {})}
-    return TrainConfig(
-        backbone="tiny",
-        backbone_weights=tiny_weights,
-        image_size=32,
-        data=DataConfig(source="folder", folder=str(folder), **data),
-        **fields,
-    )
+    return tiny_cached_config(folder, tiny_weights, data, **fields)
 
 
 def _groups_and_labels(n_groups: int, seed: int = 0):

@@ -144,15 +144,25 @@ def calibrate_heads(
 
 
 def calibrate_from_predictions(
-    path: str | Path, coverage: float = conformal.DEFAULT_COVERAGE, method: str = "aps", **options
+    path: str | Path,
+    coverage: float = conformal.DEFAULT_COVERAGE,
+    method: str = "aps",
+    also: dict | None = None,
+    **options,
 ) -> dict[str, HeadCalibration]:
     """Per head, the calibration fitted on an evaluation's `predictions.npz` (run it on the validation split):
     it holds each head's probabilities under the head's name and its labels under `<head>_true` (a year head's
-    `year` and `year_true` are no classes, and are left out)."""
+    `year` and `year_true` are no classes, and are left out). `also`: more answers in the same layout, pooled
+    before the file's (the training painters' out-of-fold answers, `artnet.training.cross_fit`); the heads are
+    then those both hold."""
     with np.load(path) as saved:
         heads = [key for key in saved.files if key in labels.HEADS and f"{key}_true" in saved.files]
         probabilities = {head: saved[head] for head in heads}
         truth = {head: saved[f"{head}_true"] for head in heads}
+    if also is not None:
+        heads = [head for head in heads if head in also and f"{head}_true" in also]
+        probabilities = {head: np.concatenate([also[head], probabilities[head]]) for head in heads}
+        truth = {head: np.concatenate([also[f"{head}_true"], truth[head]]) for head in heads}
     return calibrate_heads(probabilities, truth, coverage, method, **options)
 
 

@@ -29,3 +29,17 @@ def tiny_config(data: dict | None = None, **overrides) -> TrainConfig:
     if data:
         config.data = dataclasses.replace(config.data, **data)
     return config.validate()
+
+
+def tiny_cached_config(folder, weights: str, data: dict | None = None, **fields) -> TrainConfig:
+    """The tiny backbone with saved `weights` (pretrained, so the feature cache applies) on the labelled `folder`,
+    trained from the cache: batches of 32, two views unless `data` (DataConfig fields) says otherwise; `fields`
+    are TrainConfig fields."""
+    data = {"batch_size": 32, "feature_views": 2, **(data or {})}
+    return TrainConfig(
+        backbone="tiny",
+        backbone_weights=weights,
+        image_size=32,
+        data=DataConfig(source="folder", folder=str(folder), **data),
+        **fields,
+    )
