@@ -1,9 +1,10 @@
 """Finding the painting in a photo: corner error, IoU and time, on rendered photos and on real gallery photos.
 
-    python benchmarks/photo_locate.py --paintings 150 --out benchmarks/results/photo_locate
+    python benchmarks/photo_locate.py --paintings 150 --out benchmarks/results
 
 Rendered photos: WikiArt-sample paintings hung by `artnet.testing.gallery_photo` (easy and hard settings), true
-picture corners known. Clean scans: the same paintings as they are, which must pass through unchanged. Real photos
+picture corners known; and the hard ones cropped so that the painting runs out of the photo. Clean scans: the same
+paintings as they are, which must pass through unchanged. Real photos
 (`../shared/gallery-photos`): the Estense frames, whose outlines follow the frame's OUTER edge (so a found picture
 should lie inside one: `inside` is the share of the found area within it), and the four NGI walls, whose corners
 are the pictures' own. Prints a Markdown table; writes it and a JSON beside it with `--out`.
@@ -17,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 from PIL import Image
 
@@ -42,6 +44,7 @@ def _summary(rows: list[dict]) -> dict:
         "within_5pct": float(np.mean(errors <= 0.05)) * len(found) / len(rows) if len(errors) else None,
         "iou_median": float(np.median(ious)) if len(ious) else None,
         "inside_90pct": float(np.mean(inside >= 0.9)) * len(found) / len(rows) if len(inside) else None,
+        "says_cut_off": float(np.mean([row["says_cut_off"] for row in rows])) if "says_cut_off" in rows[0] else None,
         "ms_median": float(np.median([row["ms"] for row in rows])),
     }
 
@@ -61,6 +64,42 @@ def rendered(paintings: list[Path], difficulty: str) -> list[dict]:
         if location.corners is not None:
             row.update(corner_error=corner_error(location.corners, photo.corners))
             row.update(iou=polygon_iou(location.corners, photo.corners))
+        rows.append(row)
+    return rows
+
+
+def cut_off(paintings: list[Path]) -> list[dict]:
+    """Hard rendered photos cropped so that the frame runs 10-35 % of its width (or height) out of the photo, on
+    each side in turn: the truth is the part of the picture still in view, and the answer should say "cut off"."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for seed, path in enumerate(paintings):
+        photo = render_gallery_photo(load_path(path), seed=seed, difficulty="hard")
+        height, width = photo.image.shape[:2]
+        (left, top), (right, bottom) = photo.frame_corners.min(axis=0), photo.frame_corners.max(axis=0)
+        share, box = rng.uniform(0.10, 0.35), [0, 0, width, height]
+        side = seed % 4  # cut on the right, left, bottom, top
+        box[(2, 0, 3, 1)[side]] = int(
+            (
+                right - share * (right - left),
+                left + share * (right - left),
+                bottom - share * (bottom - top),
+                top + share * (bottom - top),
+            )[side]
+        )
+        x0, y0, x1, y1 = box
+        image = np.ascontiguousarray(photo.image[y0:y1, x0:x1])
+        view = np.float32([[0, 0], [x1 - x0, 0], [x1 - x0, y1 - y0], [0, y1 - y0]])
+        _, in_view = cv2.intersectConvexConvex((photo.corners - [x0, y0]).astype(np.float32), view)
+        location, ms = _timed_locate(image)
+        row = {
+            "file": path.name,
+            "found": location.corners is not None,
+            "ms": ms,
+            "says_cut_off": "cut off" in location.reason,
+        }
+        if location.corners is not None:
+            row.update(iou=polygon_iou(location.corners, in_view.reshape(-1, 2)))
         rows.append(row)
     return rows
 
@@ -108,8 +147,9 @@ def ngi(root: Path) -> list[dict]:
 
 def table(results: dict) -> str:
     lines = [
-        "| set | n | found | within 5 % of the diagonal | median corner error | median IoU | inside an outline | ms |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| set | n | found | within 5 % of the diagonal | median corner error | median IoU | inside an outline "
+        "| says cut off | ms |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
 
     def cell(value, percent=True):
@@ -119,7 +159,7 @@ def table(results: dict) -> str:
         lines.append(
             f"| {name} | {summary['n']} | {cell(summary['found'])} | {cell(summary['within_5pct'])} | "
             f"{cell(summary['corner_error_median'])} | {cell(summary['iou_median'], False)} | "
-            f"{cell(summary['inside_90pct'])} | {summary['ms_median']:.0f} |"
+            f"{cell(summary['inside_90pct'])} | {cell(summary['says_cut_off'])} | {summary['ms_median']:.0f} |"
         )
     return "\n".join(lines)
 
@@ -138,6 +178,7 @@ def main(argv=None) -> int:
     per_row = {
         "rendered, easy": rendered(paintings, "easy"),
         "rendered, hard": rendered(paintings, "hard"),
+        "rendered, hard, running out of the photo (IoU: the part in view)": cut_off(paintings),
         "clean scans (must pass through: found = 0)": scans(paintings),
     }
     photos = args.shared / "gallery-photos"

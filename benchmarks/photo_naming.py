@@ -1,6 +1,6 @@
 """Naming photographed paintings: named right, named wrong, not named; for paintings the index holds and not.
 
-    python benchmarks/photo_naming.py --index 150 --outside 150 --out benchmarks/results/photo_naming
+    python benchmarks/photo_naming.py --index 150 --outside 150 --out benchmarks/results
 
 Index: every k-th WikiArt-sample painting (`--index` of them). Outside: as many other paintings, none of them in
 the index. Each painting is photographed by `artnet.testing.gallery_photo` twice: a VALIDATION photo (seed i,

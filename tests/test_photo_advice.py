@@ -45,6 +45,8 @@ PAINTING = framed(made_up_painting(1, 300, 240))
         (hung(wall(), framed(made_up_painting(1, 520, 420)), 350, 150), True, None),
         (hung(wall(), PAINTING, 450, 250), True, "fills only 7% of the photo"),
         (hung(wall(), PAINTING, 930, 250), True, "may be cut off"),  # its frame reaches the photo's edge
+        (hung(wall(), PAINTING, 1000, 250), True, "may be cut off"),  # a third of it out of the photo, right
+        (hung(wall(), PAINTING, 450, 720), True, "may be cut off"),  # and at the bottom
         (hung(wall(), framed(made_up_painting(1, 180, 150), 8), 500, 350), False, "under 4% of the photo: step closer"),
         (at_steep_angle(PAINTING, [[400, 30], [560, 360], [560, 520], [400, 870]]), False, "steep angle"),
         (
@@ -54,7 +56,17 @@ PAINTING = framed(made_up_painting(1, 300, 240))
         ),
         (wall(), False, None),  # no painting in view: said, and nothing more to advise
     ],
-    ids=["good", "small", "at the edge", "tiny", "steep", "black on black", "empty wall"],
+    ids=[
+        "good",
+        "small",
+        "at the edge",
+        "runs out right",
+        "runs out below",
+        "tiny",
+        "steep",
+        "black on black",
+        "empty wall",
+    ],
 )
 def test_a_poor_photo_says_what_went_wrong_and_what_to_do(photo, found, says):
     location = locate(photo)

@@ -5,11 +5,12 @@ image IS the painting, so the serving path first finds the picture and cuts it o
 that already is the painting passes through unchanged, and so does any image where nothing is found with
 confidence: the answer then says that the whole image was used.
 
-Classical geometry with OpenCV (the well-kept library for it): edges at two scales -> contours -> convex
-quadrilaterals -> scored by how much of their outline lies on an edge, how plausible their angles are for a
-rectangle seen at up to ~40°, their size and how central they are. A frame (and a mount) gives nested quadrilaterals
-around one picture: the innermost large one is the picture. Everything runs on a copy whose long side is
-`WORK_SIDE` pixels, so a 12-megapixel photo costs what a thumbnail costs; the corners are scaled back.
+Classical geometry with OpenCV (the well-kept library for it): edges at two scales -> contours, and the edge
+components that the photo's edge cuts (a painting running out of the photo) -> convex quadrilaterals -> scored by
+how much of their outline lies on an edge, how plausible their angles are for a rectangle seen at up to ~40°, their
+size and how central they are. A frame (and a mount) gives nested quadrilaterals around one picture: the innermost
+large one is the picture. Everything runs on a copy whose long side is `WORK_SIDE` pixels, so a 12-megapixel photo
+costs what a thumbnail costs; the corners are scaled back.
 
 Corners are always [x, y] in the input image's own pixels, clockwise from the top-left.
 
@@ -114,6 +115,7 @@ def _candidates(gray: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
         high = max(30.0, float(np.percentile(magnitude, 90)))
         edges = cv2.dilate(cv2.Canny(smooth, 0.4 * high, high, L2gradient=True), np.ones((3, 3), np.uint8))
         support = np.maximum(support, edges)
+        quads += _cut_by_the_edge(edges)
         # The photo's own edge closes the outline of a painting that runs out of the picture.
         closed = edges.copy()
         closed[[0, -1], :] = closed[:, [0, -1]] = 255
@@ -130,6 +132,24 @@ def _candidates(gray: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
                     break
     support[[0, -1], :] = support[:, [0, -1]] = 255  # a side along the photo's edge is a cut, not a guess
     return quads + _textured_blobs(gray), support
+
+
+def _cut_by_the_edge(edges: np.ndarray) -> list[np.ndarray]:
+    """Quadrilaterals of the edge components that the photo's edge cuts: a frame running out of the photo is a
+    "[" of edges whose hull is the part of the painting in view. Closing the edge map with the photo's border
+    (as `_candidates` also does) merges such a frame with the border into one ring, whose contours lose it."""
+    height, width = edges.shape
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(edges)
+    quads = []
+    for label in range(1, count):
+        x, y, box_width, box_height, _ = stats[label]
+        touches = x <= 1 or y <= 1 or x + box_width >= width - 1 or y + box_height >= height - 1
+        box = box_width * box_height
+        if touches and MIN_AREA * 0.5 * edges.size <= box <= SCAN_AREA * edges.size:
+            quad = _quad_of(cv2.findNonZero((labels == label).astype(np.uint8)))
+            if quad is not None:
+                quads.append(quad)
+    return quads
 
 
 def _quad_of(contour) -> np.ndarray | None:
