@@ -186,10 +186,11 @@ def test_the_page_shows_the_photo_to_tap_a_state_and_two_buttons(demo):
         assert fn.inputs == [state] and fn.api_visibility == "private" and fn.queue is not False
         assert (fn.concurrency_id, fn.concurrency_limit) == (CONCURRENCY_ID, CONCURRENCY) and not fn.preprocess
     assert visitor.tap_event.outputs == visitor.start_over.outputs == [shown, state]
-    # "Classify my corners" answers as the classify button does, and empties the Grad-CAM overlays.
+    # "Classify my corners" answers as the classify button does, empties the Grad-CAM overlays and records in the
+    # state what it read (so that the overlays asked for next explain it).
     ids = [block._id for block in visitor.corners.outputs]
-    assert ids[:-1] == [block._id for block in visitor.classify.outputs[:-2]]
-    assert isinstance(visitor.corners.outputs[-1], gr.Gallery)
+    assert ids[:-2] == [block._id for block in visitor.classify.outputs[:-2]]
+    assert isinstance(visitor.corners.outputs[-2], gr.Gallery) and visitor.corners.outputs[-1] is state
 
 
 @pytest.mark.parametrize("size", [SMALL, LARGE])
@@ -235,7 +236,7 @@ def test_four_taps_in_any_order_classify_along_the_visitor_s_corners(demo, uploa
     assert colour_change(drawn, before, along(order_corners(taps))) > 60  # with four, their outline is drawn
     assert visitor.taps["taps"] == taps
     passes = demo.backend.predictor.forward_passes
-    note, read_view, photo_json, *_, heatmaps = visitor.run(visitor.corners, None)[3:]
+    note, read_view, photo_json, *_, heatmaps, _ = visitor.run(visitor.corners, None)[3:]
     assert demo.backend.predictor.forward_passes == passes + 1 and heatmaps == []  # the gallery, emptied
     # The outline is the visitor's, in the photo's own pixels, clockwise from the top-left.
     expected = order_corners(np.asarray(taps) * scale)
@@ -247,6 +248,36 @@ def test_four_taps_in_any_order_classify_along_the_visitor_s_corners(demo, uploa
     rectified.thumbnail((READ_VIEW_SIDE, READ_VIEW_SIDE))
     seen = read_view_image(read_view)
     assert seen.shape[1::-1] == rectified.size and np.abs(seen.astype(int) - np.asarray(rectified)).mean() < 6
+
+
+def test_after_classify_my_corners_the_heatmaps_explain_the_reading_along_them(demo, uploads, monkeypatch):
+    """Grad-CAM explains the reading the answer shown came from: the visitor's corners once classified (taps made
+    after it do not move it), the photo step again after a new upload."""
+    visitor = Visitor(demo)
+    explain = event(demo, component(demo, gr.Button, value="Show where each head looked"), "click")
+    reads = []
+    read = demo.backend.read
+    monkeypatch.setattr(
+        demo.backend, "read", lambda *args, **kwargs: reads.append((args, kwargs)) or read(*args, **kwargs)
+    )
+    path = uploads(SMALL)
+    visitor.upload(path)
+    taps = [[100.0, 60.0], [380.0, 80.0], [360.0, 300.0], [110.0, 280.0]]
+    for x, y in taps:
+        visitor.tap(x, y)
+    visitor.run(visitor.corners, None)
+    visitor.tap(20, 20)  # a fifth tap: a new outline begun, not yet classified
+    reads.clear()
+    (overlays,) = visitor.run(explain, sent(path), False, None)
+    assert len(overlays) == len(demo.backend.model.heads)
+    (args, kwargs), *_ = reads
+    corners = args[2] if len(args) > 2 else kwargs.get("corners")
+    assert np.allclose(corners, taps)  # SMALL is shown at its own size: shown pixels are the photo's
+    visitor.upload(path)
+    reads.clear()
+    visitor.run(explain, sent(path), False, None)
+    (args, kwargs), *_ = reads
+    assert (args[2] if len(args) > 2 else kwargs.get("corners")) is None
 
 
 def test_a_fifth_tap_starts_over_and_so_does_the_button(demo, uploads):

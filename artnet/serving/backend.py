@@ -365,13 +365,14 @@ class DemoBackend:
         thumbnails = [item.get("thumbnail") for item in nearest]
         return neighbours_html(records, thumbnails, len(self.index), root=str(self.root)), records
 
-    def explain(self, image: str | Path | bytes | None, whole_image: bool = False):
-        """One Grad-CAM overlay per head, each for that head's top class, captioned head: class (probability)."""
+    def explain(self, image: str | Path | bytes | None, whole_image: bool = False, corners=None):
+        """One Grad-CAM overlay per head, each for that head's top class, captioned head: class (probability).
+        `whole_image` and `corners` as for `classify`: the overlays explain the reading the answer came from."""
         if image is None:
             raise user_error("Upload a painting first.", "No image")
         try:
             # Through the photo step, as classify; bounded first: a 10 x 1,000,000 strip is not a 22 GB tensor.
-            pixels = self.read(image, whole_image).pixels
+            pixels = self.read(image, whole_image, corners).pixels
         except ImageError as error:
             raise refusal(error) from None
         result = self.batcher(pixels)  # the class names and probabilities the captions give

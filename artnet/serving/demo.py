@@ -120,6 +120,7 @@ class Taps(TypedDict):
     size: tuple[int, int]  # the photo shown, (width, height) in its pixels
     scale: tuple[float, float]  # the photo's own pixels per pixel shown, (x, y)
     taps: list[list[float]]  # [x, y] in the pixels shown, in the order tapped; at most CORNERS
+    read: list[list[float]] | None  # the corners the answer shown was read along (photo pixels); None: the search's
 
 
 def new_taps(photo: str | bytes, answer: Answer) -> Taps | None:
@@ -132,7 +133,9 @@ def new_taps(photo: str | bytes, answer: Answer) -> Taps | None:
     Image.fromarray(view.pixels).save(buffer, format="JPEG", quality=SHOWN_PHOTO_QUALITY)
     height, width = view.pixels.shape[:2]
     label = NOT_OUTLINED if (answer.photo or {}).get("outline") is None else OUTLINED
-    return Taps(photo=photo, shown=buffer.getvalue(), label=label, size=(width, height), scale=view.scale, taps=[])
+    return Taps(
+        photo=photo, shown=buffer.getvalue(), label=label, size=(width, height), scale=view.scale, taps=[], read=None
+    )
 
 
 def shown_taps(taps: Taps | None) -> list:
@@ -323,7 +326,11 @@ def _connect(page: Page, backend: DemoBackend) -> None:
         answer = backend.classify(photo, whole_image=bool(whole_image), photo_view=isinstance(photo, str))
         return outputs_of(answer, on_page=True) + shown_taps(new_taps(photo, answer))
 
-    def on_explain(upload, whole_image=False):
+    def on_explain(upload, whole_image=False, taps: Taps | None = None):
+        """Grad-CAM of the reading the answer shown came from: along the visitor's corners after "Classify my
+        corners", else as classified (the photo step, or the whole image)."""
+        if taps and taps.get("read"):
+            return backend.explain(uploaded_file(taps["photo"]), corners=taps["read"])
         return backend.explain(uploaded_image(upload), whole_image=bool(whole_image))
 
     def on_tap(taps: Taps | None, event: gr.SelectData):
@@ -339,9 +346,11 @@ def _connect(page: Page, backend: DemoBackend) -> None:
 
     def on_corners(taps: Taps | None):
         """The visitor's four corners outline the painting: read along them (no search). The Grad-CAM overlays
-        shown go, as they describe another reading."""
+        shown go, as they describe another reading; the state remembers the corners, so that "Show where each
+        head looked" explains this reading (taps made after it do not change it until classified)."""
         photo, corners = tapped_corners(taps)
-        return outputs_of(backend.classify(photo, corners=corners), on_page=True) + [None]
+        answer = backend.classify(photo, corners=corners)
+        return outputs_of(answer, on_page=True) + [None, {**taps, "read": corners}]
 
     def clear():
         """A new image, or a new choice of "use the whole image": nothing shown may still describe the previous
@@ -363,7 +372,7 @@ def _connect(page: Page, backend: DemoBackend) -> None:
     page.whole_image.change(clear, outputs=cleared, **quick).then(  # answers again at once
         on_page, inputs=inputs, outputs=targets + tapping, api_name=False, **shared
     )
-    page.explain.click(on_explain, inputs=inputs, outputs=page.heatmaps, api_name=False, **shared)
+    page.explain.click(on_explain, inputs=[*inputs, page.taps], outputs=page.heatmaps, api_name=False, **shared)
     # The visitor's corners, page only (api_name=False: an API caller cuts its painting out itself and sends it to
     # /classify_whole). A tap draws on a picture, so it is queued (the unqueued events read no image and every
     # queued one shares the model's budget: tests/test_demo_safety.py); a tap costs milliseconds. trigger_mode
@@ -372,7 +381,7 @@ def _connect(page: Page, backend: DemoBackend) -> None:
     page.shown_photo.select(on_tap, inputs=page.taps, outputs=tapping, api_name=False, **shared)
     page.start_over.click(on_start_over, inputs=page.taps, outputs=tapping, api_name=False, **shared)
     page.classify_corners.click(
-        on_corners, inputs=page.taps, outputs=targets + [page.heatmaps], api_name=False, **shared
+        on_corners, inputs=page.taps, outputs=targets + [page.heatmaps, page.taps], api_name=False, **shared
     )
 
     # The API, one input each (a REST call sends the image alone, as before the checkbox): /classify and /explain
