@@ -1,4 +1,4 @@
-"""Which temperature, fitted where: a run's test ECE per head for each calibration source, and the floor.
+"""Which calibration, fitted where: a run's test ECE and set coverage per head for each source, and the floor.
 
     python experiments/calibration_variants.py --run runs/cpu/multihead \
         --out experiments/results/calibration/variants.md
@@ -12,7 +12,8 @@ probability and top-1 accuracy. The last row searches test itself for the temper
 It is not a choice anyone could make (test is never fitted on); it is the floor of temperature scaling: no
 temperature, wherever it is fitted, scores a lower test ECE (up to the grid's spacing). Beside them, each head's
 class shares on test and in the pooled calibration answers: a temperature rescales confidence, and cannot follow a
-test split whose classes are mixed otherwise.
+test split whose classes are mixed otherwise. With each fitted temperature come the 90 % APS sets fitted on the
+same answers (`calibrate_head`), and their test coverage with a 95 % interval that resamples the test painters.
 """
 
 from __future__ import annotations
@@ -26,19 +27,36 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from artnet import labels  # noqa: E402
-from artnet.evaluation.calibration import apply_temperature, fit_temperature  # noqa: E402
+from artnet.evaluation.calibration import apply_temperature, calibrate_head, fit_temperature  # noqa: E402
+from artnet.evaluation.conformal import prediction_set_mask, set_coverage  # noqa: E402
+from artnet.evaluation.intervals import cluster_members, cluster_resample  # noqa: E402
 from artnet.evaluation.metrics import expected_calibration_error  # noqa: E402
 
 HEADS = ("school", "timeframe", "type")
 FLOOR = "test itself, least ECE (a floor, not a choice)"
 
 
-def answers(path: Path, head: str) -> tuple[np.ndarray, np.ndarray]:
-    """(probabilities, labels) of one head's known labels in a stored predictions file."""
+def answers(path: Path, head: str, painters: bool = False) -> tuple[np.ndarray, ...]:
+    """(probabilities, labels) of one head's known labels in a stored predictions file, and with `painters` each
+    answer's painter ("" where unknown) after them."""
     with np.load(path, allow_pickle=False) as stored:
         y = stored[f"{head}_true"]
         known = y >= 0
-        return stored[head][known], y[known]
+        found = (stored[head][known], y[known])
+        if painters:
+            names = stored["painter"][known] if "painter" in stored.files else np.full(int(known.sum()), "")
+            found += (names,)
+        return found
+
+
+def coverage_interval(mask: np.ndarray, y: np.ndarray, painters: np.ndarray, draws: int = 2000) -> tuple:
+    """The 95 % interval of a set rule's test coverage, resampling test painters (all of a drawn painter's images
+    together): what another draw of test painters could have shown."""
+    held = mask[np.arange(len(y)), y].astype(float)
+    members = cluster_members(painters, len(y))
+    rng = np.random.default_rng(0)
+    replicates = [held[cluster_resample(members, rng)].mean() for _ in range(draws)]
+    return float(np.percentile(replicates, 2.5)), float(np.percentile(replicates, 97.5))
 
 
 def least_ece_temperature(probs: np.ndarray, y: np.ndarray, also=()) -> float:
@@ -52,7 +70,7 @@ def least_ece_temperature(probs: np.ndarray, y: np.ndarray, also=()) -> float:
 def head_rows(run: Path, head: str) -> tuple[list[dict], dict]:
     validation = answers(run / "eval_validation" / "predictions.npz", head)
     out_of_fold = answers(run / "out_of_fold.npz", head)
-    test_probs, test_y = answers(run / "eval_test" / "predictions.npz", head)
+    test_probs, test_y, test_painters = answers(run / "eval_test" / "predictions.npz", head, painters=True)
     pooled = (np.concatenate([validation[0], out_of_fold[0]]), np.concatenate([validation[1], out_of_fold[1]]))
     sources = {
         "none (T = 1)": None,
@@ -68,17 +86,22 @@ def head_rows(run: Path, head: str) -> tuple[list[dict], dict]:
     for source, temperature in temperatures.items():
         fitted_on = sources.get(source, (test_probs, test_y))
         probs = apply_temperature(test_probs, temperature)
-        rows.append(
-            {
-                "head": head,
-                "fitted on": source,
-                "n fitted": 0 if fitted_on is None else len(fitted_on[1]),
-                "T": temperature,
-                "test ECE": expected_calibration_error(test_y, probs),
-                "test mean top probability": float(probs.max(axis=1).mean()),
-                "test top-1": float(np.mean(probs.argmax(axis=1) == test_y)),
-            }
-        )
+        row = {
+            "head": head,
+            "fitted on": source,
+            "n fitted": 0 if fitted_on is None else len(fitted_on[1]),
+            "T": temperature,
+            "test ECE": expected_calibration_error(test_y, probs),
+            "test mean top probability": float(probs.max(axis=1).mean()),
+            "test top-1": float(np.mean(probs.argmax(axis=1) == test_y)),
+        }
+        if fitted_on is not None and source != FLOOR:  # the 90 % APS sets fitted with that temperature
+            calibration = calibrate_head(*fitted_on)  # the same temperature, and the set rule after it
+            mask = prediction_set_mask(calibration.probabilities(test_probs), calibration.sets)
+            row["coverage"] = set_coverage(mask, test_y)
+            row["coverage interval"] = coverage_interval(mask, test_y, test_painters)
+            row["mean set size"] = float(mask.sum(axis=1).mean())
+        rows.append(row)
     classes = len(labels.VOCABULARIES[head])
     shares = {
         "test": np.bincount(test_y, minlength=classes) / len(test_y),
@@ -94,14 +117,24 @@ def markdown(run: Path, tables: dict) -> str:
         f"- command: `python experiments/calibration_variants.py --run {run}`",
         "- ECE: 15 bins, as a fraction, on the run's painter-split test; T: the temperature fitted on that source",
         "",
-        "| head | fitted on | n fitted | T | test ECE | test mean top probability | test top-1 |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+        "- coverage: of the 90 % APS sets fitted on the same answers, on test, with its 95 % interval resampling the"
+        " test painters; set: their mean size",
+        "",
+        "| head | fitted on | n fitted | T | test ECE | test mean top probability | test top-1 | coverage [95 %] "
+        "| set |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for rows, _ in tables.values():
         for row in rows:
+            covered = ""
+            if "coverage" in row:
+                low, high = row["coverage interval"]
+                covered = f"{100 * row['coverage']:.1f} % [{100 * low:.1f}, {100 * high:.1f}]"
+            size = f"{row['mean set size']:.2f}" if "mean set size" in row else ""
             lines.append(
                 f"| {row['head']} | {row['fitted on']} | {row['n fitted']} | {row['T']:.2f} | {row['test ECE']:.3f} | "
-                f"{100 * row['test mean top probability']:.1f} % | {100 * row['test top-1']:.1f} % |"
+                f"{100 * row['test mean top probability']:.1f} % | {100 * row['test top-1']:.1f} % | {covered} | "
+                f"{size} |"
             )
     lines += ["", "Class shares, test / pooled calibration answers (the classes each holds, in %):", ""]
     for head, (_, shares) in tables.items():

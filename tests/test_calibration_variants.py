@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from artnet import labels
-from artnet.evaluation.calibration import apply_temperature, fit_temperature
+from artnet.evaluation.calibration import apply_temperature, calibrate_head, fit_temperature
+from artnet.evaluation.conformal import prediction_set_mask, set_coverage
 from artnet.evaluation.metrics import expected_calibration_error
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,6 +40,7 @@ def _answers(rng, n: int, sharpness: float) -> dict:
         y[: n // 10] = -1  # unknown labels are left out
         stored[head] = apply_temperature(logits * sharpness, 1.0, logits=True)
         stored[f"{head}_true"] = y
+    stored["painter"] = np.asarray([f"painter {i % 20}" for i in range(n)])
     return stored
 
 
@@ -69,6 +71,14 @@ def test_each_source_is_fitted_where_it_says_and_no_temperature_beats_the_floor(
     for t in np.exp(np.linspace(-2, 2, 41)):  # nor does any other temperature, beyond the grid's spacing
         assert expected_calibration_error(test_y, apply_temperature(test_probs, t)) >= floor - 0.002
     assert shares["test"].sum() == pytest.approx(1.0) and shares["calibration"].sum() == pytest.approx(1.0)
+    # Each fitted source also gives its 90 % sets' test coverage, inside its painter-resampling interval.
+    calibration = calibrate_head(*validation)
+    sets = prediction_set_mask(calibration.probabilities(test_probs), calibration.sets)
+    row = by_source["validation alone"]
+    assert row["coverage"] == pytest.approx(set_coverage(sets, test_y))
+    assert row["coverage interval"][0] <= row["coverage"] <= row["coverage interval"][1]
+    assert row["mean set size"] == pytest.approx(sets.sum(axis=1).mean())
+    assert "coverage" not in by_source["none (T = 1)"] and "coverage" not in by_source[experiment.FLOOR]
 
 
 def test_the_table_names_every_head_and_source(run, tmp_path, capsys):
