@@ -75,6 +75,24 @@ def test_a_photo_with_no_painting_uses_the_whole_image_and_says_so():
     assert pixels is wall and location.corners is None and "whole image" in location.reason
 
 
+def test_a_strip_on_the_wall_is_no_painting_and_a_strip_cut_out_is_never_served(monkeypatch):
+    """A bench, a rope or a shelf is a long rectangle on the wall: never taken for the painting. And where the
+    perspective makes a found outline a strip serving would refuse (over 5:1), the whole photo is read instead:
+    the visitor is never refused for the photo step's cut."""
+    from artnet.data import photo
+    from artnet.data.images import check_shape
+
+    wall = np.full((900, 1200, 3), 170, np.uint8)
+    wall[600:660, 100:1100] = (40, 30, 25)  # a 1000 x 60 dark bench
+    assert locate(wall).corners is None
+    strip = photo.Location(np.float64([[100, 600], [1100, 600], [1100, 660], [100, 660]]), 0.9, photo.FOUND)
+    monkeypatch.setattr(photo, "locate", lambda rgb: strip)
+    pixels, location = painting_of_photo(wall)
+    assert pixels is wall and location.corners is None
+    assert location.reason.startswith(WHOLE_IMAGE) and "too elongated to read" in location.reason
+    check_shape(width=pixels.shape[1], height=pixels.shape[0])  # what serving reads is readable
+
+
 def test_the_outline_is_json_ready_in_the_photos_own_pixels():
     photo = render_gallery_photo(made_up_painting(2), seed=2, difficulty="easy")
     location = locate(photo.image)

@@ -25,7 +25,7 @@ import dataclasses
 import cv2
 import numpy as np
 
-from artnet.data.images import MIN_SIDE
+from artnet.data.images import MAX_SERVING_ASPECT, MIN_SIDE
 from artnet.data.screen import looks_like_a_screen
 
 WORK_SIDE = 640  # long side of the copy the search runs on
@@ -184,8 +184,10 @@ def _score(quad: np.ndarray, edges: np.ndarray) -> tuple[float, float]:
     height, width = edges.shape
     area = cv2.contourArea(quad.astype(np.float32)) / (height * width)
     deviation = np.abs(_corner_angles(quad) - 90).max()
-    if area < MIN_AREA or deviation > MAX_CORNER_ANGLE:
-        return 0.0, area
+    sides = [np.linalg.norm(quad[(i + 1) % 4] - quad[i]) for i in range(4)]
+    across, down = (sides[0] + sides[2]) / 2, (sides[1] + sides[3]) / 2
+    if area < MIN_AREA or deviation > MAX_CORNER_ANGLE or max(across, down) > MAX_SERVING_ASPECT * min(across, down):
+        return 0.0, area  # too small, too skewed, or a strip (a bench, a rope, a shelf) that is no painting to read
     support = _edge_support(quad, edges)
     centre = quad.mean(axis=0) / [width, height] - 0.5
     centrality = 1 - min(1.0, 1.6 * float(np.hypot(*centre)))
@@ -339,9 +341,12 @@ def painting_of_photo(rgb: np.ndarray) -> tuple[np.ndarray, Location]:
     if location.corners is None:
         return rgb, location
     painting = rectify(rgb, location.corners)
-    if min(painting.shape[:2]) < MIN_SIDE:  # a small upload's "painting" too small to read: it is the painting
-        height, width = painting.shape[:2]
-        reason = f"{WHOLE_IMAGE} (what looked like a painting in it is {width}x{height} px, too small to read)"
+    height, width = painting.shape[:2]
+    # A small upload's "painting" too small to read (it is the painting), or one that the perspective made a strip
+    # serving would refuse: read the whole image, which the visitor sent, rather than refuse it for our cut.
+    if min(height, width) < MIN_SIDE or max(height, width) > MAX_SERVING_ASPECT * min(height, width):
+        shape = "too small" if min(height, width) < MIN_SIDE else "too elongated"
+        reason = f"{WHOLE_IMAGE} (what looked like a painting in it is {width}x{height} px, {shape} to read)"
         if location.reason.endswith(SCREEN):
             reason += SCREEN
         return rgb, Location(None, location.confidence, reason)
