@@ -75,6 +75,38 @@ def test_a_photo_with_no_painting_uses_the_whole_image_and_says_so():
     assert pixels is wall and location.corners is None and "whole image" in location.reason
 
 
+def _hang(picture: np.ndarray, border: int, colour, at: tuple[int, int], wall_level: int = 175) -> tuple:
+    """`picture` in a flat frame `border` px wide on a plain 1200 x 900 wall, its top-left at `at`; (photo, the
+    picture's corners)."""
+    photo = np.full((900, 1200, 3), wall_level, np.uint8)
+    height, width = picture.shape[:2]
+    x, y = at
+    photo[y - border : y + height + border, x - border : x + width + border] = colour
+    photo[y : y + height, x : x + width] = picture
+    return photo, np.float64([[x, y], [x + width, y], [x + width, y + height], [x, y + height]])
+
+
+def test_a_small_framed_painting_is_cut_at_its_picture_not_its_frame():
+    """The frame sets the size rule: a picture under MIN_AREA of the photo inside a frame over it is the picture."""
+    from artnet.data.photo import MIN_AREA
+
+    photo, truth = _hang(made_up_painting(5, 170, 140), border=40, colour=(150, 110, 50), at=(520, 360))
+    assert 170 * 140 / photo[..., 0].size < MIN_AREA < 250 * 220 / photo[..., 0].size  # picture under, frame over
+    location = locate(photo)
+    assert location.corners is not None and corner_error(location.corners, truth) < 0.02
+
+
+def test_a_skewed_shape_inside_a_mounted_picture_is_not_taken_for_the_picture():
+    """Nested outlines share the frame's perspective: a bright skewed quadrilateral drawn across the picture (as
+    glare or a painted shape makes) is not its outline, however well its edges show."""
+    picture = made_up_painting(6, 400, 320)
+    kite = np.int32([[60, 90], [250, 40], [290, 330], [90, 250]])
+    cv2.fillConvexPoly(picture, kite, (250, 250, 250))
+    photo, truth = _hang(picture, border=45, colour=(238, 236, 230), at=(440, 250), wall_level=120)
+    location = locate(photo)
+    assert location.corners is not None and corner_error(location.corners, truth) < 0.02
+
+
 def test_a_strip_on_the_wall_is_no_painting_and_a_strip_cut_out_is_never_served(monkeypatch):
     """A bench, a rope or a shelf is a long rectangle on the wall: never taken for the painting. And where the
     perspective makes a found outline a strip serving would refuse (over 5:1), the whole photo is read instead:

@@ -33,6 +33,7 @@ MIN_AREA = 0.04  # a painting under 4 % of the photo is too small to read (and t
 SCAN_AREA = 0.88  # a quadrilateral this close to the whole image: the image already is the painting
 MIN_CONFIDENCE = 0.5  # below this, the whole image is used
 MIN_INNER_SHARE = 0.3  # a picture inside a frame covers at least this share of the frame's area
+MAX_NESTED_TURN = 8.0  # degrees a nested outline's side may turn from its frame's (the same perspective)
 MAX_CORNER_ANGLE = 40.0  # degrees a corner may differ from 90° (perspective up to ~30°, plus slack)
 MAX_OUTPUT_SIDE = 1024  # the rectified picture's long side (the model resizes it anyway)
 # A phone's main camera (~26 mm, 35 mm-equivalent): focal length / the photo's long side.
@@ -179,14 +180,14 @@ def _textured_blobs(gray: np.ndarray) -> list[np.ndarray]:
     return quads
 
 
-def _score(quad: np.ndarray, edges: np.ndarray) -> tuple[float, float]:
-    """(confidence in [0, 1], area share) of one candidate."""
+def _score(quad: np.ndarray, edges: np.ndarray, min_area: float = MIN_AREA) -> tuple[float, float]:
+    """(confidence in [0, 1], area share) of one candidate; under `min_area` of the photo, confidence 0."""
     height, width = edges.shape
     area = cv2.contourArea(quad.astype(np.float32)) / (height * width)
     deviation = np.abs(_corner_angles(quad) - 90).max()
     sides = [np.linalg.norm(quad[(i + 1) % 4] - quad[i]) for i in range(4)]
     across, down = (sides[0] + sides[2]) / 2, (sides[1] + sides[3]) / 2
-    if area < MIN_AREA or deviation > MAX_CORNER_ANGLE or max(across, down) > MAX_SERVING_ASPECT * min(across, down):
+    if area < min_area or deviation > MAX_CORNER_ANGLE or max(across, down) > MAX_SERVING_ASPECT * min(across, down):
         return 0.0, area  # too small, too skewed, or a strip (a bench, a rope, a shelf) that is no painting to read
     support = _edge_support(quad, edges)
     centre = quad.mean(axis=0) / [width, height] - 0.5
@@ -215,6 +216,18 @@ def _inside(inner: np.ndarray, outer: np.ndarray) -> bool:
     return all(cv2.pointPolygonTest(contour, (float(x), float(y)), True) >= -2 for x, y in inner)
 
 
+def _parallel(inner: np.ndarray, outer: np.ndarray) -> bool:
+    """Whether each side of `inner` runs within MAX_NESTED_TURN degrees of the same side of `outer` (both clockwise
+    from the top-left): a picture, its mount and its frame are seen under one perspective, so their outlines are
+    nearly parallel, where a shape drawn inside the picture (or made by glare across it) need not be."""
+    for i in range(4):
+        a, b = inner[(i + 1) % 4] - inner[i], outer[(i + 1) % 4] - outer[i]
+        cosine = abs(np.dot(a, b)) / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-9)
+        if np.degrees(np.arccos(min(1.0, cosine))) > MAX_NESTED_TURN:
+            return False
+    return True
+
+
 def locate(rgb: np.ndarray) -> Location:
     """The painting's quadrilateral in an RGB photo (H, W, 3 uint8), or the whole image with the reason; a photo
     of a screen says so at the end of the reason."""
@@ -239,14 +252,18 @@ def _find(rgb: np.ndarray) -> Location:
     outer, confidence, area = max(scored, key=lambda item: item[1] * (1 + 0.5 * item[2]))
     if confidence < MIN_CONFIDENCE:
         return Location(None, confidence, WHOLE_IMAGE + _why_not_found(quads, edges, gray))
-    # A frame and a mount are quadrilaterals around the picture: take the innermost well-supported one.
+    # A frame and a mount are quadrilaterals around the picture, nearly parallel to it: take the innermost
+    # well-supported one. The size rule was the outer one's (the picture of a small framed painting may be under
+    # MIN_AREA of the photo while its frame is not).
+    inner = [(quad, *_score(quad, edges, min_area=0.0)) for quad in quads]
     nested = [
         (quad, score, quad_area)
-        for quad, score, quad_area in scored
+        for quad, score, quad_area in inner
         if quad_area >= MIN_INNER_SHARE * area
         and quad_area < 0.97 * area
         and score >= MIN_CONFIDENCE
         and _inside(quad, outer)
+        and _parallel(quad, outer)
     ]
     if nested:
         outer, confidence, area = min(nested, key=lambda item: item[2])
