@@ -3,11 +3,12 @@
     python benchmarks/photo_locate.py --paintings 150 --out benchmarks/results
 
 Rendered photos: WikiArt-sample paintings hung by `artnet.testing.gallery_photo` (easy and hard settings), true
-picture corners known; and the hard ones cropped so that the painting runs out of the photo. Clean scans: the same
-paintings as they are, which must pass through unchanged. Real photos
-(`../shared/gallery-photos`): the Estense frames, whose outlines follow the frame's OUTER edge (so a found picture
-should lie inside one: `inside` is the share of the found area within it), and the four NGI walls, whose corners
-are the pictures' own. Prints a Markdown table; writes it and a JSON beside it with `--out`.
+picture corners known; the hard ones cropped so that the painting runs out of the photo; and photos by a second
+generator written apart from the first (`artnet.testing.snapshot_photo`). Clean scans: the same paintings as they
+are, which must pass through unchanged. Real photos (`../shared/gallery-photos`): the Estense frames, whose
+outlines follow the frame's OUTER edge (so a found picture should lie inside one: `inside` is the share of the
+found area within it), and the four NGI walls, whose corners are the pictures' own. Prints a Markdown table;
+writes it and a JSON beside it with `--out`.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from artnet.data.images import load_path  # noqa: E402
 from artnet.data.photo import locate  # noqa: E402
 from artnet.evaluation.localisation import corner_error, polygon_iou, share_inside  # noqa: E402
 from artnet.testing.gallery_photo import render_gallery_photo  # noqa: E402
+from artnet.testing.snapshot_photo import render_snapshot  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 
@@ -55,17 +57,26 @@ def _timed_locate(image: np.ndarray):
     return location, 1000 * (time.perf_counter() - start)
 
 
+def _scored(path: Path, photo) -> dict:
+    """One rendered photo's row: found or not, time, what was drawn, and corner error and IoU against its truth."""
+    location, ms = _timed_locate(photo.image)
+    row = {"file": path.name, "found": location.corners is not None, "ms": ms, **photo.settings}
+    if location.corners is not None:
+        row.update(corner_error=corner_error(location.corners, photo.corners))
+        row.update(iou=polygon_iou(location.corners, photo.corners))
+    return row
+
+
 def rendered(paintings: list[Path], difficulty: str) -> list[dict]:
-    rows = []
-    for seed, path in enumerate(paintings):
-        photo = render_gallery_photo(load_path(path), seed=seed, difficulty=difficulty)
-        location, ms = _timed_locate(photo.image)
-        row = {"file": path.name, "found": location.corners is not None, "ms": ms, **photo.settings}
-        if location.corners is not None:
-            row.update(corner_error=corner_error(location.corners, photo.corners))
-            row.update(iou=polygon_iou(location.corners, photo.corners))
-        rows.append(row)
-    return rows
+    return [
+        _scored(path, render_gallery_photo(load_path(path), seed=seed, difficulty=difficulty))
+        for seed, path in enumerate(paintings)
+    ]
+
+
+def snapshots(paintings: list[Path]) -> list[dict]:
+    """Photos by the second, independent generator (`artnet.testing.snapshot_photo`), true picture corners known."""
+    return [_scored(path, render_snapshot(load_path(path), seed=seed)) for seed, path in enumerate(paintings)]
 
 
 def cut_off(paintings: list[Path]) -> list[dict]:
@@ -179,6 +190,7 @@ def main(argv=None) -> int:
         "rendered, easy": rendered(paintings, "easy"),
         "rendered, hard": rendered(paintings, "hard"),
         "rendered, hard, running out of the photo (IoU: the part in view)": cut_off(paintings),
+        "second generator (artnet.testing.snapshot_photo)": snapshots(paintings),
         "clean scans (must pass through: found = 0)": scans(paintings),
     }
     photos = args.shared / "gallery-photos"
