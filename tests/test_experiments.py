@@ -172,3 +172,8 @@ def test_photo_vs_scan_scores_the_linear_probe_beside_the_model():
     assert "linear probe: clean / photo step" in text and "| 50.0 / 25.0 |" in text
     without = module.score(rows, {way: answers[way] for way in module.WAYS}, ["school"])
     assert "linear probe" not in module.markdown(without, found=0.5)
+    # The photo cut at its true corners is one more column where it was scored (tables made before it have none).
+    assert "true corners" not in text
+    cut_true = module.score(rows, {**answers, module.TRUE_CORNERS: answers_of(7)}, ["school"])
+    assert cut_true["school"][module.TRUE_CORNERS] == 0.875
+    assert module.markdown(cut_true, found=0.5).splitlines()[2].endswith("| 50.0 / 25.0 | 87.5 |")
