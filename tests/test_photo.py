@@ -107,6 +107,23 @@ def test_a_skewed_shape_inside_a_mounted_picture_is_not_taken_for_the_picture():
     assert location.corners is not None and corner_error(location.corners, truth) < 0.02
 
 
+def test_inside_a_frame_outline_the_picture_s_edge_is_found_and_a_bare_painting_is_left_whole():
+    """`_picture_inside`: given a frame's outline, the picture's own edge (a line along each side, where the
+    moulding's ornament breaks any contour); given a painting's own outline, nothing to narrow."""
+    from artnet.data.photo import _picture_inside
+
+    rng = np.random.default_rng(0)
+    photo = np.full((600, 800), 160, np.uint8)
+    photo[100:500, 150:650] = np.clip(rng.normal(150, 45, (400, 500)), 0, 255)  # an ornate moulding: busy texture
+    photo[100:500, 150:650][::7] = 230  # its ribs, across the whole frame
+    photo[160:440, 210:590] = cv2.cvtColor(made_up_painting(8, 280, 380), cv2.COLOR_RGB2GRAY)
+    frame = np.float64([[150, 100], [649, 100], [649, 499], [150, 499]])
+    picture = np.float64([[210, 160], [590, 160], [590, 440], [210, 440]])
+    assert corner_error(_picture_inside(photo, frame), picture) < 0.01
+    bare = np.float64([[210, 160], [589, 160], [589, 439], [210, 439]])
+    assert np.array_equal(_picture_inside(photo, bare), bare)
+
+
 def test_a_strip_on_the_wall_is_no_painting_and_a_strip_cut_out_is_never_served(monkeypatch):
     """A bench, a rope or a shelf is a long rectangle on the wall: never taken for the painting. And where the
     perspective makes a found outline a strip serving would refuse (over 5:1), the whole photo is read instead:

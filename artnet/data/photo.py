@@ -34,6 +34,10 @@ SCAN_AREA = 0.88  # a quadrilateral this close to the whole image: the image alr
 MIN_CONFIDENCE = 0.5  # below this, the whole image is used
 MIN_INNER_SHARE = 0.3  # a picture inside a frame covers at least this share of the frame's area
 MAX_NESTED_TURN = 8.0  # degrees a nested outline's side may turn from its frame's (the same perspective)
+# The picture inside a frame whose outline no contour closes (`_picture_inside`): its edge lies within PICTURE_BAND
+# of each side of the frame, at least MIN_INSET in, and its gradient peak stands EDGE_PEAK times the median.
+PICTURE_BAND, MIN_INSET, EDGE_PEAK = 0.3, 0.015, 4.0
+RIVAL = 0.5  # and at least this share of the strongest line near its side
 MAX_CORNER_ANGLE = 40.0  # degrees a corner may differ from 90° (perspective up to ~30°, plus slack)
 MAX_OUTPUT_SIDE = 1024  # the rectified picture's long side (the model resizes it anyway)
 # A phone's main camera (~26 mm, 35 mm-equivalent): focal length / the photo's long side.
@@ -267,7 +271,58 @@ def _find(rgb: np.ndarray) -> Location:
     ]
     if nested:
         outer, confidence, area = min(nested, key=lambda item: item[2])
+    # An ornate moulding breaks the picture's own outline into pieces no contour closes: look for it inside.
+    outer = _picture_inside(gray, outer)
+    area = cv2.contourArea(outer.astype(np.float32)) / gray.size
     return Location(outer / scale, confidence, FOUND + _advice(outer, area, gray.shape))
+
+
+def _profile_peaks(profile: np.ndarray, start: int, stop: int, floor: float) -> list[int]:
+    """Positions in [start, stop) where `profile` has a local maximum above `floor`."""
+    return [
+        i
+        for i in range(max(1, start), min(len(profile) - 1, stop))
+        if profile[i] > floor and profile[i] >= profile[i - 1] and profile[i] >= profile[i + 1]
+    ]
+
+
+def _picture_inside(gray: np.ndarray, quad: np.ndarray) -> np.ndarray:
+    """`quad` narrowed to the picture inside it where it is a frame: in the outline warped upright, a picture's
+    edge is a line across most of each side, so the median gradient across the middle of the sides peaks there,
+    as it does at the moulding's steps (ornament and the painting's own lines do not run the whole way). The
+    innermost strong peak within PICTURE_BAND of each side is the picture's edge, if the four insets are a frame's:
+    each at least MIN_INSET, and opposite sides within a factor of 2. Else `quad` unchanged."""
+    tl, tr, br, bl = quad.astype(np.float32)
+    width = int(max(np.linalg.norm(tr - tl), np.linalg.norm(br - bl)))
+    height = int(max(np.linalg.norm(bl - tl), np.linalg.norm(br - tr)))
+    if min(width, height) < 40:
+        return quad
+    upright = np.float32([[0, 0], [width - 1, 0], [width - 1, height - 1], [0, height - 1]])
+    matrix = cv2.getPerspectiveTransform(quad.astype(np.float32), upright)
+    flat = cv2.warpPerspective(gray, matrix, (width, height), flags=cv2.INTER_AREA).astype(np.float32)
+    across = np.median(np.abs(cv2.Sobel(flat, cv2.CV_32F, 0, 1))[:, int(0.2 * width) : int(0.8 * width)], axis=1)
+    down = np.median(np.abs(cv2.Sobel(flat, cv2.CV_32F, 1, 0))[int(0.2 * height) : int(0.8 * height)], axis=0)
+    edges = []
+    for profile, size in ((across, height), (down, width)):
+        band = int(PICTURE_BAND * size)
+        # A line is the picture's edge only if it stands out from the whole profile and rivals the strongest line
+        # near that side (the moulding's steps): the painting's own lines are weaker than its edge against a frame.
+        near_floor = max(EDGE_PEAK * (float(np.median(profile)) + 1e-3), RIVAL * float(profile[2:band].max()))
+        far_floor = max(
+            EDGE_PEAK * (float(np.median(profile)) + 1e-3), RIVAL * float(profile[size - band : size - 2].max())
+        )
+        near = _profile_peaks(profile, 2, band, near_floor)
+        far = _profile_peaks(profile, size - band, size - 2, far_floor)
+        if not near or not far:
+            return quad
+        first, last = max(near), min(far)  # the innermost on each side
+        insets = first / size, (size - 1 - last) / size
+        if min(insets) < MIN_INSET or max(insets) > 2 * min(insets) + 0.01:
+            return quad
+        edges.append((first, last))
+    (top, bottom), (left, right) = edges
+    inner = np.float32([[left, top], [right, top], [right, bottom], [left, bottom]])
+    return cv2.perspectiveTransform(inner[None], np.linalg.inv(matrix))[0].astype(np.float64)
 
 
 def _advice(picture: np.ndarray, area: float, shape: tuple[int, int]) -> str:
