@@ -27,7 +27,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from artnet import labels  # noqa: E402
-from artnet.evaluation.calibration import apply_temperature, calibrate_head, fit_temperature  # noqa: E402
+from artnet.evaluation.calibration import apply_temperature, calibrate_head  # noqa: E402
 from artnet.evaluation.conformal import prediction_set_mask, set_coverage  # noqa: E402
 from artnet.evaluation.intervals import cluster_members, cluster_resample  # noqa: E402
 from artnet.evaluation.metrics import expected_calibration_error  # noqa: E402
@@ -78,9 +78,10 @@ def head_rows(run: Path, head: str) -> tuple[list[dict], dict]:
         "out-of-fold alone": out_of_fold,
         "validation + out-of-fold (served)": pooled,
     }
-    temperatures = {
-        source: 1.0 if fitted_on is None else fit_temperature(*fitted_on) for source, fitted_on in sources.items()
-    }
+    # Each source's temperature and the 90 % APS sets fitted after it, once (`calibrate_head` fits T as
+    # `fit_temperature` does).
+    calibrations = {source: calibrate_head(*fitted_on) for source, fitted_on in sources.items() if fitted_on}
+    temperatures = {source: calibrations[source].temperature if source in calibrations else 1.0 for source in sources}
     temperatures[FLOOR] = least_ece_temperature(test_probs, test_y, also=temperatures.values())
     rows = []
     for source, temperature in temperatures.items():
@@ -95,9 +96,8 @@ def head_rows(run: Path, head: str) -> tuple[list[dict], dict]:
             "test mean top probability": float(probs.max(axis=1).mean()),
             "test top-1": float(np.mean(probs.argmax(axis=1) == test_y)),
         }
-        if fitted_on is not None and source != FLOOR:  # the 90 % APS sets fitted with that temperature
-            calibration = calibrate_head(*fitted_on)  # the same temperature, and the set rule after it
-            mask = prediction_set_mask(calibration.probabilities(test_probs), calibration.sets)
+        if source in calibrations:  # the 90 % APS sets fitted with that temperature
+            mask = prediction_set_mask(probs, calibrations[source].sets)
             row["coverage"] = set_coverage(mask, test_y)
             row["coverage interval"] = coverage_interval(mask, test_y, test_painters)
             row["mean set size"] = float(mask.sum(axis=1).mean())

@@ -184,15 +184,16 @@ def _textured_blobs(gray: np.ndarray) -> list[np.ndarray]:
     return quads
 
 
-def _score(quad: np.ndarray, edges: np.ndarray, min_area: float = MIN_AREA) -> tuple[float, float]:
-    """(confidence in [0, 1], area share) of one candidate; under `min_area` of the photo, confidence 0."""
+def _score(quad: np.ndarray, edges: np.ndarray) -> tuple[float, float]:
+    """(confidence in [0, 1], area share) of one candidate. Size is not judged here: MIN_AREA is the rule for the
+    outermost outline (`_find`), and the picture inside a frame may be smaller."""
     height, width = edges.shape
     area = cv2.contourArea(quad.astype(np.float32)) / (height * width)
     deviation = np.abs(_corner_angles(quad) - 90).max()
     sides = [np.linalg.norm(quad[(i + 1) % 4] - quad[i]) for i in range(4)]
     across, down = (sides[0] + sides[2]) / 2, (sides[1] + sides[3]) / 2
-    if area < min_area or deviation > MAX_CORNER_ANGLE or max(across, down) > MAX_SERVING_ASPECT * min(across, down):
-        return 0.0, area  # too small, too skewed, or a strip (a bench, a rope, a shelf) that is no painting to read
+    if deviation > MAX_CORNER_ANGLE or max(across, down) > MAX_SERVING_ASPECT * min(across, down):
+        return 0.0, area  # too skewed, or a strip (a bench, a rope, a shelf) that is no painting to read
     support = _edge_support(quad, edges)
     centre = quad.mean(axis=0) / [width, height] - 0.5
     centrality = 1 - min(1.0, 1.6 * float(np.hypot(*centre)))
@@ -249,20 +250,20 @@ def _find(rgb: np.ndarray) -> Location:
     gray = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
     quads, edges = _candidates(gray)
     scored = [(quad, *_score(quad, edges)) for quad in quads]
-    # A quadrilateral near the whole image is the image's own border (or a scan's): nothing to cut out.
-    scored = [(quad, confidence, area) for quad, confidence, area in scored if confidence > 0 and area < SCAN_AREA]
-    if not scored:
+    # The outermost outline is at least MIN_AREA of the photo; one near the whole image is the image's own border
+    # (or a scan's): nothing to cut out.
+    outers = [item for item in scored if item[1] > 0 and MIN_AREA <= item[2] < SCAN_AREA]
+    if not outers:
         return Location(None, 0.0, WHOLE_IMAGE + _why_not_found(quads, edges, gray))
-    outer, confidence, area = max(scored, key=lambda item: item[1] * (1 + 0.5 * item[2]))
+    outer, confidence, area = max(outers, key=lambda item: item[1] * (1 + 0.5 * item[2]))
     if confidence < MIN_CONFIDENCE:
         return Location(None, confidence, WHOLE_IMAGE + _why_not_found(quads, edges, gray))
     # A frame and a mount are quadrilaterals around the picture, nearly parallel to it: take the innermost
-    # well-supported one. The size rule was the outer one's (the picture of a small framed painting may be under
-    # MIN_AREA of the photo while its frame is not).
-    inner = [(quad, *_score(quad, edges, min_area=0.0)) for quad in quads]
+    # well-supported one (of any size: the picture of a small framed painting may be under MIN_AREA of the photo
+    # while its frame is not).
     nested = [
         (quad, score, quad_area)
-        for quad, score, quad_area in inner
+        for quad, score, quad_area in scored
         if quad_area >= MIN_INNER_SHARE * area
         and quad_area < 0.97 * area
         and score >= MIN_CONFIDENCE
@@ -307,10 +308,9 @@ def _picture_inside(gray: np.ndarray, quad: np.ndarray) -> np.ndarray:
         band = int(PICTURE_BAND * size)
         # A line is the picture's edge only if it stands out from the whole profile and rivals the strongest line
         # near that side (the moulding's steps): the painting's own lines are weaker than its edge against a frame.
-        near_floor = max(EDGE_PEAK * (float(np.median(profile)) + 1e-3), RIVAL * float(profile[2:band].max()))
-        far_floor = max(
-            EDGE_PEAK * (float(np.median(profile)) + 1e-3), RIVAL * float(profile[size - band : size - 2].max())
-        )
+        standing_out = EDGE_PEAK * (float(np.median(profile)) + 1e-3)
+        near_floor = max(standing_out, RIVAL * float(profile[2:band].max()))
+        far_floor = max(standing_out, RIVAL * float(profile[size - band : size - 2].max()))
         near = _profile_peaks(profile, 2, band, near_floor)
         far = _profile_peaks(profile, size - band, size - 2, far_floor)
         if not near or not far:
