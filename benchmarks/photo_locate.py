@@ -88,17 +88,16 @@ def cut_off(paintings: list[Path]) -> list[dict]:
         photo = render_gallery_photo(load_path(path), seed=seed, difficulty="hard")
         height, width = photo.image.shape[:2]
         (left, top), (right, bottom) = photo.frame_corners.min(axis=0), photo.frame_corners.max(axis=0)
-        share, box = rng.uniform(0.10, 0.35), [0, 0, width, height]
-        side = seed % 4  # cut on the right, left, bottom, top
-        box[(2, 0, 3, 1)[side]] = int(
-            (
-                right - share * (right - left),
-                left + share * (right - left),
-                bottom - share * (bottom - top),
-                top + share * (bottom - top),
-            )[side]
-        )
-        x0, y0, x1, y1 = box
+        share, side = rng.uniform(0.10, 0.35), seed % 4  # cut on the right, left, bottom, top by turns
+        x0, y0, x1, y1 = 0, 0, width, height
+        if side == 0:
+            x1 = int(right - share * (right - left))
+        elif side == 1:
+            x0 = int(left + share * (right - left))
+        elif side == 2:
+            y1 = int(bottom - share * (bottom - top))
+        else:
+            y0 = int(top + share * (bottom - top))
         image = np.ascontiguousarray(photo.image[y0:y1, x0:x1])
         view = np.float32([[0, 0], [x1 - x0, 0], [x1 - x0, y1 - y0], [0, y1 - y0]])
         _, in_view = cv2.intersectConvexConvex((photo.corners - [x0, y0]).astype(np.float32), view)
