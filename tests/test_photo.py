@@ -260,3 +260,15 @@ def test_a_nan_year_is_written_as_unknown_never_as_invalid_json(tmp_path, monkey
     assert run_batch_prediction(NanYearPredictor(), [str(tmp_path / "a.jpg")], str(out)) == 0
     record = json.loads(out.read_text(), parse_constant=lambda name: pytest.fail(f"{name} is not JSON"))
     assert record[labels.YEAR] is None and record["year_sigma"] is None
+
+
+def test_a_pale_picture_in_a_pale_gilt_frame_is_told_apart_by_its_hue():
+    """A pale sky against a pale gold frame: nearly the same grey, far apart in colour. The edges are colour edges,
+    so the picture is found inside its frame, not the frame taken for it."""
+    sky = (np.float32([205, 220, 250]) * 0.85 + made_up_painting(9, 300, 240) * 0.15).astype(np.uint8)
+    gold = (238, 212, 150)
+    grey = cv2.cvtColor(np.uint8([[sky.mean(axis=(0, 1)), gold]]), cv2.COLOR_RGB2GRAY)[0]
+    assert abs(int(grey[0]) - int(grey[1])) < 12  # the grey image hardly sees the picture's edge
+    photo, truth = _hang(sky, border=45, colour=gold, at=(430, 280), wall_level=90)
+    location = locate(photo)
+    assert location.corners is not None and corner_error(location.corners, truth) < 0.02

@@ -47,7 +47,12 @@ PAINTING = framed(made_up_painting(1, 300, 240))
         (hung(wall(), PAINTING, 930, 250), True, "may be cut off"),  # its frame reaches the photo's edge
         (hung(wall(), PAINTING, 1000, 250), True, "may be cut off"),  # a third of it out of the photo, right
         (hung(wall(), PAINTING, 450, 720), True, "may be cut off"),  # and at the bottom
-        (hung(wall(), framed(made_up_painting(1, 180, 150), 8), 500, 350), False, "under 4% of the photo: step closer"),
+        (hung(wall(), framed(made_up_painting(1, 180, 150), 8), 500, 350), True, "fills only 3% of the photo"),
+        (
+            hung(wall(), framed(made_up_painting(1, 100, 80), 6), 500, 350),
+            False,
+            "under 1.5% of the photo: step closer",
+        ),
         (at_steep_angle(PAINTING, [[400, 30], [560, 360], [560, 520], [400, 870]]), False, "steep angle"),
         (
             hung(wall(8), framed((made_up_painting(2, 300, 240) * 0.08).astype(np.uint8), colour=(6, 6, 6)), 450, 250),
@@ -62,6 +67,7 @@ PAINTING = framed(made_up_painting(1, 300, 240))
         "at the edge",
         "runs out right",
         "runs out below",
+        "far",
         "tiny",
         "steep",
         "black on black",
@@ -76,6 +82,14 @@ def test_a_poor_photo_says_what_went_wrong_and_what_to_do(photo, found, says):
         assert location.reason == (FOUND if found else WHOLE_IMAGE)
     else:
         assert says in location.reason, location.reason
+
+
+def test_a_small_rectangle_inside_a_scan_is_not_taken_for_a_painting_seen_from_afar():
+    """Under MIN_AREA, a well-outlined quadrilateral counts only on a smooth wall: the same small framed picture
+    that is found on a wall ("far", above) is left alone inside a busy scan, which is read whole."""
+    scan = made_up_painting(7, 900, 1200)
+    inside = hung(scan.copy(), framed(made_up_painting(1, 180, 150), 8), 500, 350)
+    assert locate(inside).reason == WHOLE_IMAGE
 
 
 def test_a_clean_scan_gets_no_advice():
