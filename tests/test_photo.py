@@ -272,3 +272,15 @@ def test_a_pale_picture_in_a_pale_gilt_frame_is_told_apart_by_its_hue():
     photo, truth = _hang(sky, border=45, colour=gold, at=(430, 280), wall_level=90)
     location = locate(photo)
     assert location.corners is not None and corner_error(location.corners, truth) < 0.02
+
+
+def test_a_rectangle_painted_off_centre_in_a_bare_canvas_is_not_taken_for_its_picture():
+    """A window or a door painted in the picture is a well-outlined quadrilateral parallel to the canvas, but it
+    does not go round the picture as a frame or a mount does (as wide on each side as on the opposite one): the
+    canvas itself is the painting."""
+    picture = made_up_painting(4, 400, 320)
+    cv2.rectangle(picture, (20, 20), (250, 260), (245, 240, 230), -1)  # a pale window, off to the top-left
+    cv2.rectangle(picture, (20, 20), (250, 260), (20, 20, 20), 6)
+    photo, truth = _hang(picture, border=0, colour=(0, 0, 0), at=(420, 260), wall_level=150)
+    location = locate(photo)
+    assert location.corners is not None and corner_error(location.corners, truth) < 0.02

@@ -241,6 +241,27 @@ def _parallel(inner: np.ndarray, outer: np.ndarray) -> bool:
     return True
 
 
+def _frame_like(inner: np.ndarray, outer: np.ndarray, shape: tuple[int, int]) -> bool:
+    """Whether the band between `outer` and `inner` is as wide on each side as on the opposite one (within a factor
+    of 2, as `_picture_inside` asks of a frame's insets): a frame or a mount goes round its picture, where a
+    rectangle painted in the picture (a window, a door, a block of colour) sits anywhere in it. A side of `outer`
+    along the photo's edge (a frame running out of the photo) is a cut, so its pair is not compared."""
+    height, width = shape
+    insets, cut = [], []
+    for i in range(4):
+        a, b = outer[i], outer[(i + 1) % 4]
+        normal = np.array([a[1] - b[1], b[0] - a[0]]) / (np.linalg.norm(b - a) + 1e-9)
+        insets.append(float(np.mean([abs(np.dot(point - a, normal)) for point in (inner[i], inner[(i + 1) % 4])])))
+        along_x = max(a[0], b[0]) <= 2 or min(a[0], b[0]) >= width - 3
+        along_y = max(a[1], b[1]) <= 2 or min(a[1], b[1]) >= height - 3
+        cut.append(along_x or along_y)
+    slack = 0.01 * max(np.ptp(outer, axis=0))
+    for near, far in ((0, 2), (1, 3)):
+        if not (cut[near] or cut[far]) and max(insets[near], insets[far]) > 2 * min(insets[near], insets[far]) + slack:
+            return False
+    return True
+
+
 def locate(rgb: np.ndarray) -> Location:
     """The painting's quadrilateral in an RGB photo (H, W, 3 uint8), or the whole image with the reason; a photo
     of a screen says so at the end of the reason."""
@@ -273,9 +294,9 @@ def _find(rgb: np.ndarray) -> Location:
         best = max((item[1] for item in scored if MIN_AREA <= item[2] < SCAN_AREA), default=0.0)
         return Location(None, best, WHOLE_IMAGE + _why_not_found(quads, edges, gray))
     outer, confidence, area = max(outers, key=lambda item: item[1] * (1 + 0.5 * item[2]))
-    # A frame and a mount are quadrilaterals around the picture, nearly parallel to it: take the innermost
-    # well-supported one (of any size: the picture of a small framed painting may be under MIN_AREA of the photo
-    # while its frame is not).
+    # A frame and a mount are quadrilaterals around the picture, nearly parallel to it and as wide on opposite
+    # sides: take the innermost well-supported one (of any size: the picture of a small framed painting may be
+    # under MIN_AREA of the photo while its frame is not).
     nested = [
         (quad, score, quad_area)
         for quad, score, quad_area in scored
@@ -284,6 +305,7 @@ def _find(rgb: np.ndarray) -> Location:
         and score >= MIN_CONFIDENCE
         and _inside(quad, outer)
         and _parallel(quad, outer)
+        and _frame_like(quad, outer, gray.shape)
     ]
     if nested:
         outer, confidence, area = min(nested, key=lambda item: item[2])
