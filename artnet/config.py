@@ -36,6 +36,9 @@ class Augment:
     # The feature cache's views 2 and on as phone photos' cut-outs (`artnet.data.photo_residue`: a slight
     # perspective, a sliver of frame, colour cast, falloff, glare, blur, noise, JPEG) instead of affine warps.
     photo: bool = False
+    # With `photo`: the cut-outs also carry a phone camera's own processing (exposure, tone curve, saturation,
+    # vignetting, sharpening, hand shake: `photo_residue(camera=True)`), not only the gallery's light on the canvas.
+    camera: bool = False
 
 
 # How a painting becomes a square (artnet.data.preprocessing.resize_and_crop); here, without TensorFlow, for validation.

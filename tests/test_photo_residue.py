@@ -29,13 +29,34 @@ def test_a_residue_keeps_the_painting_and_changes_its_pixels():
     assert np.ptp([r.reshape(-1, 3).mean(axis=0) for r in residues], axis=0).min() > 5
 
 
+def test_the_camera_s_processing_widens_the_light_and_colour_of_the_cut_outs():
+    """camera=True adds exposure, tone and saturation: over the same draws, the cut-outs' brightness and
+    colourfulness spread wider than with the gallery's light alone, and the painting is still there."""
+    painting = made_up_painting(2, 224, 224)
+
+    def spread(camera):
+        rng = np.random.default_rng(5)
+        residues = [photo_residue(painting, rng, camera=camera).astype(float) for _ in range(30)]
+        brightness = [r.mean() for r in residues]
+        colourfulness = [r.std(axis=2).mean() for r in residues]
+        correlation = np.median([np.corrcoef(r.ravel(), painting.astype(float).ravel())[0, 1] for r in residues])
+        return np.std(brightness), np.std(colourfulness), correlation
+
+    plain, camera = spread(False), spread(True)
+    assert camera[0] > 1.3 * plain[0] and camera[1] > 1.3 * plain[1]
+    assert camera[2] > 0.6
+
+
 def test_cached_photo_views_differ_from_affine_views_and_old_keys_stay(tiny_weights):
     from artnet.training.feature_cache import FeatureSpec, cache_key, compute_features
 
     plain = FeatureSpec(backbone="tiny", weights=tiny_weights, image_size=32, views=3, layer="pooled")
     photo = dataclasses.replace(plain, augment=Augment(photo=True))
     assert "photo" not in plain.to_dict()["augment"]  # caches filled before the photo views keep their keys
+    assert "camera" not in photo.to_dict()["augment"]  # and those filled before the camera's processing
     assert cache_key(plain, "d") != cache_key(photo, "d")
+    camera = dataclasses.replace(plain, augment=Augment(photo=True, camera=True))
+    assert cache_key(camera, "d") != cache_key(photo, "d")  # other cut-outs: never the old cache's features
     source = synthetic_source(6, size=32, seed=2)
     affine, cut_outs = compute_features(source, plain), compute_features(source, photo)
     assert np.array_equal(affine[:2], cut_outs[:2])  # the image and its mirror are the same views

@@ -28,10 +28,22 @@ GLARE = 0.5  # probability of a glare patch; its peak adds up to 90 grey levels
 BLUR_SIGMA = 1.2  # pixels, at the model's size
 NOISE_SIGMA = 5.0  # grey levels
 JPEG_QUALITY = (35, 90)
+# With camera=True, what the phone itself does to every photo (each drawn with probability CAMERA_SHARE; ranges are a
+# phone's: auto exposure fooled by a spotlight or a dark wall, its tone curve, its "vivid" colour, the lens' corners,
+# its sharpening, a hand's shake at a gallery's dim light).
+CAMERA_SHARE = 0.6
+EXPOSURE_STOPS = 0.7  # +- stops of exposure error
+TONE = 0.35  # strength of the S-shaped (or flattening) tone curve, +-
+GAMMA = (0.8, 1.25)
+SATURATION = (0.7, 1.35)
+VIGNETTE = 0.35  # brightness lost at the cut-out's far corner
+SHARPEN = 1.2  # unsharp-mask amount
+SHAKE = 5  # pixels of motion blur at the model's size
 
 
-def photo_residue(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """`rgb` (H, W, 3 uint8) with one random draw of what a cut-out keeps of its photo (see the top)."""
+def photo_residue(rgb: np.ndarray, rng: np.random.Generator, camera: bool = False) -> np.ndarray:
+    """`rgb` (H, W, 3 uint8) with one random draw of what a cut-out keeps of its photo (see the top); `camera` adds
+    the phone's own processing (`_camera`). Without it, the draws are those of the first photo views, unchanged."""
     height, width = rgb.shape[:2]
     image = _perspective(rgb, rng)
     image = _sliver(image, rng).astype(np.float32)
@@ -42,6 +54,8 @@ def photo_residue(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     sigma = rng.uniform(0, BLUR_SIGMA)
     if sigma > 0.3:
         image = cv2.GaussianBlur(image, (0, 0), sigma)
+    if camera:
+        image = _camera(image, rng)
     image += rng.normal(0, rng.uniform(0, NOISE_SIGMA), image.shape).astype(np.float32)
     image = np.clip(image, 0, 255).astype(np.uint8)
     quality = int(rng.integers(*JPEG_QUALITY))
@@ -49,10 +63,47 @@ def photo_residue(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return cv2.cvtColor(cv2.imdecode(encoded, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
 
 
-def photo_residues(batch: np.ndarray, seed: int) -> np.ndarray:
+def photo_residues(batch: np.ndarray, seed: int, camera: bool = False) -> np.ndarray:
     """`photo_residue` of each image of a (N, H, W, 3) uint8 batch; the same `seed` gives the same batch."""
     rng = np.random.default_rng(seed)
-    return np.stack([photo_residue(image, rng) for image in batch]) if len(batch) else batch
+    return np.stack([photo_residue(image, rng, camera) for image in batch]) if len(batch) else batch
+
+
+def _camera(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A phone's processing on linear-ish float pixels (0-255): exposure, vignetting, hand shake, then its tone
+    curve, colour saturation and sharpening; each step drawn with probability CAMERA_SHARE."""
+    height, width = image.shape[:2]
+
+    def drawn() -> bool:
+        return rng.random() < CAMERA_SHARE
+
+    if drawn():
+        image = image * np.float32(2 ** rng.uniform(-EXPOSURE_STOPS, EXPOSURE_STOPS))
+    if drawn():  # the lens' corners: darkening that grows with the distance from a centre somewhere off the cut-out
+        ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+        centre = rng.uniform(-0.5, 1.5, 2) * [width, height]
+        distance = np.hypot(xs - centre[0], ys - centre[1])
+        image = image * (1 - rng.uniform(0, VIGNETTE) * (distance / distance.max()) ** 2)[..., None]
+    if drawn():
+        length = int(rng.integers(2, SHAKE + 1))
+        kernel = np.zeros((length, length), np.float32)
+        kernel[length // 2] = 1 / length
+        turn = cv2.getRotationMatrix2D(((length - 1) / 2, (length - 1) / 2), rng.uniform(0, 180), 1)
+        kernel = cv2.warpAffine(kernel, turn, (length, length))
+        image = cv2.filter2D(image, -1, kernel / max(float(kernel.sum()), 1e-6))
+    unit = np.clip(image / 255, 0, 1)
+    if drawn():
+        unit = unit ** np.float32(rng.uniform(*GAMMA))
+        strength = rng.uniform(-TONE, TONE)  # > 0: more contrast (an S around mid-grey); < 0: flatter
+        unit = unit + strength * unit * (1 - unit) * (2 * unit - 1) * 2
+    if drawn():
+        grey = unit.mean(axis=2, keepdims=True)
+        unit = grey + (unit - grey) * np.float32(rng.uniform(*SATURATION))
+    image = np.clip(unit, 0, 1) * 255
+    if drawn():
+        soft = cv2.GaussianBlur(image, (0, 0), 1.0)
+        image = image + rng.uniform(0, SHARPEN) * (image - soft)
+    return image.astype(np.float32)
 
 
 def _perspective(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
