@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
-from artnet.data.photo import FOUND, WHOLE_IMAGE, locate
+from artnet.data.photo import FOUND, OTHERS, WHOLE_IMAGE, locate
 from artnet.testing.gallery_photo import made_up_painting
 
 
@@ -106,3 +106,16 @@ def test_a_small_scan_whose_found_painting_is_too_small_to_read_is_read_whole():
     assert locate(thumb).corners is not None  # something was found...
     assert painting is thumb and location.corners is None  # ...and the whole image read instead
     assert location.reason.startswith(WHOLE_IMAGE) and "too small to read" in location.reason
+
+
+def test_with_two_paintings_in_view_the_larger_central_one_is_read_and_the_answer_says_so():
+    """Several paintings in view: the largest central one is outlined, and the answer says that others are there
+    and how to read one of them instead. One painting alone (its frame and picture nested) says nothing of it."""
+    photo = hung(wall(), framed(made_up_painting(1, 420, 340)), 380, 200)
+    truth_x = 380
+    photo = hung(photo, framed(made_up_painting(2, 260, 220)), 40, 300)  # a smaller neighbour, near the edge
+    location = locate(photo)
+    assert location.corners is not None and location.corners[:, 0].min() >= truth_x - 5
+    assert OTHERS in location.reason
+    alone = locate(hung(wall(), framed(made_up_painting(1, 420, 340)), 380, 200))
+    assert alone.corners is not None and OTHERS not in alone.reason

@@ -55,6 +55,10 @@ EDGE_MARGIN = 0.02  # a corner this close to the photo's edge (share of its long
 DARK_LEVEL, DARK_CONTRAST = 60.0, 12.0  # mean and standard deviation in grey levels: a dark, flat photo
 TOO_SMALL = ": it fills only {share:.0%} of the photo, so the answers see few of its pixels: step closer"
 CUT_OFF = ": it touches the photo's edge and may be cut off: step back so that all four corners are in view"
+OTHERS = (
+    " Other paintings are in view too: the one outlined was read (the largest near the centre); to read another,"
+    " crop the photo to it or tap its four corners."
+)
 STEEP = " A painting may be there, seen at a steep angle: photograph it from the front."
 SMALLER = " A painting may be there, but under {share:.1%} of the photo: step closer."
 SMOOTH_WALL = 0.5  # a band around a quadrilateral at most this textured (against its inside) is a wall
@@ -294,6 +298,7 @@ def _find(rgb: np.ndarray) -> Location:
         best = max((item[1] for item in scored if MIN_AREA <= item[2] < SCAN_AREA), default=0.0)
         return Location(None, best, WHOLE_IMAGE + _why_not_found(quads, edges, gray))
     outer, confidence, area = max(outers, key=lambda item: item[1] * (1 + 0.5 * item[2]))
+    others = OTHERS if any(_apart(quad, outer) for quad, *_ in outers) else ""
     # A frame and a mount are quadrilaterals around the picture, nearly parallel to it and as wide on opposite
     # sides: take the innermost well-supported one (of any size: the picture of a small framed painting may be
     # under MIN_AREA of the photo while its frame is not).
@@ -312,7 +317,15 @@ def _find(rgb: np.ndarray) -> Location:
     # An ornate moulding breaks the picture's own outline into pieces no contour closes: look for it inside.
     outer = _picture_inside(gray, outer)
     area = cv2.contourArea(outer.astype(np.float32)) / gray.size
-    return Location(outer / scale, confidence, FOUND + _advice(outer, area, gray.shape))
+    return Location(outer / scale, confidence, FOUND + _advice(outer, area, gray.shape) + others)
+
+
+def _apart(quad: np.ndarray, chosen: np.ndarray) -> bool:
+    """Whether `quad` is another painting than `chosen`: it shares under a tenth of the smaller one's area (a frame,
+    a mount or the picture of the chosen painting lie inside or around it)."""
+    shared, _ = cv2.intersectConvexConvex(quad.astype(np.float32), chosen.astype(np.float32))
+    smaller = min(cv2.contourArea(quad.astype(np.float32)), cv2.contourArea(chosen.astype(np.float32)))
+    return shared < 0.1 * smaller
 
 
 def _profile_peaks(profile: np.ndarray, start: int, stop: int, floor: float) -> list[int]:
