@@ -246,8 +246,8 @@ def _parallel(inner: np.ndarray, outer: np.ndarray) -> bool:
 
 
 def _frame_like(inner: np.ndarray, outer: np.ndarray, shape: tuple[int, int]) -> bool:
-    """Whether the band between `outer` and `inner` is as wide on each side as on the opposite one (within a factor
-    of 2, as `_picture_inside` asks of a frame's insets): a frame or a mount goes round its picture, where a
+    """Whether the band between `outer` and `inner` is as wide on each side as on the opposite one (`_as_wide`, as
+    `_picture_inside` asks of a frame's insets): a frame or a mount goes round its picture, where a
     rectangle painted in the picture (a window, a door, a block of colour) sits anywhere in it. A side of `outer`
     along the photo's edge (a frame running out of the photo) is a cut, so its pair is not compared."""
     height, width = shape
@@ -260,10 +260,13 @@ def _frame_like(inner: np.ndarray, outer: np.ndarray, shape: tuple[int, int]) ->
         along_y = max(a[1], b[1]) <= 2 or min(a[1], b[1]) >= height - 3
         cut.append(along_x or along_y)
     slack = 0.01 * max(np.ptp(outer, axis=0))
-    for near, far in ((0, 2), (1, 3)):
-        if not (cut[near] or cut[far]) and max(insets[near], insets[far]) > 2 * min(insets[near], insets[far]) + slack:
-            return False
-    return True
+    return all(cut[near] or cut[far] or _as_wide(insets[near], insets[far], slack) for near, far in ((0, 2), (1, 3)))
+
+
+def _as_wide(near: float, far: float, slack: float) -> bool:
+    """Whether two opposite sides of a frame (or mount) are about as wide: within a factor of 2, plus `slack` for a
+    side a few pixels wide. The one rule `_frame_like` and `_picture_inside` both ask of a frame."""
+    return max(near, far) <= 2 * min(near, far) + slack
 
 
 def locate(rgb: np.ndarray) -> Location:
@@ -367,7 +370,7 @@ def _picture_inside(gray: np.ndarray, quad: np.ndarray) -> np.ndarray:
             return quad
         first, last = max(near), min(far)  # the innermost on each side
         insets = first / size, (size - 1 - last) / size
-        if min(insets) < MIN_INSET or max(insets) > 2 * min(insets) + 0.01:
+        if min(insets) < MIN_INSET or not _as_wide(*insets, slack=0.01):
             return quad
         edges.append((first, last))
     (top, bottom), (left, right) = edges
