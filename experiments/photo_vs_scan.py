@@ -48,6 +48,7 @@ PROBE_WAYS = ("probe, clean", "probe, photo step")  # with --probe-of: the linea
 # The photo cut at the picture's true corners (what a perfect photo step would read): the light's share of a loss
 # against the finding's. Tables made before it have no such column.
 TRUE_CORNERS = "photo, true corners"
+BY_PAINTER = "step_minus_clean_interval_by_painter"
 
 
 def read_folder(folder: Path, count: int, split: str | None = None) -> list[dict]:
@@ -90,16 +91,22 @@ def score(rows: list[dict], answers: dict[str, list[dict]], heads) -> dict:
             },
             "step_minus_clean_interval": paired_interval(y[known], clean, step),
         }
+        painters = np.asarray([row.get("author") or "" for row in rows])[known]
+        if len(set(painters)) > 1:  # one painter's paintings are alike: resample whole painters too
+            table[head]["step_minus_clean_interval_by_painter"] = paired_interval(y[known], clean, step, painters)
     return table
 
 
-def paired_interval(y: np.ndarray, clean: np.ndarray, step: np.ndarray, draws: int = 2000) -> list[float]:
+def paired_interval(y: np.ndarray, clean: np.ndarray, step: np.ndarray, groups=None, draws: int = 2000) -> list[float]:
     """95 % bootstrap interval of balanced accuracy (photo step) - (clean), resampling the paintings, each
-    answered both ways (a paired difference: the same paintings in both)."""
+    answered both ways (a paired difference: the same paintings in both). With `groups` (each painting's painter),
+    whole groups are resampled: a cluster bootstrap, wider where one painter's paintings all move together."""
     rng = np.random.default_rng(0)
+    _, group_of = np.unique(np.arange(len(y)) if groups is None else np.asarray(groups), return_inverse=True)
+    members = [np.flatnonzero(group_of == group) for group in range(group_of.max() + 1)]
     differences = []
     for _ in range(draws):
-        pick = rng.integers(0, len(y), len(y))
+        pick = np.concatenate([members[group] for group in rng.integers(0, len(members), len(members))])
         differences.append(balanced_accuracy_score(y[pick], step[pick]) - balanced_accuracy_score(y[pick], clean[pick]))
     return [float(np.percentile(differences, 2.5)), float(np.percentile(differences, 97.5))]
 
@@ -108,13 +115,16 @@ def markdown(table: dict, found: float) -> str:
     probed = all(way in row for row in table.values() for way in PROBE_WAYS)
     probe_columns = " linear probe: clean / photo step |" if probed else ""
     true_corners = all(TRUE_CORNERS in row for row in table.values())
+    by_painter = all(BY_PAINTER in row for row in table.values())  # tables made before it have no such column
     lines = [
         "| head | n | clean | photo, whole image | photo, photo step | step - clean [95 % interval] "
         f"| chance (= majority, balanced) | majority, top-1 |{probe_columns}"
-        + (" photo, true corners |" * true_corners),
+        + (" photo, true corners |" * true_corners)
+        + (" step - clean, painters resampled |" * by_painter),
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
         + (" ---: |" if probed else "")
-        + " ---: |" * true_corners,
+        + " ---: |" * true_corners
+        + " ---: |" * by_painter,
     ]
     for head, row in table.items():
         cells = " | ".join(f"{100 * row[way]:.1f}" for way in WAYS)
@@ -123,12 +133,16 @@ def markdown(table: dict, found: float) -> str:
         majority = f"{100 * row['majority_top1']:.1f} ({row['majority']})"
         probe = " " + " / ".join(f"{100 * row[way]:.1f}" for way in PROBE_WAYS) + " |" if probed else ""
         cut = f" {100 * row[TRUE_CORNERS]:.1f} |" if true_corners else ""
+        painters = " [{:+.1f}, {:+.1f}] |".format(*(100 * bound for bound in row[BY_PAINTER])) if by_painter else ""
         lines.append(
             f"| {head} | {row['n']} | {cells} | {difference} | {100 * row['chance']:.1f} | {majority} |{probe}{cut}"
+            f"{painters}"
         )
     note = (
-        f"Balanced accuracy, % (majority: top-1 of always answering the evaluated paintings' most frequent class). "
-        f"The interval resamples the paintings. The photo step found a painting in {100 * found:.1f} % of the photos."
+        "Balanced accuracy, % (majority: top-1 of always answering the evaluated paintings' most frequent class). "
+        "The interval resamples the paintings"
+        + (" (and, in the last column, whole painters, as a painter's paintings move together)" * by_painter)
+        + f". The photo step found a painting in {100 * found:.1f} % of the photos."
     )
     return "\n".join(lines) + "\n\n" + note
 
@@ -194,7 +208,9 @@ def main(argv=None) -> int:
         painting = load_path(args.folder / row["file"])
         rendered = render(painting, index, args.renderer, args.first_seed)
         photo = rendered.image
-        cut, where = located.cut_out(photo, photo.shape[1], corners=rendered.corners.tolist())
+        # A picture running out of the photo: a perfect step reads the part in view (its corners clipped to it).
+        in_view = np.clip(rendered.corners, 0, [photo.shape[1] - 1, photo.shape[0] - 1])
+        cut, where = located.cut_out(photo, photo.shape[1], corners=in_view.tolist())
         answers[TRUE_CORNERS].append(located.predict_pixels([located.fit_pixels(cut)], [where])[0])
         answers["clean"].append(whole.predict(painting))
         answers["photo, whole image"].append(whole.predict(photo))

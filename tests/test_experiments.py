@@ -177,3 +177,29 @@ def test_photo_vs_scan_scores_the_linear_probe_beside_the_model():
     cut_true = module.score(rows, {**answers, module.TRUE_CORNERS: answers_of(7)}, ["school"])
     assert cut_true["school"][module.TRUE_CORNERS] == 0.875
     assert module.markdown(cut_true, found=0.5).splitlines()[2].endswith("| 50.0 / 25.0 | 87.5 |")
+
+
+def test_photo_vs_scan_resamples_whole_painters_for_the_honest_interval():
+    """A painter's paintings move together: where the photo step fails all of two painters' paintings and none of
+    two others', resampling painters gives a wider interval than resampling paintings, and the table shows it."""
+    spec = importlib.util.spec_from_file_location("photo_vs_scan", ROOT / "experiments" / "photo_vs_scan.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    from artnet import labels
+
+    schools = labels.VOCABULARIES["school"]
+    rows = [{"school": schools[i % 2], "author": "abcd"[i // 10]} for i in range(40)]
+    right = [{"school": [(row["school"], 0.9)]} for row in rows]
+    step = [
+        {"school": [(row["school"] if row["author"] in "ab" else schools[1 - i % 2], 0.9)]}
+        for i, row in enumerate(rows)
+    ]
+    answers = {"clean": right, "photo, whole image": right, "photo, photo step": step}
+    row = module.score(rows, answers, ["school"])["school"]
+    low, high = row["step_minus_clean_interval"]
+    painter_low, painter_high = row[module.BY_PAINTER]
+    assert painter_low <= low and high <= painter_high and painter_high - painter_low > 1.5 * (high - low)
+    assert "painters resampled" in module.markdown({"school": row}, found=1.0)
+    # One painter only (or none named): no painter column, as in the tables made before it.
+    alone = module.score([{**r, "author": "a"} for r in rows], answers, ["school"])["school"]
+    assert module.BY_PAINTER not in alone and "painters resampled" not in module.markdown({"school": alone}, 1.0)
