@@ -39,6 +39,9 @@ class Augment:
     # With `photo`: the cut-outs also carry a phone camera's own processing (exposure, tone curve, saturation,
     # vignetting, sharpening, hand shake: `photo_residue(camera=True)`), not only the gallery's light on the canvas.
     camera: bool = False
+    # With `photo`: half the cut-outs took the frame (or mount) with the picture, a band all round
+    # (`photo_residue(frame=True)`): the photo step's commonest miss on a framed painting.
+    frame: bool = False
 
 
 # How a painting becomes a square (artnet.data.preprocessing.resize_and_crop); here, without TensorFlow, for validation.

@@ -47,6 +47,28 @@ def test_the_camera_s_processing_widens_the_light_and_colour_of_the_cut_outs():
     assert camera[2] > 0.6
 
 
+def test_a_frame_taken_with_the_picture_rings_it_on_all_four_sides_and_only_when_asked():
+    """frame=True: some cut-outs have a band of moulding all round the (shrunk) picture, as when the photo step
+    took the frame's outline for the picture's. A plain red picture shows it: a ring of other colours on all four
+    sides at once, which the sliver of the plain views (at most two sides) never draws; the picture stays inside."""
+    red = np.zeros((224, 224, 3), np.uint8)
+    red[..., 0] = 200
+
+    def ringed(frame: bool) -> list[bool]:
+        rng = np.random.default_rng(7)
+        residues = [photo_residue(red, rng, frame=frame).astype(float) for _ in range(40)]
+        # Redness (red over the other two channels) along each side's outermost 2 %, and at the centre.
+        sides = [(r[:4], r[-4:], r[:, :4], r[:, -4:], r[96:128, 96:128]) for r in residues]
+        redness = [[(part[..., 0] - part[..., 1:].mean(axis=2)).mean() for part in parts] for parts in sides]
+        return [max(ring[:4]) < 60 and ring[4] > 100 for ring in redness]
+
+    with_frame, without = ringed(True), ringed(False)
+    assert 0.25 < np.mean(with_frame) < 0.75  # about FRAME_SHARE of the cut-outs
+    assert not any(without)
+    rng = np.random.default_rng(3)  # without it, the draws are those of the first photo views
+    assert np.array_equal(photo_residue(red, np.random.default_rng(3)), photo_residue(red, rng, frame=False))
+
+
 def test_cached_photo_views_differ_from_affine_views_and_old_keys_stay(tiny_weights):
     from artnet.training.feature_cache import FeatureSpec, cache_key, compute_features
 
@@ -57,6 +79,9 @@ def test_cached_photo_views_differ_from_affine_views_and_old_keys_stay(tiny_weig
     assert cache_key(plain, "d") != cache_key(photo, "d")
     camera = dataclasses.replace(plain, augment=Augment(photo=True, camera=True))
     assert cache_key(camera, "d") != cache_key(photo, "d")  # other cut-outs: never the old cache's features
+    assert "frame" not in photo.to_dict()["augment"]  # and those filled before the frame taken with the picture
+    framed = dataclasses.replace(plain, augment=Augment(photo=True, frame=True))
+    assert cache_key(framed, "d") not in {cache_key(photo, "d"), cache_key(camera, "d")}
     source = synthetic_source(6, size=32, seed=2)
     affine, cut_outs = compute_features(source, plain), compute_features(source, photo)
     assert np.array_equal(affine[:2], cut_outs[:2])  # the image and its mirror are the same views

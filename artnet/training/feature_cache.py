@@ -77,6 +77,8 @@ class FeatureSpec:
             spec["augment"].pop("photo")
         if not spec["augment"]["camera"]:  # and for the camera's processing on them
             spec["augment"].pop("camera")
+        if not spec["augment"]["frame"]:  # and for the frame taken with the picture
+            spec["augment"].pop("frame")
         return spec
 
 
@@ -159,7 +161,12 @@ def compute_layers(source: Source, spec: FeatureSpec, layers: list[str]) -> list
                 if view == 1:
                     images = tf.reverse(images, axis=[2])
                 elif view >= 2 and spec.augment.photo:  # a phone photo's cut-out; every other one mirrored
-                    residues = photo_residues(batch.numpy(), seed=view * 1_000_003 + number, camera=spec.augment.camera)
+                    residues = photo_residues(
+                        batch.numpy(),
+                        seed=view * 1_000_003 + number,
+                        camera=spec.augment.camera,
+                        frame=spec.augment.frame,
+                    )
                     images = tf.cast(residues[:, :, ::-1] if view % 2 else residues, tf.float32)
                 elif view >= 2:
                     images = affine_warp(batch, spec.augment)
