@@ -117,7 +117,13 @@ def _edge_support(quad: np.ndarray, edges: np.ndarray, samples: int = 50) -> flo
     return (sum(shares) + min(shares)) / 5
 
 
-def _candidates(rgb: np.ndarray, gray: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+def _texture(gray: np.ndarray) -> np.ndarray:
+    """The photo's local contrast (grey-level morphological gradient, float32): what tells a smooth wall from a
+    painting, read once per photo by `_textured_blobs` and `_surround_texture`."""
+    return cv2.morphologyEx(gray, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8)).astype(np.float32)
+
+
+def _candidates(rgb: np.ndarray, gray: np.ndarray, texture: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
     """Convex quadrilaterals of the contours of the edge maps at two scales, and the edge map they are scored on.
     The edges are colour edges (Canny on the three channels takes the strongest): a pale sky against a pale gilt
     frame differs in hue far more than in brightness."""
@@ -148,7 +154,7 @@ def _candidates(rgb: np.ndarray, gray: np.ndarray) -> tuple[list[np.ndarray], np
                     quads.append(order_corners(approx.reshape(4, 2)))
                     break
     support[[0, -1], :] = support[:, [0, -1]] = 255  # a side along the photo's edge is a cut, not a guess
-    return quads + _textured_blobs(gray), support
+    return quads + _textured_blobs(texture), support
 
 
 def _cut_by_the_edge(edges: np.ndarray) -> list[np.ndarray]:
@@ -178,18 +184,18 @@ def _quad_of(contour) -> np.ndarray | None:
     return None
 
 
-def _textured_blobs(gray: np.ndarray) -> list[np.ndarray]:
-    """Quadrilaterals of the large textured regions: a wall is smooth, a painting and its frame are not. This
-    finds paintings whose outline the edge maps cannot close (an ornate frame's broken edges, a bent lens)."""
-    gradient = cv2.morphologyEx(gray, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8)).astype(np.float32)
-    texture = cv2.GaussianBlur(gradient, (0, 0), 4)
-    _, mask = cv2.threshold(texture.astype(np.uint8), 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+def _textured_blobs(texture: np.ndarray) -> list[np.ndarray]:
+    """Quadrilaterals of the large textured regions (`texture`: the photo's `_texture`): a wall is smooth, a
+    painting and its frame are not. This finds paintings whose outline the edge maps cannot close (an ornate
+    frame's broken edges, a bent lens)."""
+    smooth = cv2.GaussianBlur(texture, (0, 0), 4)
+    _, mask = cv2.threshold(smooth.astype(np.uint8), 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, np.ones((15, 15), np.uint8))
     mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((9, 9), np.uint8))
     contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     quads = []
     for contour in contours:
-        if cv2.contourArea(contour) >= MIN_AREA * gray.size:
+        if cv2.contourArea(contour) >= MIN_AREA * texture.size:
             quad = _quad_of(contour)
             if quad is not None:
                 quads.append(quad)
@@ -213,19 +219,18 @@ def _score(quad: np.ndarray, edges: np.ndarray) -> tuple[float, float]:
     return float(support * (0.75 + 0.15 * centrality + 0.10 * shape)), area
 
 
-def _surround_texture(quad: np.ndarray, gray: np.ndarray) -> float:
-    """Mean gradient in a band just outside the quadrilateral over the mean inside it (photo pixels only).
+def _surround_texture(quad: np.ndarray, texture: np.ndarray) -> float:
+    """Mean `_texture` in a band just outside the quadrilateral over the mean inside it (photo pixels only).
 
     Low for a painting on a wall (the wall is smooth), near 1 for a rectangle inside a painting (a window, a
     doorway, a painted frame): the check that keeps a scan from being cut into."""
-    magnitude = cv2.morphologyEx(gray, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8)).astype(np.float32)
-    inside = np.zeros(gray.shape, np.uint8)
+    inside = np.zeros(texture.shape, np.uint8)
     cv2.fillConvexPoly(inside, quad.round().astype(np.int32), 1)
-    band = max(3, int(0.04 * max(gray.shape)))
+    band = max(3, int(0.04 * max(texture.shape)))
     around = cv2.dilate(inside, np.ones((2 * band + 1, 2 * band + 1), np.uint8)) - inside
-    if around.sum() < 0.02 * gray.size or inside.sum() == 0:
+    if around.sum() < 0.02 * texture.size or inside.sum() == 0:
         return 0.0  # nothing of the surroundings is in the photo: the painting fills it
-    return float(magnitude[around > 0].mean() / (magnitude[inside > 0].mean() + 1e-6))
+    return float(texture[around > 0].mean() / (texture[inside > 0].mean() + 1e-6))
 
 
 def _inside(inner: np.ndarray, outer: np.ndarray) -> bool:
@@ -284,7 +289,8 @@ def _find(rgb: np.ndarray) -> Location:
     scale = WORK_SIDE / max(height, width)
     small = cv2.resize(rgb, (max(1, round(width * scale)), max(1, round(height * scale))), interpolation=cv2.INTER_AREA)
     gray = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
-    quads, edges = _candidates(small, gray)
+    texture = _texture(gray)
+    quads, edges = _candidates(small, gray, texture)
     scored = [(quad, *_score(quad, edges)) for quad in quads]
     # The outermost outline is at least MIN_AREA of the photo; one near the whole image is the image's own border
     # (or a scan's): nothing to cut out.
@@ -295,11 +301,11 @@ def _find(rgb: np.ndarray) -> Location:
             for item in scored
             if item[1] >= MIN_CONFIDENCE
             and MIN_AREA_ON_WALL <= item[2] < MIN_AREA
-            and _surround_texture(item[0], gray) < SMOOTH_WALL
+            and _surround_texture(item[0], texture) < SMOOTH_WALL
         ]
     if not outers:
         best = max((item[1] for item in scored if MIN_AREA <= item[2] < SCAN_AREA), default=0.0)
-        return Location(None, best, WHOLE_IMAGE + _why_not_found(quads, edges, gray))
+        return Location(None, best, WHOLE_IMAGE + _why_not_found(quads, edges, gray, texture))
     outer, confidence, area = max(outers, key=lambda item: item[1] * (1 + 0.5 * item[2]))
     others = OTHERS if any(_apart(quad, outer) for quad, *_ in outers) else ""
     # A frame and a mount are quadrilaterals around the picture, nearly parallel to it and as wide on opposite
@@ -393,7 +399,7 @@ def _advice(picture: np.ndarray, area: float, shape: tuple[int, int]) -> str:
     return TOO_SMALL.format(share=area) if area < SMALL_AREA else ""
 
 
-def _why_not_found(quads: list[np.ndarray], edges: np.ndarray, gray: np.ndarray) -> str:
+def _why_not_found(quads: list[np.ndarray], edges: np.ndarray, gray: np.ndarray, texture: np.ndarray) -> str:
     """Why no painting was found, where the photo says: too dark and flat to see edges; or a quadrilateral on a
     smooth wall (so not a shape inside a scanned painting) that is too far from square for a painting seen from
     the front, or too small to read."""
@@ -403,7 +409,7 @@ def _why_not_found(quads: list[np.ndarray], edges: np.ndarray, gray: np.ndarray)
     advice = []  # the first that applies
     for quad in quads:
         area = cv2.contourArea(quad.astype(np.float32)) / gray.size
-        if area >= SCAN_AREA or _surround_texture(quad, gray) >= SMOOTH_WALL:
+        if area >= SCAN_AREA or _surround_texture(quad, texture) >= SMOOTH_WALL:
             continue
         touches = (quad.min(axis=0) <= 1).any() or (quad[:, 0] >= width - 2).any() or (quad[:, 1] >= height - 2).any()
         outlined = _edge_support(quad, edges) >= MIN_CONFIDENCE
