@@ -119,3 +119,15 @@ def test_with_two_paintings_in_view_the_larger_central_one_is_read_and_the_answe
     assert OTHERS in location.reason
     alone = locate(hung(wall(), framed(made_up_painting(1, 420, 340)), 380, 200))
     assert alone.corners is not None and OTHERS not in alone.reason
+
+
+def test_a_painting_wholly_in_view_is_read_before_a_larger_neighbour_the_photo_s_edge_cuts():
+    """The visitor framed the painting in full view; a larger one running out of the photo is its neighbour. The one
+    in view is read, and the answer says that others are there. Alone, a painting the edge cuts is still read."""
+    neighbour = framed(made_up_painting(3, 560, 500))
+    photo = hung(hung(wall(), framed(made_up_painting(1, 300, 260)), 200, 300), neighbour, 820, 150)  # runs out right
+    location = locate(photo)
+    assert location.corners is not None and location.corners[:, 0].max() < 560  # the painting at x 200-528
+    assert OTHERS in location.reason
+    cut_alone = locate(hung(wall(), neighbour, 820, 150))
+    assert cut_alone.corners is not None and cut_alone.corners[:, 0].min() > 800

@@ -35,6 +35,7 @@ MIN_AREA = 0.04  # a painting under 4 % of the photo is too easy to invent (a wi
 MIN_AREA_ON_WALL = 0.015  # ...unless it stands alone on a smooth wall (seen from across the room): down to this
 SCAN_AREA = 0.88  # a quadrilateral this close to the whole image: the image already is the painting
 MIN_CONFIDENCE = 0.5  # below this, the whole image is used
+IN_VIEW_SHARE = 0.2  # a painting wholly in view is read before a larger one the edge cuts, down to this share of it
 MIN_INNER_SHARE = 0.3  # a picture inside a frame covers at least this share of the frame's area
 MAX_NESTED_TURN = 8.0  # degrees a nested outline's side may turn from its frame's (the same perspective)
 # The picture inside a frame whose outline no contour closes (`_picture_inside`): its edge lies within PICTURE_BAND
@@ -56,8 +57,8 @@ DARK_LEVEL, DARK_CONTRAST = 60.0, 12.0  # mean and standard deviation in grey le
 TOO_SMALL = ": it fills only {share:.0%} of the photo, so the answers see few of its pixels: step closer"
 CUT_OFF = ": it touches the photo's edge and may be cut off: step back so that all four corners are in view"
 OTHERS = (
-    " Other paintings are in view too: the one outlined was read (the largest near the centre); to read another,"
-    " crop the photo to it or tap its four corners."
+    " Other paintings are in view too: the one outlined was read (the largest near the centre, one wholly in view"
+    " before one the photo's edge cuts); to read another, crop the photo to it or tap its four corners."
 )
 STEEP = " A painting may be there, seen at a steep angle: photograph it from the front."
 SMALLER = " A painting may be there, but under {share:.1%} of the photo: step closer."
@@ -296,18 +297,11 @@ def _find(rgb: np.ndarray) -> Location:
     # (or a scan's): nothing to cut out.
     outers = [item for item in scored if item[1] >= MIN_CONFIDENCE and MIN_AREA <= item[2] < SCAN_AREA]
     if not outers:  # a small painting seen from afar: well outlined, on a wall smooth around it (not in a scan)
-        outers = [
-            item
-            for item in scored
-            if item[1] >= MIN_CONFIDENCE
-            and MIN_AREA_ON_WALL <= item[2] < MIN_AREA
-            and _surround_texture(item[0], texture) < SMOOTH_WALL
-        ]
+        outers = [item for item in scored if _small_on_a_wall(item, texture)]
     if not outers:
         best = max((item[1] for item in scored if MIN_AREA <= item[2] < SCAN_AREA), default=0.0)
         return Location(None, best, WHOLE_IMAGE + _why_not_found(quads, edges, gray, texture))
-    outer, confidence, area = max(outers, key=lambda item: item[1] * (1 + 0.5 * item[2]))
-    others = OTHERS if any(_apart(quad, outer) for quad, *_ in outers) else ""
+    (outer, confidence, area), others = _the_one_photographed(outers, scored, texture)
     # A frame and a mount are quadrilaterals around the picture, nearly parallel to it and as wide on opposite
     # sides: take the innermost well-supported one (of any size: the picture of a small framed painting may be
     # under MIN_AREA of the photo while its frame is not).
@@ -327,6 +321,43 @@ def _find(rgb: np.ndarray) -> Location:
     outer = _picture_inside(gray, outer)
     area = cv2.contourArea(outer.astype(np.float32)) / gray.size
     return Location(outer / scale, confidence, FOUND + _advice(outer, area, gray.shape) + others)
+
+
+def _the_one_photographed(outers: list, scored: list, texture: np.ndarray) -> tuple[tuple, str]:
+    """Of the confident outlines (`outers`; `scored`: every candidate), the painting the visitor photographed, and
+    OTHERS where other paintings are in view (else ""): the best-ranked (`_rank`), unless the photo's edge cuts it
+    and another lies wholly in view (a small one alone on the wall too) with at least IN_VIEW_SHARE of its area. The
+    visitor framed the one in view, and the cut one is its neighbour; a smaller thing beside it is a label."""
+    chosen = max(outers, key=_rank)
+    if _touches_edge(chosen[0], texture.shape):
+        pool = outers + [item for item in scored if _small_on_a_wall(item, texture)]
+        in_view = [item for item in pool if not _touches_edge(item[0], texture.shape) and _apart(item[0], chosen[0])]
+        best = max(in_view, key=_rank, default=None)
+        if best is not None and best[2] >= IN_VIEW_SHARE * chosen[2]:
+            chosen, outers = best, pool  # and the cut one counts among the others in view
+    return chosen, OTHERS if any(_apart(quad, chosen[0]) for quad, *_ in outers) else ""
+
+
+def _small_on_a_wall(item: tuple[np.ndarray, float, float], texture: np.ndarray) -> bool:
+    """Whether a (quadrilateral, confidence, area share) candidate is a small painting seen from afar: under
+    MIN_AREA but at least MIN_AREA_ON_WALL, well outlined, on a wall smooth around it (so not a shape in a scan)."""
+    quad, confidence, area = item
+    return (
+        confidence >= MIN_CONFIDENCE
+        and MIN_AREA_ON_WALL <= area < MIN_AREA
+        and _surround_texture(quad, texture) < SMOOTH_WALL
+    )
+
+
+def _rank(item: tuple[np.ndarray, float, float]) -> float:
+    """How a (quadrilateral, confidence, area share) candidate ranks as the painting read: confident, then large."""
+    return item[1] * (1 + 0.5 * item[2])
+
+
+def _touches_edge(quad: np.ndarray, shape: tuple[int, int]) -> bool:
+    """Whether a corner of `quad` lies on the photo's edge (within 2 pixels): the painting runs out of the photo."""
+    height, width = shape
+    return bool((quad.min(axis=0) <= 1).any() or (quad[:, 0] >= width - 2).any() or (quad[:, 1] >= height - 2).any())
 
 
 def _apart(quad: np.ndarray, chosen: np.ndarray) -> bool:
@@ -405,15 +436,13 @@ def _why_not_found(quads: list[np.ndarray], edges: np.ndarray, gray: np.ndarray,
     the front, or too small to read."""
     if float(gray.mean()) < DARK_LEVEL and float(gray.std()) < DARK_CONTRAST:
         return TOO_DARK
-    height, width = gray.shape
     advice = []  # the first that applies
     for quad in quads:
         area = cv2.contourArea(quad.astype(np.float32)) / gray.size
         if area >= SCAN_AREA or _surround_texture(quad, texture) >= SMOOTH_WALL:
             continue
-        touches = (quad.min(axis=0) <= 1).any() or (quad[:, 0] >= width - 2).any() or (quad[:, 1] >= height - 2).any()
         outlined = _edge_support(quad, edges) >= MIN_CONFIDENCE
-        if touches:
+        if _touches_edge(quad, gray.shape):
             continue  # a shape cut by the photo's edge: a scan's own region as often as a cut-off painting
         if outlined and area >= MIN_AREA and np.abs(_corner_angles(quad) - 90).max() > MAX_CORNER_ANGLE:
             advice.append(STEEP)
