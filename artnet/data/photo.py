@@ -9,10 +9,11 @@ Classical geometry with OpenCV (the well-kept library for it): colour edges at t
 components that the photo's edge cuts (a painting running out of the photo) -> convex quadrilaterals -> scored by
 how much of their outline lies on an edge, how plausible their angles are for a rectangle seen at up to ~40°, their
 size and how central they are. A painting is at least `MIN_AREA` of the photo, or `MIN_AREA_ON_WALL` where it
-stands alone on a smooth wall. A frame (and a mount) gives nested quadrilaterals around one picture: the innermost
-large one is the picture; where the moulding leaves no such outline, the lines running along the frame's sides
-give it (`_picture_inside`). Everything runs on a copy whose long side is `WORK_SIDE` pixels, so a 12-megapixel
-photo costs what a thumbnail costs; the corners are scaled back.
+stands alone on a smooth wall; of several, one wholly in view is read before one that the photo's edge cuts. A
+frame (and a mount) gives nested quadrilaterals around one picture: the innermost large one is the picture; where
+the moulding leaves no such outline, the lines running along the frame's sides give it (`_picture_inside`).
+Everything runs on a copy whose long side is `WORK_SIDE` pixels, so a 12-megapixel photo costs what a thumbnail
+costs; the corners are scaled back.
 
 Corners are always [x, y] in the input image's own pixels, clockwise from the top-left.
 
