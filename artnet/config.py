@@ -42,6 +42,7 @@ class Augment:
     # With `photo`: half the cut-outs took the frame (or mount) with the picture, a band all round
     # (`photo_residue(frame=True)`): the photo step's commonest miss on a framed painting.
     frame: bool = False
+    # (camera and frame were each tried for the main job and not kept: experiments/results/README.md, photos.)
 
 
 # How a painting becomes a square (artnet.data.preprocessing.resize_and_crop); here, without TensorFlow, for validation.
