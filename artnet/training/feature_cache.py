@@ -73,12 +73,11 @@ class FeatureSpec:
         spec["augment"].pop("mixup")  # applied to batches of cached features in training: the cache is the same
         if spec["framing"] == "crop":  # the only framing before there was a choice: its keys stay what they were
             spec.pop("framing")
-        if not spec["augment"]["photo"]:  # likewise for the photo views: caches made before them keep their keys
-            spec["augment"].pop("photo")
-        if not spec["augment"]["camera"]:  # and for the camera's processing on them
-            spec["augment"].pop("camera")
-        if not spec["augment"]["frame"]:  # and for the frame taken with the picture
-            spec["augment"].pop("frame")
+        # Likewise for the switches added since (the photo views, the camera's processing on them, the frame taken
+        # with the picture): off, they leave no key, so caches made before them keep theirs.
+        for switch in ("photo", "camera", "frame"):
+            if not spec["augment"][switch]:
+                spec["augment"].pop(switch)
         return spec
 
 
