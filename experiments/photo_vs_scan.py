@@ -93,7 +93,7 @@ def score(rows: list[dict], answers: dict[str, list[dict]], heads) -> dict:
         }
         painters = np.asarray([row.get("author") or "" for row in rows])[known]
         if len(set(painters)) > 1:  # one painter's paintings are alike: resample whole painters too
-            table[head]["step_minus_clean_interval_by_painter"] = paired_interval(y[known], clean, step, painters)
+            table[head][BY_PAINTER] = paired_interval(y[known], clean, step, painters)
     return table
 
 

@@ -442,9 +442,9 @@ def _why_not_found(quads: list[np.ndarray], edges: np.ndarray, gray: np.ndarray,
         area = cv2.contourArea(quad.astype(np.float32)) / gray.size
         if area >= SCAN_AREA or _surround_texture(quad, texture) >= SMOOTH_WALL:
             continue
-        outlined = _edge_support(quad, edges) >= MIN_CONFIDENCE
         if _touches_edge(quad, gray.shape):
             continue  # a shape cut by the photo's edge: a scan's own region as often as a cut-off painting
+        outlined = _edge_support(quad, edges) >= MIN_CONFIDENCE
         if outlined and area >= MIN_AREA and np.abs(_corner_angles(quad) - 90).max() > MAX_CORNER_ANGLE:
             advice.append(STEEP)
         elif outlined and area < MIN_AREA_ON_WALL:
