@@ -38,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from artnet import labels  # noqa: E402
 from artnet.data.images import load_path  # noqa: E402
 from artnet.data.sources import folder_source  # noqa: E402
+from artnet.evaluation.intervals import paired_difference  # noqa: E402
 from artnet.serving.predictor import Predictor  # noqa: E402
 from artnet.testing.gallery_photo import render_gallery_photo  # noqa: E402
 from artnet.testing.snapshot_photo import render_snapshot  # noqa: E402
@@ -97,18 +98,12 @@ def score(rows: list[dict], answers: dict[str, list[dict]], heads) -> dict:
     return table
 
 
-def paired_interval(y: np.ndarray, clean: np.ndarray, step: np.ndarray, groups=None, draws: int = 2000) -> list[float]:
-    """95 % bootstrap interval of balanced accuracy (photo step) - (clean), resampling the paintings, each
-    answered both ways (a paired difference: the same paintings in both). With `groups` (each painting's painter),
-    whole groups are resampled: a cluster bootstrap, wider where one painter's paintings all move together."""
-    rng = np.random.default_rng(0)
-    _, group_of = np.unique(np.arange(len(y)) if groups is None else np.asarray(groups), return_inverse=True)
-    members = [np.flatnonzero(group_of == group) for group in range(group_of.max() + 1)]
-    differences = []
-    for _ in range(draws):
-        pick = np.concatenate([members[group] for group in rng.integers(0, len(members), len(members))])
-        differences.append(balanced_accuracy_score(y[pick], step[pick]) - balanced_accuracy_score(y[pick], clean[pick]))
-    return [float(np.percentile(differences, 2.5)), float(np.percentile(differences, 97.5))]
+def paired_interval(y: np.ndarray, clean: np.ndarray, step: np.ndarray, groups=None) -> list[float]:
+    """95 % bootstrap interval of balanced accuracy (photo step) - (clean), each painting answered both ways (a
+    paired difference: `artnet.evaluation.intervals.paired_difference`, 2,000 replicates). With `groups` (each
+    painting's painter) whole painters are resampled: the cluster bootstrap."""
+    _, low, high = paired_difference(y, clean, step, groups, n_resamples=2000)["balanced_accuracy"]
+    return [low, high]
 
 
 def markdown(table: dict, found: float) -> str:
