@@ -203,3 +203,44 @@ def test_photo_vs_scan_resamples_whole_painters_for_the_honest_interval():
     # One painter only (or none named): no painter column, as in the tables made before it.
     alone = module.score([{**r, "author": "a"} for r in rows], answers, ["school"])["school"]
     assert module.BY_PAINTER not in alone and "painters resampled" not in module.markdown({"school": alone}, 1.0)
+
+
+def _photo_feature_fixes():
+    path = ROOT / "experiments" / "photo_feature_fixes.py"
+    spec = importlib.util.spec_from_file_location("photo_feature_fixes", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_photo_feature_fixes_learn_the_photo_s_change_on_training_painters_and_fall_back_where_nothing_was_found():
+    """The map undoes a known change of the features (held-out painters' error below leaving them as they are),
+    chosen on whole painters; the photo heads read the photo views; where the step found nothing, both fixes
+    leave the served answer."""
+    import numpy as np
+
+    module = _photo_feature_fixes()
+    rng = np.random.default_rng(0)
+    n, d = 400, 16
+    painters = np.repeat(np.arange(40).astype(str), n // 40)
+    hold = module.held_out(painters)
+    assert 0 < hold.mean() < 0.5
+    assert all(len(set(hold[painters == p])) == 1 for p in np.unique(painters))  # whole painters, in or out
+    y = rng.integers(0, 3, n)
+    clean = rng.normal(size=(n, d)) + 3 * np.eye(d)[y]
+    photo = np.stack([0.5 * clean + 1.0 + 0.05 * rng.normal(size=(n, d)) for _ in range(2)])
+    mapper, errors = module.fit_map(clean, photo, hold)
+    assert errors[mapper.alpha] < 0.1 * errors["identity"]
+    sizes = {"school": 6}
+    heads, chosen = module.fit_photo_heads(photo, {"school": y}, hold, sizes)
+    weights, bias = heads["school"]
+    assert weights.shape == (d, 6) and (bias[3:] < -1e8).all()  # classes training never saw are never answered
+    assert (module.top1(photo[0], heads)["school"] == y).mean() > 0.9
+    served = {"school": (weights, np.zeros(6, np.float32))}
+    found = np.arange(n) % 2 == 0
+    data = {"clean": clean, "step": photo[0], "true": photo[1], "found": found}
+    answers = module.ways_of(data, served, mapper, heads)
+    for fixed in ("step, mapped", "step, photo heads"):
+        assert (answers[fixed]["school"][~found] == answers["step"]["school"][~found]).all()
+    table = module.scores({"y_school": y}, answers)
+    assert table["step, photo heads"]["school"] > 0.9
