@@ -35,7 +35,7 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from photo_vs_scan import read_folder, render, truth  # noqa: E402
+from photo_vs_scan import at_true_corners, baselines, read_folder, render, truth  # noqa: E402
 
 from artnet import labels  # noqa: E402
 
@@ -60,16 +60,8 @@ def collect(model: str, folder: Path, split: str, paintings: int, renderer: str,
     for index, row in enumerate(tqdm(rows, desc="paintings", file=sys.stderr)):
         painting = load_path(folder / row["file"])
         rendered = render(painting, index, renderer)
-        photo = rendered.image
-        # A picture running out of the photo: a perfect step reads the part in view (as photo_vs_scan.py does).
-        corners = np.clip(rendered.corners, 0, [photo.shape[1] - 1, photo.shape[0] - 1])
-        cut, where = located.cut_out(photo, photo.shape[1], corners=corners.tolist())
-        through = located.predict(photo)
-        answers = {
-            "clean": whole.predict(painting),
-            "step": through,
-            "true": located.predict_pixels([located.fit_pixels(cut)], [where])[0],
-        }
+        through = located.predict(rendered.image)
+        answers = {"clean": whole.predict(painting), "step": through, "true": at_true_corners(located, rendered)}
         for way in WAYS:
             features[way].append(np.asarray(answers[way]["embedding"], np.float32))
         found.append(through["outline"] is not None)
@@ -105,7 +97,7 @@ def fit_map(clean: np.ndarray, photo: np.ndarray, hold: np.ndarray) -> tuple[Rid
     return Ridge(alpha=alpha).fit(*pairs(np.ones_like(hold))), errors
 
 
-def fit_photo_heads(photo: np.ndarray, targets: dict, hold: np.ndarray, sizes: dict) -> tuple[dict, dict]:
+def fit_photo_heads(photo: np.ndarray, targets: dict, hold: np.ndarray) -> tuple[dict, dict]:
     """Per head, logistic regression (class-balanced) on the photo views alone; C the best balanced accuracy on
     the `hold` images, refitted on all. Returns {head: (weights, bias)} as the served heads' shapes, and each
     head's chosen C. A class training never saw gets a bias no answer can reach."""
@@ -119,8 +111,9 @@ def fit_photo_heads(photo: np.ndarray, targets: dict, hold: np.ndarray, sizes: d
         }
         chosen[head] = max(LOGISTIC_CS, key=scores.get)
         model = _logistic(chosen[head]).fit(*_stacked(photo, y, known))
-        weights = np.zeros((photo.shape[-1], sizes[head]), np.float32)
-        bias = np.full(sizes[head], -1e9, np.float32)
+        classes = len(labels.VOCABULARIES[head])
+        weights = np.zeros((photo.shape[-1], classes), np.float32)
+        bias = np.full(classes, -1e9, np.float32)
         weights[:, model.classes_], bias[model.classes_] = model.coef_.T, model.intercept_
         heads[head] = (weights, bias)
     return heads, chosen
@@ -166,18 +159,9 @@ def scores(data, answers: dict) -> dict:
     return table
 
 
-def baselines(data) -> dict:
-    rows = {}
-    for head in HEADS:
-        y = data[f"y_{head}"]
-        counts = np.bincount(y[y >= 0], minlength=len(labels.VOCABULARIES[head]))
-        majority = int(counts.argmax())
-        rows[head] = {
-            "chance": 1 / int((counts > 0).sum()),
-            "majority": labels.VOCABULARIES[head][majority],
-            "majority_top1": float(counts[majority] / counts.sum()),
-        }
-    return rows
+def baselines_of(data) -> dict:
+    """Chance and the majority per head, of the collected paintings (`photo_vs_scan.baselines`)."""
+    return {head: baselines(data[f"y_{head}"][data[f"y_{head}"] >= 0], head) for head in HEADS}
 
 
 def markdown(name: str, table: dict, base: dict, found: float) -> str:
@@ -216,7 +200,7 @@ def screen(run: Path, files: list[Path], out: Path | None) -> str:
     mapper, errors = fit_map(clean, photo, hold)
     served = {head: tuple(model.get_layer(head).get_weights()) for head in HEADS}
     targets = {head: np.asarray(train.labels[head]) for head in HEADS}
-    photo_heads, chosen = fit_photo_heads(photo, targets, hold, {h: w.shape[1] for h, (w, _) in served.items()})
+    photo_heads, chosen = fit_photo_heads(photo, targets, hold)
     report = {"run": str(run), "map_errors": {str(k): v for k, v in errors.items()}, "photo_heads_C": chosen}
     texts = [
         f"Map: ridge alpha {mapper.alpha:g} (held-out painters' mean squared error "
@@ -228,7 +212,7 @@ def screen(run: Path, files: list[Path], out: Path | None) -> str:
     for path in files:
         data = np.load(path)
         table = scores(data, ways_of(data, served, mapper, photo_heads))
-        base = baselines(data)
+        base = baselines_of(data)
         texts.append(markdown(path.stem, table, base, float(data["found"].mean())))
         report[path.stem] = {"balanced_accuracy": table, "baselines": base, "paintings": int(len(data["found"]))}
     text = "\n\n".join(texts)

@@ -78,13 +78,10 @@ def score(rows: list[dict], answers: dict[str, list[dict]], heads) -> dict:
         known = y >= 0
         if not known.any():
             continue
-        counts = np.bincount(y[known], minlength=len(labels.VOCABULARIES[head]))
         clean, step = (top1(answers[way], head)[known] for way in (WAYS[0], WAYS[2]))
         table[head] = {
             "n": int(known.sum()),
-            "chance": 1 / int((counts > 0).sum()),  # balanced accuracy of any constant or random answer
-            "majority": labels.VOCABULARIES[head][int(counts.argmax())],
-            "majority_top1": float(counts.max() / counts.sum()),  # what always answering it scores, top-1
+            **baselines(y[known], head),
             **{
                 way: float(balanced_accuracy_score(y[known], top1(answers[way], head)[known]))
                 for way in (*WAYS, TRUE_CORNERS, *PROBE_WAYS)
@@ -96,6 +93,17 @@ def score(rows: list[dict], answers: dict[str, list[dict]], heads) -> dict:
         if len(set(painters)) > 1:  # one painter's paintings are alike: resample whole painters too
             table[head][BY_PAINTER] = paired_interval(y[known], clean, step, painters)
     return table
+
+
+def baselines(known: np.ndarray, head: str) -> dict:
+    """Chance (the balanced accuracy of any constant or random answer, over the classes present) and the majority
+    class of the evaluated paintings' known labels, with what always answering it scores top-1."""
+    counts = np.bincount(known, minlength=len(labels.VOCABULARIES[head]))
+    return {
+        "chance": 1 / int((counts > 0).sum()),
+        "majority": labels.VOCABULARIES[head][int(counts.argmax())],
+        "majority_top1": float(counts.max() / counts.sum()),
+    }
 
 
 def paired_interval(y: np.ndarray, clean: np.ndarray, step: np.ndarray, groups=None) -> list[float]:
@@ -148,6 +156,15 @@ def render(painting: np.ndarray, index: int, renderer: str, first_seed: int = 0)
     if renderer == "snapshot":
         return render_snapshot(painting, seed=first_seed + index)
     return render_gallery_photo(painting, seed=first_seed + index, difficulty="easy" if index % 2 else "hard")
+
+
+def at_true_corners(located: Predictor, rendered) -> dict:
+    """The answer (with the embedding) from a rendered photo cut at its picture's true corners: what a perfect
+    photo step would read. A picture running out of the photo is read at the part in view (corners clipped)."""
+    photo = rendered.image
+    in_view = np.clip(rendered.corners, 0, [photo.shape[1] - 1, photo.shape[0] - 1])
+    cut, where = located.cut_out(photo, photo.shape[1], corners=in_view.tolist())
+    return located.predict_pixels([located.fit_pixels(cut)], [where])[0]
 
 
 def linear_probe(spec: str):
@@ -203,10 +220,7 @@ def main(argv=None) -> int:
         painting = load_path(args.folder / row["file"])
         rendered = render(painting, index, args.renderer, args.first_seed)
         photo = rendered.image
-        # A picture running out of the photo: a perfect step reads the part in view (its corners clipped to it).
-        in_view = np.clip(rendered.corners, 0, [photo.shape[1] - 1, photo.shape[0] - 1])
-        cut, where = located.cut_out(photo, photo.shape[1], corners=in_view.tolist())
-        answers[TRUE_CORNERS].append(located.predict_pixels([located.fit_pixels(cut)], [where])[0])
+        answers[TRUE_CORNERS].append(at_true_corners(located, rendered))
         answers["clean"].append(whole.predict(painting))
         answers["photo, whole image"].append(whole.predict(photo))
         through = located.predict(photo)

@@ -231,8 +231,7 @@ def test_photo_feature_fixes_learn_the_photo_s_change_on_training_painters_and_f
     photo = np.stack([0.5 * clean + 1.0 + 0.05 * rng.normal(size=(n, d)) for _ in range(2)])
     mapper, errors = module.fit_map(clean, photo, hold)
     assert errors[mapper.alpha] < 0.1 * errors["identity"]
-    sizes = {"school": 6}
-    heads, chosen = module.fit_photo_heads(photo, {"school": y}, hold, sizes)
+    heads, chosen = module.fit_photo_heads(photo, {"school": y}, hold)
     weights, bias = heads["school"]
     assert weights.shape == (d, 6) and (bias[3:] < -1e8).all()  # classes training never saw are never answered
     assert (module.top1(photo[0], heads)["school"] == y).mean() > 0.9
