@@ -52,6 +52,7 @@ def collect(model: str, folder: Path, split: str, paintings: int, renderer: str,
     from artnet.data.images import load_path
     from artnet.serving.predictor import Predictor
 
+    out.parent.mkdir(parents=True, exist_ok=True)  # before the long loop, not after it: no run lost to a path
     rows = read_folder(folder, paintings, split)
     located = Predictor(model)
     whole = Predictor(located.model, locate_painting=False)
